@@ -1,0 +1,115 @@
+"""Local AWS: moto in server mode on 127.0.0.1, with the table created from template.yaml.
+
+moto's backends are not thread-safe (concurrent writers corrupt its dicts mid-iteration), while
+DynamoDB serialises writes per item itself. So requests reach moto one at a time: clients may be
+as concurrent as they like, and the emulator behaves like the real, atomic service.
+"""
+
+import os
+import threading
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Self
+
+import boto3
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+from werkzeug.serving import BaseWSGIServer, make_server
+
+from costgate_local.template import load_template, table_create_args, table_ttl_attribute
+
+REGION = "us-east-1"
+# moto accepts any credentials; fixed ones keep boto3 from looking for a real profile.
+LOCAL_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "costgate-local", "AWS_SECRET_ACCESS_KEY": "costgate-local"}
+
+
+class _OneAtATime:
+    """WSGI middleware that lets one request at a time into the wrapped app."""
+
+    def __init__(self, app: Any) -> None:
+        self._app = app
+        self._lock = threading.Lock()
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        with self._lock:
+            return list(self._app(environ, start_response))
+
+
+@dataclass(frozen=True)
+class LocalAwsEndpoints:
+    endpoint_url: str
+    region: str
+
+    def environ(self) -> dict[str, str]:
+        """What boto3 and pynamodb need to talk to this moto instead of AWS."""
+        return {
+            "AWS_ENDPOINT_URL": self.endpoint_url,
+            "AWS_DEFAULT_REGION": self.region,
+            "AWS_REGION": self.region,
+            **LOCAL_CREDENTIALS,
+        }
+
+
+class LocalAws:
+    """A moto server on a free loopback port; `with LocalAws() as aws:` starts and stops it."""
+
+    def __init__(self, port: int = 0) -> None:
+        self._port = port
+        self._server: BaseWSGIServer | None = None
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> Self:
+        app = _OneAtATime(DomainDispatcherApplication(create_backend_app))
+        self._server = make_server("127.0.0.1", self._port, app, threaded=True, request_handler=MotoRequestHandler)
+        self._thread = threading.Thread(target=self._server.serve_forever, name="local-aws", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    @property
+    def endpoints(self) -> LocalAwsEndpoints:
+        if self._server is None:
+            raise RuntimeError("LocalAws is not started")
+        host, port = self._server.server_address[:2]
+        return LocalAwsEndpoints(endpoint_url=f"http://{host!s}:{port}", region=REGION)
+
+
+def create_table(endpoints: LocalAwsEndpoints, table_name: str) -> None:
+    """Create the table exactly as template.yaml declares it (keys, indexes, billing, TTL)."""
+    template = load_template()
+    client = boto3.client(
+        "dynamodb",
+        endpoint_url=endpoints.endpoint_url,
+        region_name=endpoints.region,
+        aws_access_key_id=LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+    )
+    client.create_table(**table_create_args(template, table_name))
+    client.update_time_to_live(
+        TableName=table_name,
+        TimeToLiveSpecification={"Enabled": True, "AttributeName": table_ttl_attribute(template)},
+    )
+
+
+@contextmanager
+def environment(values: dict[str, str]) -> Iterator[None]:
+    """Set environment variables for the block, restoring the previous values after it."""
+    previous = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, old in previous.items():
+            if old is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = old

@@ -1,0 +1,1 @@
+"""costgate: the domain package shipped to Lambda as the SharedLayer."""

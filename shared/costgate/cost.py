@@ -1,0 +1,132 @@
+"""The cost engine: a model, a usage object and a time → the exact cost, per component.
+
+    input          = input_tokens × in
+    cache_write_5m = 5m writes × in × 1.25
+    cache_write_1h = 1h writes × in × 2
+    cache_read     = cache reads × in × the model's read multiplier
+    output         = output_tokens × out
+    web_search     = searches × $0.01
+then every component × 0.5 for the batch tier and × the model's `inference_geo` multiplier (1.1 for
+"us" on Claude 4.6+). `in`/`out` are the row's base rates, its fast rates when `speed` is "fast",
+or a prompt band's rates when the whole prompt (input + cache writes + reads) is above the band.
+
+All arithmetic runs in a context that traps inexact results: a cost is exact or it is an error.
+"""
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Context, Decimal, Inexact, localcontext
+from enum import StrEnum
+from typing import Any
+
+from costgate.errors import PricingError
+from costgate.pricing import MILLION, PriceBook, RateRow, default_price_book
+from costgate.usage import TokenUsage, normalise_usage
+
+_EXACT = Context(prec=60, traps=[Inexact])
+# Values of `inference_geo` that carry no surcharge; any other must be priced by the model's row.
+_NEUTRAL_GEOS = frozenset({None, "global", "not_available"})
+
+
+class CostComponent(StrEnum):
+    INPUT = "input"
+    CACHE_WRITE_5M = "cache_write_5m"
+    CACHE_WRITE_1H = "cache_write_1h"
+    CACHE_READ = "cache_read"
+    OUTPUT = "output"
+    WEB_SEARCH = "web_search"
+
+
+@dataclass(frozen=True)
+class Cost:
+    """An exact cost in USD: `total_usd` is the sum of `components`, nothing rounded."""
+
+    model: str
+    total_usd: Decimal
+    components: Mapping[CostComponent, Decimal]
+    price_version: str
+    modifiers: tuple[str, ...]
+    confirmed: bool
+
+
+def price_usage(
+    model: str, usage: TokenUsage | Mapping[str, Any] | Any, at: datetime, book: PriceBook | None = None
+) -> Cost:
+    """Price one response's usage. Raises UnknownModelError / PricingError / UsageError, never returns 0 by default."""
+    book = book or default_price_book()
+    tokens = usage if isinstance(usage, TokenUsage) else normalise_usage(usage)
+    row = book.rates_at(model, at)
+    in_rate, out_rate, modifiers, confirmed = _base_rates(row, tokens)
+
+    tier = tokens.service_tier
+    if tier not in book.service_tier_multipliers:
+        raise PricingError(f"no price for service_tier {tier!r}")
+    tier_multiplier = book.service_tier_multipliers[tier]
+    geo_multiplier = Decimal(1)
+    if tier == "batch":
+        if tokens.speed == "fast":
+            raise PricingError("fast mode is not available in batches; this usage cannot be priced")
+        modifiers.append("batch")
+    if tokens.inference_geo not in _NEUTRAL_GEOS:
+        geo = row.inference_geo.get(tokens.inference_geo or "")
+        if geo is None:
+            raise PricingError(f"no price for inference_geo {tokens.inference_geo!r} on {row.model}")
+        geo_multiplier = geo
+        modifiers.append(f"inference_geo:{tokens.inference_geo}")
+
+    with localcontext(_EXACT):
+        per_in = in_rate / MILLION
+        per_out = out_rate / MILLION
+        multiplier = tier_multiplier * geo_multiplier
+        raw = {
+            CostComponent.INPUT: tokens.input_tokens * per_in,
+            CostComponent.CACHE_WRITE_5M: tokens.cache_write_5m_tokens * per_in * book.cache_write_multipliers["5m"],
+            CostComponent.CACHE_WRITE_1H: tokens.cache_write_1h_tokens * per_in * book.cache_write_multipliers["1h"],
+            CostComponent.CACHE_READ: tokens.cache_read_tokens * per_in * row.cache_read_multiplier,
+            CostComponent.OUTPUT: tokens.output_tokens * per_out,
+            CostComponent.WEB_SEARCH: tokens.web_search_requests * book.web_search_usd_per_request,
+        }
+        components = {name: _plain(value * multiplier) for name, value in raw.items()}
+        total = _plain(sum(components.values(), Decimal(0)))
+    return Cost(
+        model=row.model,
+        total_usd=total,
+        components=components,
+        price_version=book.price_version(row),
+        modifiers=tuple(modifiers),
+        confirmed=confirmed,
+    )
+
+
+def _base_rates(row: RateRow, tokens: TokenUsage) -> tuple[Decimal, Decimal, list[str], bool]:
+    """(input rate, output rate, modifiers, confirmed) before tier and geo multipliers."""
+    modifiers: list[str] = []
+    in_rate, out_rate, confirmed = row.input, row.output, row.confirmed
+    bands = [b for b in row.prompt_bands if tokens.prompt_tokens > b.above_prompt_tokens]
+    if bands:
+        band = bands[-1]
+        in_rate, out_rate, confirmed = band.input, band.output, confirmed and band.confirmed
+        modifiers.append(f"prompt_band:>{band.above_prompt_tokens}")
+    if tokens.speed == "fast":
+        if row.fast is None:
+            raise PricingError(f"{row.model} has no fast-mode price; this usage cannot be priced")
+        if bands:
+            raise PricingError(
+                f"{row.model} has no fast-mode price above {bands[-1].above_prompt_tokens} prompt tokens"
+            )
+        in_rate, out_rate = row.fast
+        modifiers.append("speed:fast")
+    return in_rate, out_rate, modifiers, confirmed
+
+
+def _plain(value: Decimal) -> Decimal:
+    """Drop trailing zeros without switching to exponent notation for whole numbers."""
+    normal = value.normalize()
+    exponent = normal.as_tuple().exponent
+    return normal.quantize(Decimal(1)) if isinstance(exponent, int) and exponent > 0 else normal
+
+
+def format_usd(value: Decimal) -> str:
+    """The exact decimal string of a cost, never in exponent notation: `0.014`, `12`, `0.0000055`."""
+    return format(value, "f")

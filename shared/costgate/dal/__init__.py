@@ -1,0 +1,1 @@
+"""Data access: the only modules that touch pynamodb or boto3. They return plain domain objects."""

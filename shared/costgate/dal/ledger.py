@@ -1,0 +1,206 @@
+"""The ledger in DynamoDB: request rows and daily rollups, written in one transaction."""
+
+import random
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, date, timedelta
+from decimal import Decimal
+
+from pynamodb.attributes import (
+    ListAttribute,
+    MapAttribute,
+    NumberAttribute,
+    UnicodeAttribute,
+    UTCDateTimeAttribute,
+)
+from pynamodb.connection import Connection
+from pynamodb.exceptions import TransactWriteError
+from pynamodb.expressions.update import Action
+from pynamodb.transactions import TransactWrite
+
+from costgate.cost import Cost, CostComponent
+from costgate.dal.table import CostgateItem, DecimalAttribute
+from costgate.errors import UpstreamError
+from costgate.ledger import LedgerEntry, Rollup
+from costgate.observability import logger
+from costgate.usage import TokenUsage
+
+# DynamoDB cancels a transaction that touches an item another transaction holds; such conflicts
+# are expected on a busy rollup and resolve within a few retries.
+_MAX_ATTEMPTS = 12
+_BASE_DELAY_S = 0.01
+
+
+class CostComponents(MapAttribute[str, Decimal]):
+    input = DecimalAttribute()
+    cache_write_5m = DecimalAttribute()
+    cache_write_1h = DecimalAttribute()
+    cache_read = DecimalAttribute()
+    output = DecimalAttribute()
+    web_search = DecimalAttribute()
+
+
+class LedgerItem(CostgateItem, discriminator="ledger"):
+    """One priced request.  PK: REQ#<request_id>  SK: REQ
+
+    The partition per request id is what makes recording idempotent: the transaction that adds
+    the request to its rollup also puts this row on condition that the key does not exist yet.
+    """
+
+    request_id = UnicodeAttribute()
+    at = UTCDateTimeAttribute()
+    day = UnicodeAttribute()
+    tenant = UnicodeAttribute()
+    feature = UnicodeAttribute()
+    model = UnicodeAttribute()
+    price_version = UnicodeAttribute()
+    price_confirmed = NumberAttribute()
+    modifiers = ListAttribute(of=UnicodeAttribute)
+    cost_usd = DecimalAttribute()
+    baseline_cost_usd = DecimalAttribute()
+    components = CostComponents()  # type: ignore[no-untyped-call]
+    input_tokens = NumberAttribute()
+    output_tokens = NumberAttribute()
+    cache_write_5m_tokens = NumberAttribute()
+    cache_write_1h_tokens = NumberAttribute()
+    cache_read_tokens = NumberAttribute()
+    web_search_requests = NumberAttribute()
+    web_fetch_requests = NumberAttribute()
+    thinking_tokens = NumberAttribute(null=True)
+    service_tier = UnicodeAttribute()
+    inference_geo = UnicodeAttribute(null=True)
+    speed = UnicodeAttribute()
+
+
+class RollupItem(CostgateItem, discriminator="rollup"):
+    """Daily totals, updated only by atomic ADDs.  PK: DAY#<yyyy-mm-dd>  SK: ROLLUP#<tenant>#<feature>#<model>
+
+    One partition per day keeps a date-range report to one Query per day; tags cannot contain '#'.
+    """
+
+    day = UnicodeAttribute()
+    tenant = UnicodeAttribute()
+    feature = UnicodeAttribute()
+    model = UnicodeAttribute()
+    requests = NumberAttribute()
+    cost_usd = DecimalAttribute()
+    baseline_cost_usd = DecimalAttribute()
+    input_tokens = NumberAttribute()
+    output_tokens = NumberAttribute()
+    cache_write_5m_tokens = NumberAttribute()
+    cache_write_1h_tokens = NumberAttribute()
+    cache_read_tokens = NumberAttribute()
+    web_search_requests = NumberAttribute()
+
+
+def _ledger_key(request_id: str) -> tuple[str, str]:
+    return f"REQ#{request_id}", "REQ"
+
+
+def _day_key(day: date) -> str:
+    return f"DAY#{day.isoformat()}"
+
+
+class DynamoLedgerStore:
+    """LedgerStore over the single table."""
+
+    def __init__(self, sleep: Callable[[float], None] = time.sleep) -> None:
+        self._sleep = sleep
+        meta = CostgateItem.Meta
+        # One connection (one botocore client) per store: building a client costs ~0.1 s.
+        self._connection = Connection(region=getattr(meta, "region", None), host=getattr(meta, "host", None))
+
+    def record(self, entry: LedgerEntry) -> bool:
+        row = _to_item(entry)
+        rollup = RollupItem(_day_key(entry.day), f"ROLLUP#{entry.tenant}#{entry.feature}#{entry.model}")
+        usage = entry.usage
+        actions: list[Action] = [
+            RollupItem.entity.set(RollupItem),
+            RollupItem.day.set(entry.day.isoformat()),
+            RollupItem.tenant.set(entry.tenant),
+            RollupItem.feature.set(entry.feature),
+            RollupItem.model.set(entry.model),
+            RollupItem.requests.add(1),
+            RollupItem.cost_usd.add(entry.cost.total_usd),
+            RollupItem.baseline_cost_usd.add(entry.baseline_cost_usd),
+            RollupItem.input_tokens.add(usage.input_tokens),
+            RollupItem.output_tokens.add(usage.output_tokens),
+            RollupItem.cache_write_5m_tokens.add(usage.cache_write_5m_tokens),
+            RollupItem.cache_write_1h_tokens.add(usage.cache_write_1h_tokens),
+            RollupItem.cache_read_tokens.add(usage.cache_read_tokens),
+            RollupItem.web_search_requests.add(usage.web_search_requests),
+        ]
+        for attempt in range(1, _MAX_ATTEMPTS + 1):
+            try:
+                with TransactWrite(connection=self._connection) as transaction:
+                    transaction.save(row, condition=LedgerItem.pk.does_not_exist())
+                    transaction.update(rollup, actions=actions)
+            except TransactWriteError as error:
+                codes = [reason.code if reason else None for reason in error.cancellation_reasons]
+                if codes and codes[0] == "ConditionalCheckFailed":
+                    return False
+                if "TransactionConflict" not in codes and error.cause_response_code != "TransactionConflictException":
+                    raise
+                logger.info("ledger: transaction conflict, retrying", extra={"attempt": attempt})
+                self._sleep(random.uniform(0, _BASE_DELAY_S * 2**attempt))  # noqa: S311 - jitter, not crypto
+            else:
+                return True
+        raise UpstreamError(f"ledger: could not record request {entry.request_id} after {_MAX_ATTEMPTS} attempts")
+
+    def rollups(self, first: date, last: date) -> Iterator[Rollup]:
+        day = first
+        while day <= last:
+            for item in RollupItem.query(_day_key(day), RollupItem.sk.startswith("ROLLUP#")):
+                yield _to_rollup(item)
+            day += timedelta(days=1)
+
+
+def _to_item(entry: LedgerEntry) -> LedgerItem:
+    pk, sk = _ledger_key(entry.request_id)
+    cost: Cost = entry.cost
+    usage: TokenUsage = entry.usage
+    return LedgerItem(
+        pk,
+        sk,
+        request_id=entry.request_id,
+        at=entry.at.astimezone(UTC),
+        day=entry.day.isoformat(),
+        tenant=entry.tenant,
+        feature=entry.feature,
+        model=entry.model,
+        price_version=cost.price_version,
+        price_confirmed=int(cost.confirmed),
+        modifiers=list(cost.modifiers),
+        cost_usd=cost.total_usd,
+        baseline_cost_usd=entry.baseline_cost_usd,
+        components=CostComponents(**{c.value: cost.components[c] for c in CostComponent}),  # type: ignore[no-untyped-call]
+        input_tokens=usage.input_tokens,
+        output_tokens=usage.output_tokens,
+        cache_write_5m_tokens=usage.cache_write_5m_tokens,
+        cache_write_1h_tokens=usage.cache_write_1h_tokens,
+        cache_read_tokens=usage.cache_read_tokens,
+        web_search_requests=usage.web_search_requests,
+        web_fetch_requests=usage.web_fetch_requests,
+        thinking_tokens=usage.thinking_tokens,
+        service_tier=usage.service_tier,
+        inference_geo=usage.inference_geo,
+        speed=usage.speed,
+    )
+
+
+def _to_rollup(item: RollupItem) -> Rollup:
+    return Rollup(
+        day=date.fromisoformat(item.day),
+        tenant=item.tenant,
+        feature=item.feature,
+        model=item.model,
+        requests=int(item.requests),
+        cost_usd=item.cost_usd,
+        baseline_cost_usd=item.baseline_cost_usd,
+        input_tokens=int(item.input_tokens),
+        output_tokens=int(item.output_tokens),
+        cache_write_5m_tokens=int(item.cache_write_5m_tokens),
+        cache_write_1h_tokens=int(item.cache_write_1h_tokens),
+        cache_read_tokens=int(item.cache_read_tokens),
+        web_search_requests=int(item.web_search_requests),
+    )

@@ -1,0 +1,85 @@
+"""The one error module: every error costgate raises on purpose, and its Anthropic-shaped response.
+
+Each error carries the Claude API's error type and HTTP status, so a handler maps any of them with
+`error_response` and an SDK client sees exactly what the Claude API would have sent.
+"""
+
+from typing import Any, ClassVar
+
+
+class CostgateError(Exception):
+    """Base of every deliberate error; the message is safe to show to the client."""
+
+    error_type: ClassVar[str] = "api_error"
+    status: ClassVar[int] = 500
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidRequestError(CostgateError):
+    error_type = "invalid_request_error"
+    status = 400
+
+
+class AuthenticationError(CostgateError):
+    error_type = "authentication_error"
+    status = 401
+
+
+class ForbiddenError(CostgateError):
+    error_type = "permission_error"
+    status = 403
+
+
+class NotFoundError(CostgateError):
+    error_type = "not_found_error"
+    status = 404
+
+
+class RequestTooLargeError(CostgateError):
+    error_type = "request_too_large"
+    status = 413
+
+
+class RateLimitError(CostgateError):
+    error_type = "rate_limit_error"
+    status = 429
+
+
+class UpstreamError(CostgateError):
+    error_type = "api_error"
+    status = 500
+
+
+class OverloadedError(CostgateError):
+    error_type = "overloaded_error"
+    status = 529
+
+
+class PricingError(InvalidRequestError):
+    """A model, tier or usage field costgate cannot price exactly. Never priced as 0 or a default."""
+
+
+class UnknownModelError(PricingError):
+    def __init__(self, model: str) -> None:
+        super().__init__(f"costgate has no price for model {model!r}; add it to the price data before use")
+        self.model = model
+
+
+class UsageError(PricingError):
+    """A usage object that is malformed or inconsistent (negative counts, a cache breakdown that does not add up)."""
+
+
+class ConfigurationError(CostgateError):
+    """Settings or data files that are missing or invalid: a deployment fault, not the client's."""
+
+
+def error_body(error_type: str, message: str) -> dict[str, Any]:
+    return {"type": "error", "error": {"type": error_type, "message": message}}
+
+
+def error_response(error: CostgateError) -> tuple[int, dict[str, Any]]:
+    """(status, body) in the Claude API's error shape."""
+    return error.status, error_body(error.error_type, error.message)

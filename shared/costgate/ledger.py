@@ -1,0 +1,100 @@
+"""The ledger: every request that reached Claude, priced once, and its daily rollups."""
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from enum import StrEnum
+
+from costgate.cost import Cost
+from costgate.errors import InvalidRequestError
+from costgate.observability import MetricName, emit_request_metrics, logger
+from costgate.ports import LedgerStore
+from costgate.usage import TokenUsage
+
+# Tags become parts of DynamoDB keys (joined with '#') and metric dimensions: keep them plain and bounded.
+_TAG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,63}$")
+
+
+def validate_tag(value: str, what: str) -> str:
+    if not _TAG.match(value):
+        raise InvalidRequestError(
+            f"{what} {value!r} is invalid: use 1-64 letters, digits or . _ : / - (starting with a letter or digit)"
+        )
+    return value
+
+
+@dataclass(frozen=True)
+class LedgerEntry:
+    """One request as billed: who, what for, which model, its usage and its exact cost."""
+
+    request_id: str
+    at: datetime
+    tenant: str
+    feature: str
+    usage: TokenUsage
+    cost: Cost
+    baseline_cost_usd: Decimal
+
+    def __post_init__(self) -> None:
+        if self.at.tzinfo is None:
+            raise ValueError("LedgerEntry.at must be timezone-aware")
+        validate_tag(self.tenant, "tenant")
+        validate_tag(self.feature, "feature")
+        if not self.request_id or len(self.request_id) > 256:
+            raise InvalidRequestError("request id must be 1-256 characters")
+
+    @property
+    def day(self) -> date:
+        return self.at.astimezone(UTC).date()
+
+    @property
+    def model(self) -> str:
+        return self.cost.model
+
+
+@dataclass(frozen=True)
+class Rollup:
+    """Totals for one UTC day × tenant × feature × model."""
+
+    day: date
+    tenant: str
+    feature: str
+    model: str
+    requests: int
+    cost_usd: Decimal
+    baseline_cost_usd: Decimal
+    input_tokens: int
+    output_tokens: int
+    cache_write_5m_tokens: int
+    cache_write_1h_tokens: int
+    cache_read_tokens: int
+    web_search_requests: int
+
+
+class RecordOutcome(StrEnum):
+    RECORDED = "recorded"
+    DUPLICATE = "duplicate"
+
+
+def record_request(store: LedgerStore, entry: LedgerEntry) -> RecordOutcome:
+    """Store the entry and add it to its rollup, exactly once per request id."""
+    if not store.record(entry):
+        logger.info("ledger: request already recorded", extra={"request_id": entry.request_id})
+        return RecordOutcome.DUPLICATE
+    usage = entry.usage
+    emit_request_metrics(
+        model=entry.model,
+        feature=entry.feature,
+        cost_usd=entry.cost.total_usd,
+        baseline_cost_usd=entry.baseline_cost_usd,
+        tokens={
+            MetricName.INPUT_TOKENS: usage.input_tokens,
+            MetricName.OUTPUT_TOKENS: usage.output_tokens,
+            MetricName.CACHE_WRITE_5M_TOKENS: usage.cache_write_5m_tokens,
+            MetricName.CACHE_WRITE_1H_TOKENS: usage.cache_write_1h_tokens,
+            MetricName.CACHE_READ_TOKENS: usage.cache_read_tokens,
+            MetricName.WEB_SEARCH_REQUESTS: usage.web_search_requests,
+        },
+    )
+    return RecordOutcome.RECORDED

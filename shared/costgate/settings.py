@@ -1,0 +1,43 @@
+"""Typed settings, one model per function, validated once at the edge from the environment.
+
+Each field names its environment variable in its metadata; template.yaml sets exactly those
+variables (a test checks both directions). Nothing below the handlers reads `os.environ`.
+"""
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from typing import Self
+
+from costgate.errors import ConfigurationError
+
+
+def _env(name: str) -> dict[str, str]:
+    return {"env": name}
+
+
+@dataclass(frozen=True)
+class _Settings:
+    @classmethod
+    def env_names(cls) -> set[str]:
+        return {f.metadata["env"] for f in fields(cls)}
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> Self:
+        values: dict[str, str] = {}
+        missing: list[str] = []
+        for f in fields(cls):
+            raw = environ.get(f.metadata["env"], "").strip()
+            if raw:
+                values[f.name] = raw
+            else:
+                missing.append(f.metadata["env"])
+        if missing:
+            raise ConfigurationError(f"missing required setting(s): {', '.join(sorted(missing))}")
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class ApiSettings(_Settings):
+    """ApiFunction: the ledger table it reads and writes."""
+
+    table_name: str = field(metadata=_env("COSTGATE_TABLE"))

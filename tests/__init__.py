@@ -1,0 +1,1 @@
+"""costgate test suites: unit, integration, infrastructure."""

@@ -1,0 +1,1 @@
+"""Infrastructure tests: template.yaml against the code it deploys."""
