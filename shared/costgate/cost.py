@@ -14,7 +14,7 @@ All arithmetic runs in a context that traps inexact results: a cost is exact or 
 """
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Context, Decimal, Inexact, localcontext
 from enum import StrEnum
@@ -97,6 +97,12 @@ def price_usage(
         modifiers=tuple(modifiers),
         confirmed=confirmed,
     )
+
+
+def price_unoptimised(model: str, usage: TokenUsage, at: datetime, book: PriceBook | None = None) -> Cost:
+    """The baseline savings are measured against: the same tokens with no prompt caching and no batch discount."""
+    tier = "standard" if usage.service_tier == "batch" else usage.service_tier
+    return price_usage(model, replace(usage.without_cache(), service_tier=tier), at, book)
 
 
 def _base_rates(row: RateRow, tokens: TokenUsage) -> tuple[Decimal, Decimal, list[str], bool]:

@@ -1,0 +1,173 @@
+"""`costgate`: the operator's command line. Works against local (moto) or real AWS resources.
+
+costgate price    JSON lines {"model", "usage", "at"?} on stdin → one cost line each on stdout
+costgate report   the ledger's rollups for a date range, as a table or JSON
+costgate demo     the local stack: moto as AWS, a day of sample traffic through the ledger, the report
+"""
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Iterable, Sequence
+from datetime import UTC, date, datetime, timedelta
+from decimal import ROUND_HALF_EVEN, Decimal
+from typing import Any, TextIO
+
+from costgate.cost import CostComponent, format_usd, price_usage
+from costgate.errors import CostgateError
+from costgate.report import CostReport, CostReportRequest, GroupBy, build_report
+from costgate.settings import ApiSettings
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="costgate", description="Exact Claude API costs, per feature, tenant and day."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    commands.add_parser("price", help="price Claude usage objects read as JSON lines on stdin")
+
+    report = commands.add_parser("report", help="the cost report from the ledger (COSTGATE_TABLE)")
+    report.add_argument(
+        "--from", dest="first", type=date.fromisoformat, help="first UTC day, YYYY-MM-DD (default: 6 days ago)"
+    )
+    report.add_argument("--to", dest="last", type=date.fromisoformat, help="last UTC day, YYYY-MM-DD (default: today)")
+    report.add_argument("--group-by", choices=[g.value for g in GroupBy], default=GroupBy.DAY.value)
+    report.add_argument("--tenant", help="only this tenant")
+    report.add_argument("--json", action="store_true", help="exact figures as JSON instead of a table")
+
+    demo = commands.add_parser("demo", help="run the local demo (what `make run` does)")
+    demo.add_argument("--day", type=date.fromisoformat, help="the UTC day to simulate (default: today)")
+
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "price":
+            return price_lines(sys.stdin, sys.stdout, sys.stderr)
+        if args.command == "report":
+            return report_command(args)
+        return demo_command(args.day or datetime.now(UTC).date())
+    except CostgateError as error:
+        print(f"costgate: {error.message}", file=sys.stderr)
+        return 2
+
+
+def price_lines(lines: Iterable[str], out: TextIO, err: TextIO, now: datetime | None = None) -> int:
+    """Price each line; a bad line gets an error line in its place (outputs stay aligned) and exit status 1."""
+    failures = 0
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            result = _price_line(line, now or datetime.now(UTC))
+        except (CostgateError, ValueError) as error:
+            failures += 1
+            message = error.message if isinstance(error, CostgateError) else str(error)
+            result = {"error": {"line": number, "message": message}}
+            print(f"costgate price: line {number}: {message}", file=err)
+        out.write(json.dumps(result) + "\n")
+    return 1 if failures else 0
+
+
+def _price_line(line: str, now: datetime) -> dict[str, Any]:
+    try:
+        item = json.loads(line)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"not valid JSON ({error.msg} at column {error.colno})") from None
+    if not isinstance(item, dict):
+        raise ValueError('each line must be a JSON object {"model": …, "usage": {…}, "at": optional ISO time}')
+    model = item.get("model")
+    if not isinstance(model, str):
+        raise ValueError("'model' is required and must be a string")
+    if "usage" not in item:
+        raise ValueError("'usage' is required")
+    at = _parse_time(item.get("at"), now)
+    cost = price_usage(model, item["usage"], at)
+    return {
+        "cost_usd": format_usd(cost.total_usd),
+        "components": {component.value: format_usd(cost.components[component]) for component in CostComponent},
+        "price_version": cost.price_version,
+        "model": cost.model,
+        "modifiers": list(cost.modifiers),
+        "confirmed": cost.confirmed,
+    }
+
+
+def _parse_time(raw: Any, now: datetime) -> datetime:
+    if raw is None:
+        return now
+    if not isinstance(raw, str):
+        raise ValueError("'at' must be an ISO 8601 time string")
+    try:
+        at = datetime.fromisoformat(raw)
+    except ValueError:
+        raise ValueError(f"'at' is not an ISO 8601 time: {raw!r}") from None
+    if at.tzinfo is None:
+        raise ValueError(f"'at' must carry a UTC offset (e.g. {raw}Z): prices change at UTC midnight")
+    return at
+
+
+def report_command(args: argparse.Namespace) -> int:
+    from costgate.dal.ledger import DynamoLedgerStore  # noqa: PLC0415 - keeps `costgate price` free of boto imports
+    from costgate.dal.table import bind_table  # noqa: PLC0415
+
+    settings = ApiSettings.from_env(os.environ)  # the table the API writes: COSTGATE_TABLE
+    bind_table(settings.table_name)
+    today = datetime.now(UTC).date()
+    request = CostReportRequest(
+        first=args.first or today - timedelta(days=6),
+        last=args.last or today,
+        group_by=GroupBy(args.group_by),
+        tenant=args.tenant,
+    )
+    report = build_report(DynamoLedgerStore(), request)
+    if args.json:
+        print(json.dumps(report.as_json(), indent=2))
+    else:
+        print(render_report(report))
+    return 0
+
+
+def render_report(report: CostReport, title: str | None = None) -> str:
+    """A fixed-width table; money rounded to 6 decimals for display only (the ledger keeps it exact)."""
+    request = report.request
+    heading = title or f"Claude cost by {request.group_by.value}, {request.first} to {request.last}"
+    if request.tenant:
+        heading += f" (tenant {request.tenant})"
+    columns = ["", "requests", "cost USD", "baseline USD", "saved", "input", "output", "cache write", "cache read"]
+    rows = [_report_cells(row) for row in [*report.rows, report.total]]
+    widths = [max(len(str(cells[i])) for cells in [columns, *rows]) for i in range(len(columns))]
+
+    def line(cells: Sequence[str]) -> str:
+        first, *rest = cells
+        return "  ".join([first.ljust(widths[0]), *(c.rjust(w) for c, w in zip(rest, widths[1:], strict=True))])
+
+    rule = "-" * len(line(columns))
+    body = [line(cells) for cells in rows[:-1]] or ["(no requests in this range)"]
+    return "\n".join([heading, rule, line(columns), rule, *body, rule, line(rows[-1])])
+
+
+def _report_cells(row: Any) -> list[str]:
+    saved = f"{row.savings_usd / row.baseline_cost_usd:.1%}" if row.baseline_cost_usd else "-"
+    tokens = row.tokens
+    return [
+        row.key,
+        f"{row.requests:,}",
+        _money(row.cost_usd),
+        _money(row.baseline_cost_usd),
+        saved,
+        f"{tokens['input_tokens']:,}",
+        f"{tokens['output_tokens']:,}",
+        f"{tokens['cache_write_5m_tokens'] + tokens['cache_write_1h_tokens']:,}",
+        f"{tokens['cache_read_tokens']:,}",
+    ]
+
+
+def _money(value: Decimal) -> str:
+    return f"{value.quantize(Decimal('0.000001'), rounding=ROUND_HALF_EVEN):,}"
+
+
+def demo_command(day: date) -> int:
+    from costgate_local.demo import run_demo  # noqa: PLC0415 - moto is only needed here
+
+    return run_demo(day)
