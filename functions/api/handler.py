@@ -52,11 +52,12 @@ def costgate_error(error: CostgateError) -> Response[str]:
 @app.exception_handler(Exception)
 def unexpected_error(error: Exception) -> Response[str]:
     logger.exception("unexpected error")
-    return _error(UpstreamError("internal error in costgate; the request id is in the response headers"))
+    return _error(UpstreamError("internal error in costgate; quote the request-id header when reporting it"))
 
 
 def _error(error: CostgateError) -> Response[str]:
-    status, body = error_response(error)
+    request_id = app.current_event.request_context.request_id
+    status, body = error_response(error, request_id)
     if status >= 500 and not isinstance(error, UpstreamError):
         logger.exception(error.message)
     elif status < 500:
@@ -64,7 +65,12 @@ def _error(error: CostgateError) -> Response[str]:
             "request rejected",
             extra={"status": status, "error_type": error.error_type, "reason": error.message},
         )
-    return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=json.dumps(body))
+    return Response(
+        status_code=status,
+        content_type=content_types.APPLICATION_JSON,
+        body=json.dumps(body),
+        headers={"request-id": request_id},
+    )
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)

@@ -135,4 +135,4 @@ def _plain(value: Decimal) -> Decimal:
 
 def format_usd(value: Decimal) -> str:
     """The exact decimal string of a cost, never in exponent notation: `0.014`, `12`, `0.0000055`."""
-    return format(value, "f")
+    return format(_plain(value), "f")

@@ -76,10 +76,13 @@ class ConfigurationError(CostgateError):
     """Settings or data files that are missing or invalid: a deployment fault, not the client's."""
 
 
-def error_body(error_type: str, message: str) -> dict[str, Any]:
-    return {"type": "error", "error": {"type": error_type, "message": message}}
+def error_body(error_type: str, message: str, request_id: str | None = None) -> dict[str, Any]:
+    body: dict[str, Any] = {"type": "error", "error": {"type": error_type, "message": message}}
+    if request_id:
+        body["request_id"] = request_id
+    return body
 
 
-def error_response(error: CostgateError) -> tuple[int, dict[str, Any]]:
-    """(status, body) in the Claude API's error shape."""
-    return error.status, error_body(error.error_type, error.message)
+def error_response(error: CostgateError, request_id: str | None = None) -> tuple[int, dict[str, Any]]:
+    """(status, body) in the Claude API's error shape, with the request id the logs carry."""
+    return error.status, error_body(error.error_type, error.message, request_id)

@@ -13,11 +13,11 @@ from costgate.ports import LedgerStore
 from costgate.usage import TokenUsage
 
 # Tags become parts of DynamoDB keys (joined with '#') and metric dimensions: keep them plain and bounded.
-_TAG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,63}$")
+_TAG = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/-]{0,63}")
 
 
 def validate_tag(value: str, what: str) -> str:
-    if not _TAG.match(value):
+    if not _TAG.fullmatch(value):
         raise InvalidRequestError(
             f"{what} {value!r} is invalid: use 1-64 letters, digits or . _ : / - (starting with a letter or digit)"
         )

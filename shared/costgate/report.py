@@ -1,5 +1,6 @@
 """The cost report: daily rollups for a date range, grouped by day, tenant, feature or model."""
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
@@ -13,6 +14,8 @@ from costgate.ledger import Rollup, validate_tag
 from costgate.ports import LedgerStore
 
 MAX_REPORT_DAYS = 366
+# date.fromisoformat also takes 20261101 and 2026-W45-1; the API documents YYYY-MM-DD only.
+_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
 TOKEN_FIELDS = (
     "input_tokens",
     "output_tokens",
@@ -40,8 +43,12 @@ class CostReportRequest:
     def __post_init__(self) -> None:
         if self.last < self.first:
             raise InvalidRequestError(f"'to' ({self.last}) is before 'from' ({self.first})")
-        if (self.last - self.first).days + 1 > MAX_REPORT_DAYS:
-            raise InvalidRequestError(f"a report covers at most {MAX_REPORT_DAYS} days")
+        span = (self.last - self.first).days + 1
+        if span > MAX_REPORT_DAYS:
+            raise InvalidRequestError(
+                f"'from' {self.first} to 'to' {self.last} spans {span} days; "
+                f"a report covers at most {MAX_REPORT_DAYS} days"
+            )
         if self.tenant is not None:
             validate_tag(self.tenant, "tenant")
 
@@ -125,6 +132,8 @@ def _parse_day(params: Mapping[str, str | None], name: str) -> date:
     if not raw:
         raise InvalidRequestError(f"query parameter '{name}' is required (YYYY-MM-DD)")
     try:
+        if not _DAY.fullmatch(raw):
+            raise ValueError(raw)
         return date.fromisoformat(raw)
     except ValueError:
         raise InvalidRequestError(f"query parameter '{name}' must be a date as YYYY-MM-DD, got {raw!r}") from None

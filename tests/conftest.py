@@ -1,0 +1,52 @@
+"""Shared fixtures: one local AWS (moto server) per session, a fresh ledger table per test, a Lambda context."""
+
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+
+from costgate.dal.table import bind_table
+from costgate_local.aws import LocalAws, LocalAwsEndpoints, create_table, environment
+
+SERVICE_NAME = "costgate"
+
+
+@pytest.fixture(scope="session")
+def local_aws() -> Iterator[LocalAwsEndpoints]:
+    with LocalAws() as aws:
+        yield aws.endpoints
+
+
+@pytest.fixture
+def ledger_table(local_aws: LocalAwsEndpoints) -> Iterator[str]:
+    """A new table built from template.yaml, bound to every entity; the env points boto3 at moto.
+
+    moto copies the whole table on every transaction, so a table per test keeps writes fast.
+    """
+    name = f"costgate-test-{uuid.uuid4().hex[:12]}"
+    settings = {
+        **local_aws.environ(),
+        "COSTGATE_TABLE": name,
+        "POWERTOOLS_METRICS_DISABLED": "true",
+        "POWERTOOLS_SERVICE_NAME": SERVICE_NAME,
+    }
+    with environment(settings):
+        create_table(local_aws, name)
+        bind_table(name)
+        yield name
+
+
+@dataclass(frozen=True)
+class FakeLambdaContext:
+    """The attributes Powertools' inject_lambda_context reads."""
+
+    function_name: str = "costgate-ApiFunction-test"
+    memory_limit_in_mb: int = 512
+    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:costgate-ApiFunction-test"
+    aws_request_id: str = "5d2c8a1e-0f3b-4c6d-9e7a-1b2c3d4e5f60"
+
+
+@pytest.fixture
+def lambda_context() -> FakeLambdaContext:
+    return FakeLambdaContext()

@@ -1,0 +1,1 @@
+"""Integration tests: the real adapters and handlers against moto (tests/conftest.py: local_aws, ledger_table)."""

@@ -1,0 +1,271 @@
+"""DynamoLedgerStore against moto: exact round trips, exactly-once recording, concurrent rollups, day ranges."""
+
+import random
+import threading
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, date, datetime, timedelta, timezone
+from decimal import Decimal
+
+import pytest
+
+from costgate.cost import CostComponent
+from costgate.dal.ledger import DynamoLedgerStore, LedgerItem
+from costgate.ledger import LedgerEntry, RecordOutcome, Rollup, record_request
+from costgate.usage import TokenUsage
+from tests.fakes import InMemoryLedgerStore, make_entry
+
+DAY = date(2026, 11, 20)
+NOON = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+ROLLUP_TOKEN_FIELDS = (
+    "input_tokens",
+    "output_tokens",
+    "cache_write_5m_tokens",
+    "cache_write_1h_tokens",
+    "cache_read_tokens",
+    "web_search_requests",
+)
+
+
+@pytest.fixture
+def store(ledger_table: str) -> DynamoLedgerStore:
+    return DynamoLedgerStore()
+
+
+def _stored(request_id: str) -> LedgerItem:
+    """The ledger row, read by its documented key: PK REQ#<request_id>, SK REQ."""
+    return LedgerItem.get(f"REQ#{request_id}", "REQ")
+
+
+def _usage(n: int) -> TokenUsage:
+    """Varied usage, so every entry has a different cost with up to 7 decimal places."""
+    return TokenUsage(
+        input_tokens=100 + 37 * n,
+        output_tokens=50 + 11 * n,
+        cache_write_5m_tokens=13 * (n % 5),
+        cache_write_1h_tokens=7 * (n % 3),
+        cache_read_tokens=1000 + 101 * n,
+        web_search_requests=n % 2,
+    )
+
+
+def _expected_rollup(entries: list[LedgerEntry]) -> dict[str, int | Decimal]:
+    return {
+        "requests": len(entries),
+        "cost_usd": sum((e.cost.total_usd for e in entries), Decimal(0)),
+        "baseline_cost_usd": sum((e.baseline_cost_usd for e in entries), Decimal(0)),
+        **{name: sum(getattr(e.usage, name) for e in entries) for name in ROLLUP_TOKEN_FIELDS},
+    }
+
+
+def _totals(rollup: Rollup) -> dict[str, int | Decimal]:
+    return {name: getattr(rollup, name) for name in ("requests", "cost_usd", "baseline_cost_usd", *ROLLUP_TOKEN_FIELDS)}
+
+
+# --- one entry -----------------------------------------------------------------------------------------
+
+
+def test_recorded_entry_round_trips_every_field(store: DynamoLedgerStore) -> None:
+    # Given a batch request served in the US, with every token category and a non-UTC timestamp
+    usage = TokenUsage(
+        input_tokens=1200,
+        output_tokens=800,
+        cache_write_5m_tokens=3000,
+        cache_write_1h_tokens=500,
+        cache_read_tokens=20000,
+        web_search_requests=2,
+        web_fetch_requests=1,
+        thinking_tokens=300,
+        service_tier="batch",
+        inference_geo="us",
+    )
+    at = datetime(2026, 11, 20, 9, 30, 15, 123456, tzinfo=timezone(timedelta(hours=2)))
+    entry = make_entry("msg_01XFDUDYJgAACzvnptvVoYEL", at=at, tenant="acme", feature="support-bot", usage=usage)
+    assert entry.cost.modifiers == ("batch", "inference_geo:us")
+
+    # When it is recorded and read back
+    assert store.record(entry) is True
+    item = _stored(entry.request_id)
+
+    # Then every field is exactly what was recorded
+    assert item.request_id == entry.request_id
+    assert item.at == at
+    assert item.at.utcoffset() == timedelta(0)
+    assert item.day == "2026-11-20"
+    assert (item.tenant, item.feature, item.model) == ("acme", "support-bot", "claude-opus-5-5")
+    assert item.price_version == entry.cost.price_version
+    assert item.price_confirmed == 1
+    assert item.modifiers == ["batch", "inference_geo:us"]
+    assert isinstance(item.cost_usd, Decimal)
+    assert str(item.cost_usd) == str(entry.cost.total_usd)
+    assert item.baseline_cost_usd == entry.baseline_cost_usd
+    assert {c: getattr(item.components, c.value) for c in CostComponent} == dict(entry.cost.components)
+    assert all(isinstance(getattr(item.components, c.value), Decimal) for c in CostComponent)
+    assert (
+        item.input_tokens,
+        item.output_tokens,
+        item.cache_write_5m_tokens,
+        item.cache_write_1h_tokens,
+        item.cache_read_tokens,
+        item.web_search_requests,
+        item.web_fetch_requests,
+        item.thinking_tokens,
+    ) == (1200, 800, 3000, 500, 20000, 2, 1, 300)
+    assert (item.service_tier, item.inference_geo, item.speed) == ("batch", "us", "standard")
+
+
+def test_optional_usage_fields_round_trip_as_none(store: DynamoLedgerStore) -> None:
+    # Given a plain request with no thinking breakdown and no inference_geo
+    entry = make_entry("req-plain", usage=TokenUsage(input_tokens=1000, output_tokens=500))
+
+    # When it is recorded and read back
+    store.record(entry)
+    item = _stored("req-plain")
+
+    # Then the optional fields are absent, not zero or empty
+    assert item.thinking_tokens is None
+    assert item.inference_geo is None
+    assert item.modifiers == []
+    assert item.cost_usd == Decimal("0.014")  # 1000×4/1e6 + 500×20/1e6
+
+
+def test_same_request_id_twice_is_recorded_once(store: DynamoLedgerStore) -> None:
+    # Given a recorded request
+    original = make_entry("req-1", usage=_usage(3))
+    assert record_request(store, original) is RecordOutcome.RECORDED
+
+    # When the same request id arrives again with another cost and usage (a client retry, a replay)
+    retry = make_entry("req-1", usage=_usage(9), cost_usd="5")
+    outcome = record_request(store, retry)
+
+    # Then it is a duplicate: the row and the rollup count the original once
+    assert outcome is RecordOutcome.DUPLICATE
+    assert _stored("req-1").cost_usd == original.cost.total_usd
+    (rollup,) = store.rollups(DAY, DAY)
+    assert _totals(rollup) == _expected_rollup([original])
+
+
+# --- concurrency ---------------------------------------------------------------------------------------
+
+THREADS = 8
+OWN_PER_THREAD = 20
+DUPLICATES_PER_THREAD = 5  # each thread also replays 5 ids that another thread owns
+
+
+@pytest.mark.slow
+def test_concurrent_writers_sum_rollups_exactly_once_per_request(ledger_table: str) -> None:
+    # Given 160 distinct requests on one day: 3 in 4 on one hot rollup (acme/chat/opus), the rest on another,
+    # and 8 writers that each record their own 20 plus 5 owned by the next writer, shuffled
+    entries = [
+        make_entry(f"req-{n:03d}", feature="search" if n % 4 == 3 else "chat", usage=_usage(n)) for n in range(160)
+    ]
+    plans = []
+    for t in range(THREADS):
+        own = entries[t * OWN_PER_THREAD : (t + 1) * OWN_PER_THREAD]
+        neighbour = (t + 1) % THREADS
+        replayed = entries[neighbour * OWN_PER_THREAD : neighbour * OWN_PER_THREAD + DUPLICATES_PER_THREAD]
+        plan = own + replayed
+        random.Random(t).shuffle(plan)
+        plans.append(plan)
+    start = threading.Barrier(THREADS)
+
+    def write(plan: list[LedgerEntry]) -> list[bool]:
+        store = DynamoLedgerStore()  # one per writer, like one per Lambda instance
+        start.wait()
+        return [store.record(entry) for entry in plan]
+
+    # When they all write at once
+    with ThreadPoolExecutor(max_workers=THREADS) as pool:
+        results = [flag for flags in pool.map(write, plans) for flag in flags]
+
+    # Then each distinct id is recorded exactly once and every replay is refused
+    assert Counter(results) == {True: 160, False: THREADS * DUPLICATES_PER_THREAD}
+    rollups = {r.feature: r for r in DynamoLedgerStore().rollups(DAY, DAY)}
+    assert set(rollups) == {"chat", "search"}
+    # And each rollup is the exact Decimal sum of its distinct entries (requests, cost, baseline, tokens)
+    hot = [e for e in entries if e.feature == "chat"]
+    cold = [e for e in entries if e.feature == "search"]
+    assert len(hot) == 120
+    assert _totals(rollups["chat"]) == _expected_rollup(hot)
+    assert _totals(rollups["search"]) == _expected_rollup(cold)
+
+
+# --- day ranges ----------------------------------------------------------------------------------------
+
+
+def test_rollups_over_a_range_return_each_days_items_only(store: DynamoLedgerStore) -> None:
+    # Given requests on Nov 17 .. 21, two tenants on the 19th, and the same entries in the in-memory fake
+    def at(day: int) -> datetime:
+        return datetime(2026, 11, day, 8, 0, tzinfo=UTC)
+
+    entries = [
+        make_entry("before", at=at(17), cost_usd="9"),
+        make_entry("d18-a", at=at(18), cost_usd="0.1"),
+        make_entry("d18-b", at=at(18), cost_usd="0.2"),
+        make_entry("d19-acme", at=at(19), cost_usd="0.003"),
+        make_entry("d19-globex", at=at(19), tenant="globex", model="claude-haiku-4-5", cost_usd="0.004"),
+        make_entry("d20", at=at(20), feature="search", cost_usd="0.05"),
+        make_entry("after", at=at(21), cost_usd="7"),
+    ]
+    fake = InMemoryLedgerStore()
+    for entry in entries:
+        assert store.record(entry) is True
+        fake.record(entry)
+
+    # When reading Nov 18 .. 20
+    rollups = list(store.rollups(date(2026, 11, 18), date(2026, 11, 20)))
+
+    # Then each day's rollups are there, in day order, and the days outside the range are not
+    assert [(r.day.day, r.tenant, r.feature, r.model, r.requests, r.cost_usd) for r in rollups] == [
+        (18, "acme", "chat", "claude-opus-5-5", 2, Decimal("0.3")),
+        (19, "acme", "chat", "claude-opus-5-5", 1, Decimal("0.003")),
+        (19, "globex", "chat", "claude-haiku-4-5", 1, Decimal("0.004")),
+        (20, "acme", "search", "claude-opus-5-5", 1, Decimal("0.05")),
+    ]
+    # And the in-memory fake the unit tests use answers the same
+    assert rollups == list(fake.rollups(date(2026, 11, 18), date(2026, 11, 20)))
+
+
+def test_range_with_no_rollups_is_empty(store: DynamoLedgerStore) -> None:
+    # Given a request on Nov 20
+    store.record(make_entry("req-1", at=NOON))
+
+    # When reading the days around it
+    # Then nothing is returned for them
+    assert list(store.rollups(date(2026, 11, 21), date(2026, 11, 30))) == []
+    assert list(store.rollups(date(2026, 11, 19), date(2026, 11, 19))) == []
+
+
+def test_late_evening_in_utc_minus_5_lands_on_the_next_utc_day(store: DynamoLedgerStore) -> None:
+    # Given a request at 23:59:59 on Nov 20 in UTC−5 (04:59:59 on Nov 21 UTC)
+    at = datetime(2026, 11, 20, 23, 59, 59, tzinfo=timezone(timedelta(hours=-5)))
+    entry = make_entry("req-late", at=at)
+
+    # When it is recorded
+    store.record(entry)
+
+    # Then its row and its rollup are on Nov 21, and Nov 20 has nothing
+    item = _stored("req-late")
+    assert item.day == "2026-11-21"
+    assert item.at == datetime(2026, 11, 21, 4, 59, 59, tzinfo=UTC)
+    assert list(store.rollups(date(2026, 11, 20), date(2026, 11, 20))) == []
+    (rollup,) = store.rollups(date(2026, 11, 21), date(2026, 11, 21))
+    assert rollup.day == date(2026, 11, 21)
+    assert rollup.cost_usd == entry.cost.total_usd
+
+
+def test_the_fake_and_dynamo_agree_on_duplicates(store: DynamoLedgerStore) -> None:
+    # Given the same sequence, with a replayed id, sent to both stores
+    fake = InMemoryLedgerStore()
+    sequence = [
+        make_entry("a", usage=_usage(1)),
+        make_entry("b", usage=_usage(2)),
+        make_entry("a", feature="search", usage=_usage(5)),
+    ]
+
+    # When each records it
+    answers = [(store.record(e), fake.record(e)) for e in sequence]
+
+    # Then both answer the same and hold the same rollups
+    assert answers == [(True, True), (True, True), (False, False)]
+    assert list(store.rollups(DAY, DAY)) == list(fake.rollups(DAY, DAY))
