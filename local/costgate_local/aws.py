@@ -10,10 +10,12 @@ import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from decimal import Decimal
 from types import TracebackType
 from typing import Any, Self
 
 import boto3
+from moto.dynamodb.models.dynamo_type import DynamoType
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
 from werkzeug.serving import BaseWSGIServer, make_server
 
@@ -22,6 +24,19 @@ from costgate_local.template import load_template, table_create_args, table_ttl_
 REGION = "us-east-1"
 # moto accepts any credentials; fixed ones keep boto3 from looking for a real profile.
 LOCAL_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "costgate-local", "AWS_SECRET_ACCESS_KEY": "costgate-local"}
+
+
+def _exact_number(self: DynamoType, other: DynamoType, sign: int) -> DynamoType:
+    if self.type != "N" or other.type != "N":
+        raise TypeError("ADD and SET arithmetic take numbers")
+    return DynamoType({"N": format(Decimal(self.value) + sign * Decimal(other.value), "f")})
+
+
+# moto renders a small sum as '1E-7' and then fails to parse it as an int on the next ADD, so a
+# rollup whose first cost is below $0.000001 breaks locally (DynamoDB itself does exact decimal
+# arithmetic). Replace its number arithmetic with exact Decimal in fixed-point notation.
+DynamoType.__add__ = lambda self, other: _exact_number(self, other, 1)  # type: ignore[method-assign]
+DynamoType.__sub__ = lambda self, other: _exact_number(self, other, -1)  # type: ignore[method-assign]
 
 
 class _OneAtATime:

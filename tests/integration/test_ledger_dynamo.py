@@ -269,3 +269,15 @@ def test_the_fake_and_dynamo_agree_on_duplicates(store: DynamoLedgerStore) -> No
     # Then both answer the same and hold the same rollups
     assert answers == [(True, True), (True, True), (False, False)]
     assert list(store.rollups(DAY, DAY)) == list(fake.rollups(DAY, DAY))
+
+
+def test_costs_below_a_millionth_of_a_dollar_add_up_exactly(store: DynamoLedgerStore) -> None:
+    # Given three one-token Haiku 5.5 requests: $0.0000001 each, which moto once rendered as '1E-7'
+    entries = [make_entry(f"tiny-{n}", model="claude-haiku-5-5", usage=TokenUsage(input_tokens=1)) for n in range(3)]
+    # When they are recorded into one rollup
+    for entry in entries:
+        assert record_request(store, entry) is RecordOutcome.RECORDED
+    # Then the rollup holds their exact sum
+    (rollup,) = list(store.rollups(entries[0].day, entries[0].day))
+    assert rollup.cost_usd == Decimal("0.0000003")
+    assert rollup.requests == 3
