@@ -8,7 +8,7 @@ cardinality; the ledger answers per-tenant questions).
 from decimal import Decimal
 from enum import StrEnum
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 
 NAMESPACE = "Costgate"
@@ -33,7 +33,6 @@ class MetricDimension(StrEnum):
 
 logger = Logger()
 tracer = Tracer()
-metrics = Metrics(namespace=NAMESPACE)
 
 
 def emit_request_metrics(
@@ -44,25 +43,21 @@ def emit_request_metrics(
     Each blob is flushed at once (EphemeralMetrics), so a process that records many requests, like
     the batch function or the CLI, neither accumulates nor prints past POWERTOOLS_METRICS_DISABLED.
     """
-    cost = float(cost_usd)
-    totals = EphemeralMetrics(namespace=NAMESPACE)
-    totals.add_metric(name=MetricName.COST_USD, unit=MetricUnit.NoUnit, value=cost)
-    totals.add_metric(name=MetricName.BASELINE_COST_USD, unit=MetricUnit.NoUnit, value=float(baseline_cost_usd))
-    totals.add_metric(name=MetricName.REQUESTS, unit=MetricUnit.Count, value=1)
-    for name, count in tokens.items():
-        totals.add_metric(name=name, unit=MetricUnit.Count, value=count)
-    totals.flush_metrics()
+    cost: dict[MetricName, tuple[MetricUnit, float]] = {
+        MetricName.COST_USD: (MetricUnit.NoUnit, float(cost_usd)),
+        MetricName.REQUESTS: (MetricUnit.Count, 1),
+    }
+    counts = {name: (MetricUnit.Count, float(count)) for name, count in tokens.items()}
+    baseline = {MetricName.BASELINE_COST_USD: (MetricUnit.NoUnit, float(baseline_cost_usd))}
+    _flush(None, cost | baseline | counts)
+    _flush((MetricDimension.MODEL, model), cost | counts)
+    _flush((MetricDimension.FEATURE, feature), cost)
 
-    by_model = EphemeralMetrics(namespace=NAMESPACE)
-    by_model.add_dimension(name=MetricDimension.MODEL, value=model)
-    by_model.add_metric(name=MetricName.COST_USD, unit=MetricUnit.NoUnit, value=cost)
-    by_model.add_metric(name=MetricName.REQUESTS, unit=MetricUnit.Count, value=1)
-    for name, count in tokens.items():
-        by_model.add_metric(name=name, unit=MetricUnit.Count, value=count)
-    by_model.flush_metrics()
 
-    by_feature = EphemeralMetrics(namespace=NAMESPACE)
-    by_feature.add_dimension(name=MetricDimension.FEATURE, value=feature)
-    by_feature.add_metric(name=MetricName.COST_USD, unit=MetricUnit.NoUnit, value=cost)
-    by_feature.add_metric(name=MetricName.REQUESTS, unit=MetricUnit.Count, value=1)
-    by_feature.flush_metrics()
+def _flush(dimension: tuple[MetricDimension, str] | None, values: dict[MetricName, tuple[MetricUnit, float]]) -> None:
+    blob = EphemeralMetrics(namespace=NAMESPACE)
+    if dimension is not None:
+        blob.add_dimension(name=dimension[0], value=dimension[1])
+    for name, (unit, value) in values.items():
+        blob.add_metric(name=name, unit=unit, value=value)
+    blob.flush_metrics()
