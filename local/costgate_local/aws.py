@@ -19,7 +19,7 @@ from moto.dynamodb.models.dynamo_type import DynamoType
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
 from werkzeug.serving import BaseWSGIServer, make_server
 
-from costgate_local.template import load_template, table_create_args, table_ttl_attribute
+from costgate_local.template import bucket_setup_calls, load_template, table_create_args, table_ttl_attribute
 
 REGION = "us-east-1"
 # moto accepts any credentials; fixed ones keep boto3 from looking for a real profile.
@@ -98,16 +98,28 @@ class LocalAws:
         return LocalAwsEndpoints(endpoint_url=f"http://{host!s}:{port}", region=REGION)
 
 
-def create_table(endpoints: LocalAwsEndpoints, table_name: str) -> None:
-    """Create the table exactly as template.yaml declares it (keys, indexes, billing, TTL)."""
-    template = load_template()
-    client = boto3.client(
-        "dynamodb",
+def _client(service: str, endpoints: LocalAwsEndpoints) -> Any:
+    return boto3.client(
+        service,
         endpoint_url=endpoints.endpoint_url,
         region_name=endpoints.region,
         aws_access_key_id=LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"],
         aws_secret_access_key=LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
     )
+
+
+def create_bucket(endpoints: LocalAwsEndpoints, bucket_name: str) -> None:
+    """Create the bucket with template.yaml's settings (versioning, encryption, public access block, lifecycle)."""
+    client = _client("s3", endpoints)
+    client.create_bucket(Bucket=bucket_name)
+    for method, kwargs in bucket_setup_calls(load_template(), bucket_name):
+        getattr(client, method)(**kwargs)
+
+
+def create_table(endpoints: LocalAwsEndpoints, table_name: str) -> None:
+    """Create the table exactly as template.yaml declares it (keys, indexes, billing, TTL)."""
+    template = load_template()
+    client = _client("dynamodb", endpoints)
     client.create_table(**table_create_args(template, table_name))
     client.update_time_to_live(
         TableName=table_name,

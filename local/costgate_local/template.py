@@ -10,7 +10,10 @@ from typing import Any
 
 import yaml
 
-DEFAULT_TEMPLATE = Path(__file__).resolve().parents[2] / "template.yaml"
+# The repository the local stack runs from: template.yaml and the functions/ it points at.
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_TEMPLATE = REPO_ROOT / "template.yaml"
+BUCKET_RESOURCE = "Bucket"
 TABLE_RESOURCE = "Table"
 
 # Short-form tags that map to `Fn::<Name>`; !Ref and !Condition map to their bare keys.
@@ -86,12 +89,52 @@ def load_template(path: Path | None = None) -> dict[str, Any]:
     return template
 
 
-def _table_properties(template: dict[str, Any]) -> dict[str, Any]:
-    resource = template["Resources"].get(TABLE_RESOURCE)
-    if resource is None or resource.get("Type") != "AWS::DynamoDB::Table":
-        raise ValueError(f"the template has no AWS::DynamoDB::Table named {TABLE_RESOURCE!r}")
+def _properties(template: dict[str, Any], logical_id: str, resource_type: str) -> dict[str, Any]:
+    resource = template["Resources"].get(logical_id)
+    if resource is None or resource.get("Type") != resource_type:
+        raise ValueError(f"the template has no {resource_type} named {logical_id!r}")
     properties: dict[str, Any] = resource["Properties"]
     return properties
+
+
+def _table_properties(template: dict[str, Any]) -> dict[str, Any]:
+    return _properties(template, TABLE_RESOURCE, "AWS::DynamoDB::Table")
+
+
+def bucket_setup_calls(template: dict[str, Any], bucket_name: str) -> list[tuple[str, dict[str, Any]]]:
+    """(boto3 S3 method, kwargs) pairs that recreate the template's bucket settings on an existing bucket."""
+    properties = _properties(template, BUCKET_RESOURCE, "AWS::S3::Bucket")
+    calls: list[tuple[str, dict[str, Any]]] = []
+    if versioning := properties.get("VersioningConfiguration"):
+        calls.append(("put_bucket_versioning", {"VersioningConfiguration": versioning}))
+    if encryption := properties.get("BucketEncryption"):
+        rules = [
+            {"ApplyServerSideEncryptionByDefault": rule["ServerSideEncryptionByDefault"]}
+            for rule in encryption["ServerSideEncryptionConfiguration"]
+        ]
+        calls.append(("put_bucket_encryption", {"ServerSideEncryptionConfiguration": {"Rules": rules}}))
+    if block := properties.get("PublicAccessBlockConfiguration"):
+        calls.append(("put_public_access_block", {"PublicAccessBlockConfiguration": block}))
+    if lifecycle := properties.get("LifecycleConfiguration"):
+        calls.append(("put_bucket_lifecycle_configuration", {"LifecycleConfiguration": _lifecycle(lifecycle)}))
+    return [(method, {"Bucket": bucket_name, **kwargs}) for method, kwargs in calls]
+
+
+def _lifecycle(lifecycle: dict[str, Any]) -> dict[str, Any]:
+    """CloudFormation's lifecycle rule shape → the S3 API's."""
+    rules = []
+    for rule in lifecycle["Rules"]:
+        api_rule: dict[str, Any] = {
+            "ID": rule["Id"],
+            "Status": rule["Status"],
+            "Filter": {"Prefix": rule.get("Prefix", "")},
+        }
+        if noncurrent := rule.get("NoncurrentVersionExpiration"):
+            api_rule["NoncurrentVersionExpiration"] = {"NoncurrentDays": noncurrent["NoncurrentDays"]}
+        if abort := rule.get("AbortIncompleteMultipartUpload"):
+            api_rule["AbortIncompleteMultipartUpload"] = {"DaysAfterInitiation": abort["DaysAfterInitiation"]}
+        rules.append(api_rule)
+    return {"Rules": rules}
 
 
 def table_create_args(template: dict[str, Any], table_name: str) -> dict[str, Any]:
