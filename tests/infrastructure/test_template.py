@@ -14,7 +14,13 @@ from costgate import observability
 from costgate.dal import table
 from costgate.observability import MetricDimension, MetricName
 from costgate.settings import ApiSettings
-from costgate_local.template import DEFAULT_TEMPLATE, load_template, table_create_args, table_ttl_attribute
+from costgate_local.template import (
+    DEFAULT_TEMPLATE,
+    bucket_setup_calls,
+    load_template,
+    table_create_args,
+    table_ttl_attribute,
+)
 from tests.events import EVENTS_DIR, load_event
 
 REPO_ROOT = DEFAULT_TEMPLATE.parent
@@ -329,3 +335,39 @@ def test_load_template_rejects_unknown_tags(tmp_path: Path) -> None:
     # When / Then loading it fails instead of passing the typo through
     with pytest.raises(yaml.YAMLError, match="unknown CloudFormation tag !Reff"):
         load_template(path)
+
+
+def test_documents_bucket_is_private_encrypted_versioned_and_tls_only(template: dict[str, Any]) -> None:
+    # Given the bucket batch documents and their summaries live in
+    bucket = template["Resources"]["Bucket"]
+    properties = bucket["Properties"]
+    # Then it keeps versions (a re-upload is a new document), encrypts, blocks public access and is retained
+    assert properties["VersioningConfiguration"] == {"Status": "Enabled"}
+    assert properties["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]["ServerSideEncryptionByDefault"]
+    assert set(properties["PublicAccessBlockConfiguration"].values()) == {True}
+    assert len(properties["PublicAccessBlockConfiguration"]) == 4
+    assert bucket["DeletionPolicy"] == "Retain"
+    # And its policy refuses plain HTTP
+    statements = template["Resources"]["BucketTlsOnlyPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    assert any(
+        s["Effect"] == "Deny" and s["Condition"] == {"Bool": {"aws:SecureTransport": "false"}} for s in statements
+    )
+
+
+def test_local_bucket_gets_the_templates_settings(template: dict[str, Any]) -> None:
+    # Given moto and the template's bucket settings
+
+    with mock_aws():
+        s3 = boto3.client("s3", region_name="us-east-1")
+        s3.create_bucket(Bucket="costgate-test-docs")
+        # When every setup call derived from the template is applied
+        for method, kwargs in bucket_setup_calls(template, "costgate-test-docs"):
+            getattr(s3, method)(**kwargs)
+        # Then S3 reports the same settings
+        assert s3.get_bucket_versioning(Bucket="costgate-test-docs")["Status"] == "Enabled"
+        rules = s3.get_bucket_encryption(Bucket="costgate-test-docs")["ServerSideEncryptionConfiguration"]["Rules"]
+        assert rules[0]["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
+        block = s3.get_public_access_block(Bucket="costgate-test-docs")["PublicAccessBlockConfiguration"]
+        assert all(block.values())
+        lifecycle = s3.get_bucket_lifecycle_configuration(Bucket="costgate-test-docs")["Rules"]
+        assert lifecycle[0]["NoncurrentVersionExpiration"] == {"NoncurrentDays": 30}
