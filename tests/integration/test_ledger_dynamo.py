@@ -94,7 +94,7 @@ def test_recorded_entry_round_trips_every_field(store: DynamoLedgerStore) -> Non
     assert item.day == "2026-11-20"
     assert (item.tenant, item.feature, item.model) == ("acme", "support-bot", "claude-opus-5-5")
     assert item.price_version == entry.cost.price_version
-    assert item.price_confirmed == 1
+    assert item.price_confirmed is True
     assert item.modifiers == ["batch", "inference_geo:us"]
     assert isinstance(item.cost_usd, Decimal)
     assert str(item.cost_usd) == str(entry.cost.total_usd)

@@ -7,6 +7,7 @@ from datetime import UTC, date, timedelta
 from decimal import Decimal
 
 from pynamodb.attributes import (
+    BooleanAttribute,
     ListAttribute,
     MapAttribute,
     NumberAttribute,
@@ -54,7 +55,7 @@ class LedgerItem(CostgateItem, discriminator="ledger"):
     feature = UnicodeAttribute()
     model = UnicodeAttribute()
     price_version = UnicodeAttribute()
-    price_confirmed = NumberAttribute()
+    price_confirmed = BooleanAttribute()
     modifiers = ListAttribute(of=UnicodeAttribute)
     cost_usd = DecimalAttribute()
     baseline_cost_usd = DecimalAttribute()
@@ -169,7 +170,7 @@ def _to_item(entry: LedgerEntry) -> LedgerItem:
         feature=entry.feature,
         model=entry.model,
         price_version=cost.price_version,
-        price_confirmed=int(cost.confirmed),
+        price_confirmed=cost.confirmed,
         modifiers=list(cost.modifiers),
         cost_usd=cost.total_usd,
         baseline_cost_usd=entry.baseline_cost_usd,
