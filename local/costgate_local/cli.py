@@ -18,6 +18,7 @@ from costgate.cost import CostComponent, format_usd, price_usage
 from costgate.errors import CostgateError
 from costgate.report import CostReport, CostReportRequest, GroupBy, build_report
 from costgate.settings import ApiSettings
+from costgate_local.simulator import add_simulator_arguments, simulator_options_from_args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -40,12 +41,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     demo = commands.add_parser("demo", help="run the local demo (what `make run` does)")
     demo.add_argument("--day", type=date.fromisoformat, help="the UTC day to simulate (default: today)")
 
+    serve = commands.add_parser(
+        "serve",
+        help="the local stack: moto as AWS, the Claude API simulator, the API on 127.0.0.1; prints one JSON ready line",
+    )
+    serve.add_argument("--port", type=int, default=8090, help="port of the costgate API (0: any free port)")
+    serve.add_argument(
+        "--upstream",
+        choices=["simulator", "anthropic"],
+        default="simulator",
+        help="where Claude requests go: the local simulator, or the real API (needs ANTHROPIC_API_KEY)",
+    )
+    add_simulator_arguments(serve)
+
     args = parser.parse_args(argv)
     try:
         if args.command == "price":
             return price_lines(sys.stdin, sys.stdout, sys.stderr)
         if args.command == "report":
             return report_command(args)
+        if args.command == "serve":
+            return serve_command(args)
         return demo_command(args.day or datetime.now(UTC).date())
     except CostgateError as error:
         print(f"costgate: {error.message}", file=sys.stderr)
@@ -165,6 +181,14 @@ def _report_cells(row: Any) -> list[str]:
 
 def _money(value: Decimal) -> str:
     return f"{value.quantize(Decimal('0.000001'), rounding=ROUND_HALF_EVEN):,}"
+
+
+def serve_command(args: argparse.Namespace) -> int:
+    from costgate_local.serve import ServeOptions, serve  # noqa: PLC0415 - moto is only needed here
+
+    return serve(
+        ServeOptions(port=args.port, upstream=args.upstream, simulator=simulator_options_from_args(args, port=0))
+    )
 
 
 def demo_command(day: date) -> int:

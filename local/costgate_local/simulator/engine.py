@@ -1,0 +1,166 @@
+"""The Messages engine: a validated request → the prompt cache → a deterministic answer → a Message.
+
+Not thread-safe: the server serialises calls (the cache is shared state).
+"""
+
+import secrets
+import string
+from collections.abc import Iterator, Mapping
+from datetime import datetime
+from typing import Any
+
+from costgate_local.simulator.answers import Answer, answer
+from costgate_local.simulator.caching import CacheUsage, PromptCache
+from costgate_local.simulator.errors import ApiError
+from costgate_local.simulator.prompt import build_prompt, canonical_json
+from costgate_local.simulator.validation import MessagesRequest, validate_messages_request
+
+_ALPHABET = string.ascii_letters + string.digits
+_TEXT_DELTA_WORDS = 4
+_JSON_DELTA_CHARS = 16
+
+
+def new_id(prefix: str) -> str:
+    """A random id in the API's style (`msg_…`, `req_…`, `msgbatch_…`): unique across runs, so a ledger
+    keyed on request ids never sees one twice."""
+    return prefix + "".join(secrets.choice(_ALPHABET) for _ in range(24))
+
+
+class Engine:
+    def __init__(self) -> None:
+        self.cache = PromptCache()
+
+    def count_tokens(self, body: Any, version: str) -> int:
+        """count_tokens: the whole prompt, caching ignored (input + creation + read of the same body)."""
+        return build_prompt(validate_messages_request(body, version, count_only=True)).total_tokens
+
+    def create_message(
+        self, request: MessagesRequest, *, workspace: str, now: datetime, service_tier: str = "standard"
+    ) -> dict[str, Any]:
+        prompt = build_prompt(request)
+        cache = self.cache.apply(
+            prompt,
+            workspace=workspace,
+            model=request.profile.canonical,
+            min_tokens=request.profile.min_cacheable_tokens,
+            now=now,
+        )
+        result = answer(request)
+        return {
+            "id": new_id("msg_"),
+            "type": "message",
+            "role": "assistant",
+            "model": request.model,
+            "content": list(result.content),
+            "stop_reason": result.stop_reason,
+            "stop_sequence": None,
+            "usage": _usage(cache, result, request, service_tier),
+        }
+
+    def batch_result(self, params: Any, *, workspace: str, version: str, now: datetime) -> dict[str, Any]:
+        """One batch request's result: `succeeded` with a batch-tier message, or `errored` (params errors
+        surface here, never at batch creation)."""
+        try:
+            request = validate_messages_request(params, version, in_batch=True)
+            message = self.create_message(request, workspace=workspace, now=now, service_tier="batch")
+        except ApiError as error:
+            return {"type": "errored", "error": error.body(new_id("req_"))}
+        return {"type": "succeeded", "message": message}
+
+
+def _usage(cache: CacheUsage, result: Answer, request: MessagesRequest, service_tier: str) -> dict[str, Any]:
+    usage: dict[str, Any] = {
+        "input_tokens": cache.input_tokens,
+        "cache_creation_input_tokens": cache.cache_creation_input_tokens,
+        "cache_read_input_tokens": cache.cache_read_input_tokens,
+        "cache_creation": {
+            "ephemeral_5m_input_tokens": cache.ephemeral_5m_input_tokens,
+            "ephemeral_1h_input_tokens": cache.ephemeral_1h_input_tokens,
+        },
+        "output_tokens": result.output_tokens,
+        "service_tier": service_tier,
+        "inference_geo": request.inference_geo,
+        "speed": request.speed,
+    }
+    if result.server_tools:
+        usage["server_tool_use"] = {
+            "web_search_requests": result.web_search_requests,
+            "web_fetch_requests": result.web_fetch_requests,
+        }
+    if result.thinking_tokens is not None:
+        usage["output_tokens_details"] = {"thinking_tokens": result.thinking_tokens}
+    return usage
+
+
+def stream_events(message: Mapping[str, Any]) -> Iterator[bytes]:
+    """The message as the API streams it (SSE). `message_start` carries the usage so far (input and
+    cache fields, tier, geo, speed; output 1); `message_delta` carries the CUMULATIVE final usage, so a
+    client that keeps the last values ends with exactly the non-streaming usage."""
+    usage = message["usage"]
+    start_usage = {k: v for k, v in usage.items() if k != "output_tokens_details"}
+    start_usage["output_tokens"] = min(1, usage["output_tokens"])
+    if "server_tool_use" in usage:
+        start_usage["server_tool_use"] = {"web_search_requests": 0, "web_fetch_requests": 0}
+    start = {**message, "content": [], "stop_reason": None, "stop_sequence": None, "usage": start_usage}
+    yield _event("message_start", {"type": "message_start", "message": start})
+
+    for index, block in enumerate(message["content"]):
+        events = _block_events(index, block)
+        yield next(events)  # content_block_start; the API pings right after the first one
+        if index == 0:
+            yield _event("ping", {"type": "ping"})
+        yield from events
+    if not message["content"]:
+        yield _event("ping", {"type": "ping"})
+
+    delta_usage = {
+        k: usage[k]
+        for k in (
+            "input_tokens",
+            "cache_creation_input_tokens",
+            "cache_read_input_tokens",
+            "output_tokens",
+            "server_tool_use",
+            "output_tokens_details",
+        )
+        if k in usage
+    }
+    delta = {"stop_reason": message["stop_reason"], "stop_sequence": message["stop_sequence"]}
+    yield _event("message_delta", {"type": "message_delta", "delta": delta, "usage": delta_usage})
+    yield _event("message_stop", {"type": "message_stop"})
+
+
+def _block_events(index: int, block: Mapping[str, Any]) -> Iterator[bytes]:
+    kind = block["type"]
+    if kind == "text":
+        yield _start(index, {"type": "text", "text": ""})
+        words = block["text"].split(" ")
+        for i in range(0, len(words), _TEXT_DELTA_WORDS):
+            chunk = " ".join(words[i : i + _TEXT_DELTA_WORDS]) + (" " if i + _TEXT_DELTA_WORDS < len(words) else "")
+            yield _delta(index, {"type": "text_delta", "text": chunk})
+    elif kind == "thinking":
+        yield _start(index, {"type": "thinking", "thinking": "", "signature": ""})
+        text = block["thinking"]
+        for i in range(0, len(text), 64):
+            yield _delta(index, {"type": "thinking_delta", "thinking": text[i : i + 64]})
+        yield _delta(index, {"type": "signature_delta", "signature": block["signature"]})
+    elif kind == "tool_use":
+        yield _start(index, {**block, "input": {}})
+        payload = canonical_json(block["input"])
+        for i in range(0, len(payload), _JSON_DELTA_CHARS):
+            yield _delta(index, {"type": "input_json_delta", "partial_json": payload[i : i + _JSON_DELTA_CHARS]})
+    else:
+        yield _start(index, dict(block))
+    yield _event("content_block_stop", {"type": "content_block_stop", "index": index})
+
+
+def _start(index: int, block: Mapping[str, Any]) -> bytes:
+    return _event("content_block_start", {"type": "content_block_start", "index": index, "content_block": block})
+
+
+def _delta(index: int, delta: Mapping[str, Any]) -> bytes:
+    return _event("content_block_delta", {"type": "content_block_delta", "index": index, "delta": delta})
+
+
+def _event(name: str, data: Mapping[str, Any]) -> bytes:
+    return f"event: {name}\ndata: {canonical_json(data)}\n\n".encode()

@@ -1,0 +1,84 @@
+"""The models the simulator serves: exactly those costgate's price book knows, with their caching facts.
+
+Minimum cacheable prompt, as the reference (shared/reference/anthropic-api.md) words it:
+"512 tokens (Opus 5/5.5, Sonnet 5.5, Haiku 5.5, Fable 5/5.1, Mythos 5/5.1); 1,024 (Opus 4.8,
+Sonnet 5, Sonnet 4.x); 2,048 (Opus 4.7); 4,096 (Opus 4.5/4.6, Haiku 4.5). Below the minimum
+nothing is cached and no error is returned."
+The reference does not list Fable 5.2 (released 2026-11-09) or the retired Opus 4/4.1 and Haiku 3.5:
+Fable 5.2 takes its family's 512; Opus 4/4.1 take 1,024 and Haiku 3.5 2,048 (Anthropic's published
+values while those models were served).
+
+"Claude 4.7+ models use a newer tokenizer (about 30% more tokens for the same text)."
+"""
+
+from dataclasses import dataclass
+
+from costgate.errors import UnknownModelError
+from costgate.pricing import default_price_book
+from costgate_local.simulator.errors import ApiError, not_found
+from costgate_local.simulator.tokens import Tokenizer
+
+
+@dataclass(frozen=True)
+class ModelProfile:
+    canonical: str
+    min_cacheable_tokens: int
+    tokenizer: Tokenizer
+    fast_mode: bool
+    inference_geos: frozenset[str]
+
+
+_NEW = Tokenizer.CLAUDE_47
+_OLD = Tokenizer.BASE
+
+# canonical id → (minimum cacheable prompt, tokenizer)
+MODEL_CACHING: dict[str, tuple[int, Tokenizer]] = {
+    "claude-fable-5-2": (512, _NEW),
+    "claude-fable-5-1": (512, _NEW),
+    "claude-mythos-5-1": (512, _NEW),
+    "claude-fable-5": (512, _NEW),
+    "claude-mythos-5": (512, _NEW),
+    "claude-opus-5-5": (512, _NEW),
+    "claude-opus-5": (512, _NEW),
+    "claude-sonnet-5-5": (512, _NEW),
+    "claude-haiku-5-5": (512, _NEW),
+    "claude-opus-4-8": (1024, _NEW),
+    "claude-sonnet-5": (1024, _NEW),
+    "claude-opus-4-7": (2048, _NEW),
+    "claude-sonnet-4-6": (1024, _OLD),
+    "claude-sonnet-4-5": (1024, _OLD),
+    "claude-sonnet-4": (1024, _OLD),
+    "claude-opus-4-6": (4096, _OLD),
+    "claude-opus-4-5": (4096, _OLD),
+    "claude-haiku-4-5": (4096, _OLD),
+    "claude-opus-4-1": (1024, _OLD),
+    "claude-opus-4": (1024, _OLD),
+    "claude-haiku-3-5": (2048, _OLD),
+}
+
+
+def resolve_model(model: str) -> ModelProfile:
+    """The profile for a model id, dated id or alias the price book knows; a 404 like the API's otherwise.
+
+    Fast mode and data residency follow the price book: a model with fast rates serves `speed: "fast"`,
+    and one with an `inference_geo` rate serves that geography.
+    """
+    book = default_price_book()
+    try:
+        canonical = book.resolve(model)
+    except UnknownModelError:
+        raise not_found(f"model: {model}") from None
+    caching = MODEL_CACHING.get(canonical)
+    if caching is None:
+        # The price book gained a model this table lacks: fail loudly rather than guess its cache rules.
+        raise ApiError(
+            500, "api_error", f"the simulator has no caching profile for {canonical}; add it to MODEL_CACHING"
+        )
+    latest = book.rows[canonical][-1]
+    return ModelProfile(
+        canonical=canonical,
+        min_cacheable_tokens=caching[0],
+        tokenizer=caching[1],
+        fast_mode=latest.fast is not None,
+        inference_geos=frozenset({"global", *latest.inference_geo}),
+    )
