@@ -4,7 +4,7 @@ import logging
 import time
 from datetime import date
 
-from costgate.cost import price_unoptimised, price_usage
+from costgate.cost import measure_savings, price_usage
 from costgate.dal.ledger import DynamoLedgerStore
 from costgate.dal.table import bind_table
 from costgate.ledger import LedgerEntry, RecordOutcome, record_request
@@ -35,6 +35,7 @@ def run_demo(day: date) -> int:
         entries = []
         for request in requests:
             usage = normalise_usage(request.usage)
+            cost = price_usage(request.model, usage, request.at)
             entries.append(
                 LedgerEntry(
                     request_id=request.request_id,
@@ -42,8 +43,8 @@ def run_demo(day: date) -> int:
                     tenant=request.tenant,
                     feature=request.feature,
                     usage=usage,
-                    cost=price_usage(request.model, usage, request.at),
-                    baseline_cost_usd=price_unoptimised(request.model, usage, request.at).total_usd,
+                    cost=cost,
+                    baseline_cost_usd=measure_savings(request.model, usage, cost, request.at).baseline_usd,
                 )
             )
         outcomes = [record_request(store, entry) for entry in entries]

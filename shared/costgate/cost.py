@@ -99,10 +99,37 @@ def price_usage(
     )
 
 
-def price_unoptimised(model: str, usage: TokenUsage, at: datetime, book: PriceBook | None = None) -> Cost:
-    """The baseline savings are measured against: the same tokens with no prompt caching and no batch discount."""
-    tier = "standard" if usage.service_tier == "batch" else usage.service_tier
-    return price_usage(model, replace(usage.without_cache(), service_tier=tier), at, book)
+class Strategy(StrEnum):
+    """The ways costgate lowers a bill; the ledger keeps what each one saved."""
+
+    PROMPT_CACHE = "prompt_cache"
+    BATCH = "batch"
+    ROUTING = "routing"
+    ANSWER_CACHE = "answer_cache"
+
+
+@dataclass(frozen=True)
+class Savings:
+    """What a request would have cost with no optimisation, and how much each strategy took off."""
+
+    baseline_usd: Decimal
+    by_strategy: Mapping[Strategy, Decimal]
+
+
+def measure_savings(model: str, usage: TokenUsage, cost: Cost, at: datetime, book: PriceBook | None = None) -> Savings:
+    """Savings of the strategies visible in the usage itself: prompt caching, then the batch discount.
+
+    Prompt caching is measured at the request's own tier (the same tokens billed as plain input), the
+    batch discount on the uncached cost. A cache write costs more than input, so a request that only
+    wrote to the cache has a negative prompt-cache saving: wasted writes show up as such.
+    """
+    uncached = usage.without_cache()
+    uncached_usd = price_usage(model, uncached, at, book).total_usd
+    by_strategy = {Strategy.PROMPT_CACHE: uncached_usd - cost.total_usd, Strategy.BATCH: Decimal(0)}
+    if usage.service_tier == "batch":
+        standard = price_usage(model, replace(uncached, service_tier="standard"), at, book).total_usd
+        by_strategy[Strategy.BATCH] = standard - uncached_usd
+    return Savings(baseline_usd=cost.total_usd + sum(by_strategy.values(), Decimal(0)), by_strategy=by_strategy)
 
 
 def _base_rates(row: RateRow, tokens: TokenUsage) -> tuple[Decimal, Decimal, list[str], bool]:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from costgate.cost import price_unoptimised, price_usage
+from costgate.cost import measure_savings, price_usage
 from costgate.usage import normalise_usage
 from costgate_local.sample import sample_day
 
@@ -57,8 +57,9 @@ def test_demo_reports_exactly_what_the_sample_day_costs() -> None:
     requests = sample_day(day)
     for request in requests:
         usage = normalise_usage(request.usage)
-        expected_cost += price_usage(request.model, usage, request.at).total_usd
-        expected_baseline += price_unoptimised(request.model, usage, request.at).total_usd
+        cost = price_usage(request.model, usage, request.at)
+        expected_cost += cost.total_usd
+        expected_baseline += measure_savings(request.model, usage, cost, request.at).baseline_usd
     # When the demo records it through the ledger (moto) and reads the report back
     result = costgate("demo", "--day", day.isoformat(), timeout=300)
     # Then its total rows show the same figures (rounded to 6 places for display) and count duplicates once
