@@ -36,6 +36,7 @@ def run_demo(day: date) -> int:
         for request in requests:
             usage = normalise_usage(request.usage)
             cost = price_usage(request.model, usage, request.at)
+            savings = measure_savings(request.model, usage, cost, request.at)
             entries.append(
                 LedgerEntry(
                     request_id=request.request_id,
@@ -44,7 +45,8 @@ def run_demo(day: date) -> int:
                     feature=request.feature,
                     usage=usage,
                     cost=cost,
-                    baseline_cost_usd=measure_savings(request.model, usage, cost, request.at).baseline_usd,
+                    baseline_cost_usd=savings.baseline_usd,
+                    savings=savings.by_strategy,
                 )
             )
         outcomes = [record_request(store, entry) for entry in entries]

@@ -1,12 +1,13 @@
 """The ledger: every request that reached Claude, priced once, and its daily rollups."""
 
 import re
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from enum import StrEnum
 
-from costgate.cost import Cost
+from costgate.cost import Cost, Strategy
 from costgate.errors import InvalidRequestError
 from costgate.observability import MetricName, emit_request_metrics, logger
 from costgate.ports import LedgerStore
@@ -35,10 +36,14 @@ class LedgerEntry:
     usage: TokenUsage
     cost: Cost
     baseline_cost_usd: Decimal
+    savings: Mapping[Strategy, Decimal] = field(default_factory=dict)
+    key_id: str | None = None
 
     def __post_init__(self) -> None:
         if self.at.tzinfo is None:
             raise ValueError("LedgerEntry.at must be timezone-aware")
+        if self.savings and self.baseline_cost_usd != self.cost.total_usd + sum(self.savings.values(), Decimal(0)):
+            raise ValueError("LedgerEntry: baseline must equal cost plus the savings of every strategy")
         validate_tag(self.tenant, "tenant")
         validate_tag(self.feature, "feature")
         if not self.request_id or len(self.request_id) > 256:
@@ -70,6 +75,7 @@ class Rollup:
     cache_write_1h_tokens: int
     cache_read_tokens: int
     web_search_requests: int
+    savings_usd: Mapping[Strategy, Decimal] = field(default_factory=dict)
 
 
 class RecordOutcome(StrEnum):

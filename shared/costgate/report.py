@@ -8,7 +8,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
-from costgate.cost import format_usd
+from costgate.cost import Strategy, format_usd
 from costgate.errors import InvalidRequestError
 from costgate.ledger import Rollup, validate_tag
 from costgate.ports import LedgerStore
@@ -70,6 +70,7 @@ class ReportRow:
     cost_usd: Decimal = Decimal(0)
     baseline_cost_usd: Decimal = Decimal(0)
     tokens: dict[str, int] = field(default_factory=lambda: dict.fromkeys(TOKEN_FIELDS, 0))
+    savings_by_strategy: dict[Strategy, Decimal] = field(default_factory=lambda: dict.fromkeys(Strategy, Decimal(0)))
 
     @property
     def savings_usd(self) -> Decimal:
@@ -81,6 +82,8 @@ class ReportRow:
         self.baseline_cost_usd += rollup.baseline_cost_usd
         for name in TOKEN_FIELDS:
             self.tokens[name] += getattr(rollup, name)
+        for strategy, amount in rollup.savings_usd.items():
+            self.savings_by_strategy[strategy] += amount
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -89,6 +92,7 @@ class ReportRow:
             "cost_usd": format_usd(self.cost_usd),
             "baseline_cost_usd": format_usd(self.baseline_cost_usd),
             "savings_usd": format_usd(self.savings_usd),
+            "savings_by_strategy": {s.value: format_usd(amount) for s, amount in self.savings_by_strategy.items()},
             "tokens": dict(self.tokens),
         }
 

@@ -281,3 +281,48 @@ def test_costs_below_a_millionth_of_a_dollar_add_up_exactly(store: DynamoLedgerS
     (rollup,) = list(store.rollups(entries[0].day, entries[0].day))
     assert rollup.cost_usd == Decimal("0.0000003")
     assert rollup.requests == 3
+
+
+def test_savings_per_strategy_reach_the_rollup_and_the_report(store: DynamoLedgerStore) -> None:
+    # Given two requests whose savings were measured per strategy (a cache read, then a batch)
+    from costgate.cost import Strategy, measure_savings, price_usage  # noqa: PLC0415
+    from costgate.report import CostReportRequest, GroupBy, build_report  # noqa: PLC0415
+
+    entries = []
+    for n, usage in enumerate(
+        [
+            TokenUsage(input_tokens=1000, cache_read_tokens=10_000, output_tokens=500),
+            TokenUsage(input_tokens=2000, output_tokens=400, service_tier="batch"),
+        ]
+    ):
+        at = datetime(2026, 11, 29, 12, tzinfo=UTC)
+        cost = price_usage("claude-opus-5-5", usage, at)
+        savings = measure_savings("claude-opus-5-5", usage, cost, at)
+        entries.append(
+            LedgerEntry(
+                request_id=f"saving-{n}",
+                at=at,
+                tenant="acme",
+                feature="chat",
+                usage=usage,
+                cost=cost,
+                baseline_cost_usd=savings.baseline_usd,
+                savings=savings.by_strategy,
+                key_id="0123456789ab",
+            )
+        )
+    # When they are recorded
+    for entry in entries:
+        record_request(store, entry)
+    # Then the ledger row keeps them, and the rollup and the report add them up exactly
+    assert _stored("saving-0").savings.prompt_cache == Decimal("0.038")
+    assert _stored("saving-0").key_id == "0123456789ab"
+    (rollup,) = list(store.rollups(date(2026, 11, 29), date(2026, 11, 29)))
+    expected_batch = entries[1].savings[Strategy.BATCH]
+    assert rollup.savings_usd[Strategy.PROMPT_CACHE] == Decimal("0.038")
+    assert rollup.savings_usd[Strategy.BATCH] == expected_batch
+    report = build_report(
+        store, CostReportRequest(first=date(2026, 11, 29), last=date(2026, 11, 29), group_by=GroupBy.DAY)
+    )
+    assert report.total.as_json()["savings_by_strategy"]["prompt_cache"] == "0.038"
+    assert report.total.savings_usd == Decimal("0.038") + expected_batch

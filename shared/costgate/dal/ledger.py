@@ -19,7 +19,7 @@ from pynamodb.exceptions import TransactWriteError
 from pynamodb.expressions.update import Action
 from pynamodb.transactions import TransactWrite
 
-from costgate.cost import Cost, CostComponent
+from costgate.cost import Cost, CostComponent, Strategy
 from costgate.dal.table import CostgateItem, DecimalAttribute
 from costgate.errors import UpstreamError
 from costgate.ledger import LedgerEntry, Rollup
@@ -41,6 +41,13 @@ class CostComponents(MapAttribute[str, Decimal]):
     web_search = DecimalAttribute()
 
 
+class StrategySavings(MapAttribute[str, Decimal]):
+    prompt_cache = DecimalAttribute(null=True)
+    batch = DecimalAttribute(null=True)
+    routing = DecimalAttribute(null=True)
+    answer_cache = DecimalAttribute(null=True)
+
+
 class LedgerItem(CostgateItem, discriminator="ledger"):
     """One priced request.  PK: REQ#<request_id>  SK: REQ
 
@@ -60,6 +67,8 @@ class LedgerItem(CostgateItem, discriminator="ledger"):
     cost_usd = DecimalAttribute()
     baseline_cost_usd = DecimalAttribute()
     components = CostComponents()  # type: ignore[no-untyped-call]
+    savings = StrategySavings(null=True)  # type: ignore[no-untyped-call]
+    key_id = UnicodeAttribute(null=True)
     input_tokens = NumberAttribute()
     output_tokens = NumberAttribute()
     cache_write_5m_tokens = NumberAttribute()
@@ -92,6 +101,13 @@ class RollupItem(CostgateItem, discriminator="rollup"):
     cache_write_1h_tokens = NumberAttribute()
     cache_read_tokens = NumberAttribute()
     web_search_requests = NumberAttribute()
+    savings_prompt_cache_usd = DecimalAttribute(null=True)
+    savings_batch_usd = DecimalAttribute(null=True)
+    savings_routing_usd = DecimalAttribute(null=True)
+    savings_answer_cache_usd = DecimalAttribute(null=True)
+
+
+_ROLLUP_SAVINGS = {strategy: f"savings_{strategy.value}_usd" for strategy in Strategy}
 
 
 def _ledger_key(request_id: str) -> tuple[str, str]:
@@ -130,6 +146,7 @@ class DynamoLedgerStore:
             RollupItem.cache_write_1h_tokens.add(usage.cache_write_1h_tokens),
             RollupItem.cache_read_tokens.add(usage.cache_read_tokens),
             RollupItem.web_search_requests.add(usage.web_search_requests),
+            *(getattr(RollupItem, _ROLLUP_SAVINGS[strategy]).add(amount) for strategy, amount in entry.savings.items()),
         ]
         for attempt in range(1, _MAX_ATTEMPTS + 1):
             try:
@@ -175,6 +192,8 @@ def _to_item(entry: LedgerEntry) -> LedgerItem:
         cost_usd=cost.total_usd,
         baseline_cost_usd=entry.baseline_cost_usd,
         components=CostComponents(**{c.value: cost.components[c] for c in CostComponent}),  # type: ignore[no-untyped-call]
+        savings=StrategySavings(**{s.value: amount for s, amount in entry.savings.items()}),  # type: ignore[no-untyped-call]
+        key_id=entry.key_id,
         input_tokens=usage.input_tokens,
         output_tokens=usage.output_tokens,
         cache_write_5m_tokens=usage.cache_write_5m_tokens,
@@ -204,4 +223,9 @@ def _to_rollup(item: RollupItem) -> Rollup:
         cache_write_1h_tokens=int(item.cache_write_1h_tokens),
         cache_read_tokens=int(item.cache_read_tokens),
         web_search_requests=int(item.web_search_requests),
+        savings_usd={
+            strategy: amount
+            for strategy, name in _ROLLUP_SAVINGS.items()
+            if (amount := getattr(item, name)) is not None
+        },
     )
