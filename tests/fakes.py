@@ -1,11 +1,24 @@
 """In-memory fakes of costgate's ports for unit tests, and a builder for the ledger entries they hold."""
 
-from collections.abc import Iterator
+import threading
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from datetime import UTC, date, datetime
 from decimal import Decimal
 
+from costgate.budgets import (
+    Budget,
+    BudgetExceededError,
+    BudgetPeriod,
+    Hold,
+    feature_scope,
+    remaining_in,
+    reservation_ceiling,
+    tenant_scope,
+)
 from costgate.cost import Cost, CostComponent, price_usage
+from costgate.errors import InvalidRequestError, UpstreamError
+from costgate.keys import GatewayKey
 from costgate.ledger import LedgerEntry, Rollup
 from costgate.usage import TokenUsage
 
@@ -21,13 +34,18 @@ class InMemoryLedgerStore:
     False, whatever the second entry holds; rollups come day by day, then in sort-key order.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, budgets: "InMemoryBudgetStore | None" = None) -> None:
         self.entries: dict[str, LedgerEntry] = {}
         self.rollup_items: dict[RollupKey, Rollup] = {}
+        self._budgets = budgets
 
-    def record(self, entry: LedgerEntry) -> bool:
+    def record(self, entry: LedgerEntry, holds: Sequence[Hold] = ()) -> bool:
         if entry.request_id in self.entries:
             return False
+        if holds:
+            if self._budgets is None:
+                raise AssertionError("this fake ledger was built without the budget store its holds live in")
+            self._budgets.settle(holds, entry.cost.total_usd)
         self.entries[entry.request_id] = entry
         key = (entry.day, entry.tenant, entry.feature, entry.model)
         current = self.rollup_items.get(key) or _empty_rollup(key)
@@ -43,6 +61,10 @@ class InMemoryLedgerStore:
             cache_write_1h_tokens=current.cache_write_1h_tokens + usage.cache_write_1h_tokens,
             cache_read_tokens=current.cache_read_tokens + usage.cache_read_tokens,
             web_search_requests=current.web_search_requests + usage.web_search_requests,
+            savings_usd={
+                strategy: current.savings_usd.get(strategy, Decimal(0)) + entry.savings.get(strategy, Decimal(0))
+                for strategy in {*current.savings_usd, *entry.savings}
+            },
         )
         return True
 
@@ -114,3 +136,124 @@ def make_entry(
         cost=cost,
         baseline_cost_usd=baseline,
     )
+
+
+class InMemoryKeyStore:
+    """KeyStore in two dicts: keys by hash, hashes by key_id.
+
+    Same contract as DynamoKeyStore: a hash or key_id already stored is refused, storing nothing;
+    revoking keeps the first revocation time. `lookups` records every hash `find` was asked for.
+    """
+
+    def __init__(self) -> None:
+        self.keys: dict[str, GatewayKey] = {}
+        self.hashes: dict[str, str] = {}
+        self.lookups: list[str] = []
+
+    def create(self, key: GatewayKey, key_hash: str) -> None:
+        if key_hash in self.keys or key.key_id in self.hashes:
+            raise InvalidRequestError(f"a gateway key with id {key.key_id} or the same hash already exists")
+        self.keys[key_hash] = key
+        self.hashes[key.key_id] = key_hash
+
+    def find(self, key_hash: str) -> GatewayKey | None:
+        self.lookups.append(key_hash)
+        return self.keys.get(key_hash)
+
+    def list_keys(self) -> list[GatewayKey]:
+        return list(self.keys.values())
+
+    def revoke(self, key_id: str, at: datetime) -> GatewayKey | None:
+        key_hash = self.hashes.get(key_id)
+        if key_hash is None:
+            return None
+        key = self.keys[key_hash]
+        if key.revoked_at is None:
+            key = self.keys[key_hash] = replace(key, revoked_at=at)
+        return key
+
+
+type CounterKey = tuple[str, BudgetPeriod, str]
+
+
+class InMemoryBudgetStore:
+    """BudgetStore in dicts: definitions by (scope, period), counters by (scope, period, window).
+
+    Same contract as DynamoBudgetStore: a reservation holds on every budget or on none and names the
+    first that did not fit; releasing a hold never reserved fails. `settle` does what the ledger's
+    transaction does with `settle_updates`. Thread-safe. `calls` lists every port method called.
+    """
+
+    def __init__(self, budgets: Sequence[Budget] = ()) -> None:
+        self.budgets: dict[tuple[str, BudgetPeriod], Budget] = {(b.scope, b.period): b for b in budgets}
+        self.committed: dict[CounterKey, Decimal] = {}
+        self.spent: dict[CounterKey, Decimal] = {}
+        self.requests: dict[CounterKey, int] = {}
+        self.calls: list[str] = []
+        self._lock = threading.Lock()
+
+    def definitions(self, tenant: str, feature: str) -> list[Budget]:
+        self.calls.append("definitions")
+        scopes = {tenant_scope(tenant)} | ({feature_scope(tenant, feature)} if "/" not in tenant else set())
+        return [b for b in self._sorted() if b.scope in scopes]
+
+    def put_definition(self, budget: Budget) -> None:
+        self.calls.append("put_definition")
+        if budget.tenant is None:
+            raise InvalidRequestError("key budgets are set on the key (costgate keys create --daily-budget-usd …)")
+        self.budgets[(budget.scope, budget.period)] = budget
+
+    def delete_definition(self, scope: str, period: BudgetPeriod) -> bool:
+        self.calls.append("delete_definition")
+        if Budget(scope, period, Decimal(0)).tenant is None:
+            raise InvalidRequestError("key budgets are set on the key (costgate keys create --daily-budget-usd …)")
+        return self.budgets.pop((scope, period), None) is not None
+
+    def list_definitions(self) -> list[Budget]:
+        self.calls.append("list_definitions")
+        return self._sorted()
+
+    def reserve(self, holds: Sequence[Hold]) -> None:
+        self.calls.append("reserve")
+        with self._lock:
+            for hold in holds:
+                committed = self.committed.get(_counter(hold), Decimal(0))
+                if committed > reservation_ceiling(hold):
+                    raise BudgetExceededError(hold.budget, remaining_in(hold.budget, committed), hold.amount_usd)
+            for hold in holds:
+                key = _counter(hold)
+                self.committed[key] = self.committed.get(key, Decimal(0)) + hold.amount_usd
+
+    def release(self, holds: Sequence[Hold]) -> None:
+        self.calls.append("release")
+        with self._lock:
+            for hold in holds:
+                if _counter(hold) not in self.committed:
+                    raise UpstreamError(
+                        f"budgets: cannot release a hold on {hold.budget.label} ({hold.window}) that was never reserved"
+                    )
+            for hold in holds:
+                self.committed[_counter(hold)] -= hold.amount_usd
+
+    def remaining(self, holds: Sequence[Hold]) -> Decimal | None:
+        self.calls.append("remaining")
+        if not holds:
+            return None
+        with self._lock:
+            return min(remaining_in(h.budget, self.committed.get(_counter(h), Decimal(0))) for h in holds)
+
+    def settle(self, holds: Sequence[Hold], actual_usd: Decimal) -> None:
+        """What the ledger's transaction does with settle_updates: committed += actual − held, spent += actual."""
+        with self._lock:
+            for hold in holds:
+                key = _counter(hold)
+                self.committed[key] = self.committed.get(key, Decimal(0)) + actual_usd - hold.amount_usd
+                self.spent[key] = self.spent.get(key, Decimal(0)) + actual_usd
+                self.requests[key] = self.requests.get(key, 0) + 1
+
+    def _sorted(self) -> list[Budget]:
+        return sorted(self.budgets.values(), key=lambda b: (b.tenant or "", b.scope, b.period.value))
+
+
+def _counter(hold: Hold) -> CounterKey:
+    return hold.budget.scope, hold.budget.period, hold.window

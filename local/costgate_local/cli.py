@@ -54,6 +54,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     add_simulator_arguments(serve)
 
+    keys = commands.add_parser("keys", help="gateway keys in the table (COSTGATE_TABLE): create, list, revoke")
+    key_commands = keys.add_subparsers(dest="keys_command", required=True)
+    create_key = key_commands.add_parser("create", help="issue a key for a tenant; prints it once, as one JSON line")
+    create_key.add_argument("--tenant", required=True, help="the tenant every request with this key is billed to")
+    create_key.add_argument("--feature", help="the feature tag this key is bound to, for cost attribution")
+    create_key.add_argument("--daily-budget-usd", help="spend limit per UTC day, exact decimal USD")
+    create_key.add_argument("--monthly-budget-usd", help="spend limit per UTC calendar month, exact decimal USD")
+    list_keys = key_commands.add_parser("list", help="every key (never a secret or a hash), by tenant")
+    list_keys.add_argument("--json", action="store_true", help="one JSON line per key instead of a table")
+    revoke_key = key_commands.add_parser("revoke", help="revoke a key; warm API containers drop it within 30 s")
+    revoke_key.add_argument("key_id", help="the key's id: the 12 hex characters after 'cg_'")
+
+    budgets = commands.add_parser(
+        "budgets", help="tenant and feature spend limits in the table (COSTGATE_TABLE); key budgets are on the key"
+    )
+    budget_commands = budgets.add_subparsers(dest="budgets_command", required=True)
+    set_budget = budget_commands.add_parser("set", help="create or replace a daily or monthly budget")
+    list_budgets = budget_commands.add_parser("list", help="every budget, its limit and what remains this window")
+    list_budgets.add_argument("--json", action="store_true", help="one JSON line per budget instead of a table")
+    delete_budget = budget_commands.add_parser("delete", help="delete a budget (its spend stays in the ledger)")
+    for budget_parser in (set_budget, delete_budget):
+        budget_parser.add_argument("--tenant", required=True, help="the tenant the budget limits")
+        budget_parser.add_argument("--feature", help="one feature of the tenant (default: the whole tenant)")
+        budget_parser.add_argument("--period", required=True, choices=["day", "month"], help="UTC day or UTC month")
+    set_budget.add_argument("--limit-usd", required=True, help="the limit, exact decimal USD (0 blocks all spend)")
+
     args = parser.parse_args(argv)
     try:
         if args.command == "price":
@@ -62,6 +88,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return report_command(args)
         if args.command == "serve":
             return serve_command(args)
+        if args.command == "keys":
+            return keys_command(args)
+        if args.command == "budgets":
+            return budgets_command(args)
         return demo_command(args.day or datetime.now(UTC).date())
     except CostgateError as error:
         print(f"costgate: {error.message}", file=sys.stderr)
@@ -189,6 +219,131 @@ def serve_command(args: argparse.Namespace) -> int:
     return serve(
         ServeOptions(port=args.port, upstream=args.upstream, simulator=simulator_options_from_args(args, port=0))
     )
+
+
+def keys_command(args: argparse.Namespace) -> int:
+    import logging  # noqa: PLC0415
+
+    from costgate import keys  # noqa: PLC0415 - keeps `costgate price` free of boto imports
+    from costgate.dal.keys import DynamoKeyStore  # noqa: PLC0415
+    from costgate.dal.table import bind_table  # noqa: PLC0415
+    from costgate.errors import InvalidRequestError  # noqa: PLC0415
+    from costgate.observability import logger  # noqa: PLC0415
+
+    logger.setLevel(logging.WARNING)  # the services' info lines go to stdout, which holds the JSON output
+
+    def budget(raw: str | None, option: str) -> Decimal | None:
+        if raw is None:
+            return None
+        try:
+            return Decimal(raw)
+        except ArithmeticError:
+            raise InvalidRequestError(f"{option} must be a decimal amount in USD, such as 25 or 12.50") from None
+
+    settings = ApiSettings.from_env(os.environ)  # the table the API reads keys from: COSTGATE_TABLE
+    bind_table(settings.table_name)
+    store = DynamoKeyStore()
+    now = datetime.now(UTC)
+    if args.keys_command == "create":
+        api_key, key = keys.issue_key(
+            store,
+            tenant=args.tenant,
+            feature=args.feature,
+            daily_budget_usd=budget(args.daily_budget_usd, "--daily-budget-usd"),
+            monthly_budget_usd=budget(args.monthly_budget_usd, "--monthly-budget-usd"),
+            now=now,
+        )
+        listed = key.as_json()
+        listed.pop("revoked_at")
+        print(json.dumps({"api_key": api_key, **listed}))
+        print(
+            f"costgate: key {key.key_id} created for tenant {key.tenant}. The api_key is shown only this once: "
+            "costgate keeps its hash, so store it now.",
+            file=sys.stderr,
+        )
+    elif args.keys_command == "list":
+        found = keys.list_keys(store)
+        if args.json:
+            for key in found:
+                print(json.dumps(key.as_json()))
+        else:
+            columns = ["key_id", "tenant", "feature", "daily USD", "monthly USD", "created", "revoked"]
+            rows = [
+                [
+                    key.key_id,
+                    key.tenant,
+                    key.feature or "-",
+                    "-" if key.daily_budget_usd is None else format_usd(key.daily_budget_usd),
+                    "-" if key.monthly_budget_usd is None else format_usd(key.monthly_budget_usd),
+                    key.created_at.isoformat(timespec="seconds"),
+                    key.revoked_at.isoformat(timespec="seconds") if key.revoked_at else "-",
+                ]
+                for key in found
+            ]
+            widths = [max(len(cells[i]) for cells in [columns, *rows]) for i in range(len(columns))]
+            for cells in [columns, *rows]:
+                print("  ".join(cell.ljust(width) for cell, width in zip(cells, widths, strict=True)).rstrip())
+            if not rows:
+                print("(no gateway keys)")
+    else:
+        print(json.dumps(keys.revoke_key(store, args.key_id, now).as_json()))
+    return 0
+
+
+def budgets_command(args: argparse.Namespace) -> int:
+    from costgate.budgets import Budget, BudgetPeriod, Hold, feature_scope, tenant_scope  # noqa: PLC0415
+    from costgate.dal.budgets import DynamoBudgetStore  # noqa: PLC0415 - keeps `costgate price` free of boto imports
+    from costgate.dal.table import bind_table  # noqa: PLC0415
+    from costgate.errors import InvalidRequestError  # noqa: PLC0415
+
+    def as_json(budget: Budget) -> dict[str, str | None]:
+        return {
+            "scope": budget.scope,
+            "tenant": budget.tenant,
+            "feature": budget.feature,
+            "period": budget.period.value,
+            "limit_usd": format_usd(budget.limit_usd),
+        }
+
+    settings = ApiSettings.from_env(os.environ)  # the table the API reads budgets from: COSTGATE_TABLE
+    bind_table(settings.table_name)
+    store = DynamoBudgetStore()
+    if args.budgets_command == "list":
+        now = datetime.now(UTC)
+        rows = []
+        for budget in store.list_definitions():
+            window = budget.window(now)
+            remaining = store.remaining([Hold(budget, window, Decimal(0))]) or Decimal(0)
+            rows.append(as_json(budget) | {"window": window, "remaining_usd": format_usd(remaining)})
+        if args.json:
+            for row in rows:
+                print(json.dumps(row))
+            return 0
+        columns = ["scope", "period", "limit USD", "window", "remaining USD"]
+        cells = [columns] + [[r["scope"], r["period"], r["limit_usd"], r["window"], r["remaining_usd"]] for r in rows]
+        widths = [max(len(str(line[i])) for line in cells) for i in range(len(columns))]
+        for line in cells:
+            print("  ".join(str(cell).ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip())
+        if not rows:
+            print("(no budgets)")
+        return 0
+
+    scope = feature_scope(args.tenant, args.feature) if args.feature else tenant_scope(args.tenant)
+    period = BudgetPeriod(args.period)
+    if args.budgets_command == "set":
+        try:
+            limit = Decimal(args.limit_usd)
+        except ArithmeticError:
+            raise InvalidRequestError("--limit-usd must be a decimal amount in USD, such as 25 or 12.50") from None
+        budget = Budget(scope, period, limit)
+        store.put_definition(budget)
+        print(json.dumps(as_json(budget)))
+        return 0
+    if not store.delete_definition(scope, period):
+        print(f"costgate: there is no {period.value} budget for {scope}", file=sys.stderr)
+        return 1
+    print(json.dumps({"deleted": {"scope": scope, "period": period.value}}))
+    return 0
 
 
 def demo_command(day: date) -> int:

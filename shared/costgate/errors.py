@@ -86,3 +86,12 @@ def error_body(error_type: str, message: str, request_id: str | None = None) -> 
 def error_response(error: CostgateError, request_id: str | None = None) -> tuple[int, dict[str, Any]]:
     """(status, body) in the Claude API's error shape, with the request id the logs carry."""
     return error.status, error_body(error.error_type, error.message, request_id)
+
+
+class UpstreamUnavailableError(OverloadedError):
+    """No attempt reached the Claude API (connection refused, timed out, no time left): 529 overloaded_error,
+    so the client's SDK retries it like Claude's own overload. The reason names the failure, never a key."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"upstream Claude API unreachable: {reason}")
+        self.reason = reason

@@ -1,17 +1,21 @@
 """The ledger: every request that reached Claude, priced once, and its daily rollups."""
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 from costgate.cost import Cost, Strategy
 from costgate.errors import InvalidRequestError
 from costgate.observability import MetricName, emit_request_metrics, logger
 from costgate.ports import LedgerStore
 from costgate.usage import TokenUsage
+
+if TYPE_CHECKING:
+    from costgate.budgets import Hold
 
 # Tags become parts of DynamoDB keys (joined with '#') and metric dimensions: keep them plain and bounded.
 _TAG = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/-]{0,63}")
@@ -83,9 +87,9 @@ class RecordOutcome(StrEnum):
     DUPLICATE = "duplicate"
 
 
-def record_request(store: LedgerStore, entry: LedgerEntry) -> RecordOutcome:
-    """Store the entry and add it to its rollup, exactly once per request id."""
-    if not store.record(entry):
+def record_request(store: LedgerStore, entry: LedgerEntry, holds: Sequence["Hold"] = ()) -> RecordOutcome:
+    """Store the entry, add it to its rollup and settle its budget holds, exactly once per request id."""
+    if not store.record(entry, holds):
         logger.info("ledger: request already recorded", extra={"request_id": entry.request_id})
         return RecordOutcome.DUPLICATE
     usage = entry.usage

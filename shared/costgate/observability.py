@@ -24,6 +24,8 @@ class MetricName(StrEnum):
     CACHE_WRITE_1H_TOKENS = "CacheWrite1hTokens"
     CACHE_READ_TOKENS = "CacheReadTokens"
     WEB_SEARCH_REQUESTS = "WebSearchRequests"
+    BUDGET_REJECTIONS = "BudgetRejections"
+    UNPRICED_RESPONSES = "UnpricedResponses"
 
 
 class MetricDimension(StrEnum):
@@ -61,3 +63,8 @@ def _flush(dimension: tuple[MetricDimension, str] | None, values: dict[MetricNam
     for name, (unit, value) in values.items():
         blob.add_metric(name=name, unit=unit, value=value)
     blob.flush_metrics()
+
+
+def emit_count(name: MetricName, value: int = 1) -> None:
+    """One count on the service-only dimension set (what alarms watch)."""
+    _flush(None, {name: (MetricUnit.Count, float(value))})

@@ -3,12 +3,16 @@
 Production adapters live in `costgate.dal`; unit tests use in-memory fakes.
 """
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import date, datetime
+from decimal import Decimal
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
+    from costgate.budgets import Budget, BudgetPeriod, Hold
+    from costgate.keys import GatewayKey
     from costgate.ledger import LedgerEntry, Rollup
+    from costgate.upstream import UpstreamResponse
 
 
 class Clock(Protocol):
@@ -18,13 +22,90 @@ class Clock(Protocol):
 
 
 class LedgerStore(Protocol):
-    def record(self, entry: "LedgerEntry") -> bool:
-        """Store the entry and add it to its daily rollup atomically.
+    def record(self, entry: "LedgerEntry", holds: "Sequence[Hold]" = ()) -> bool:
+        """Store the entry, add it to its daily rollup and settle its budget holds, atomically.
 
-        Returns False, changing nothing, when an entry with the same request id is already stored.
+        Settling turns each hold into the entry's exact cost. Returns False, changing nothing (the
+        holds stay held: the caller releases them), when the request id is already stored.
         """
         ...
 
     def rollups(self, first: date, last: date) -> Iterator["Rollup"]:
         """Every rollup for the UTC days first..last, both included."""
+        ...
+
+
+class KeyStore(Protocol):
+    """Gateway keys by the sha256 of the whole key; the store never sees the key itself."""
+
+    def create(self, key: "GatewayKey", key_hash: str) -> None:
+        """Store the key under its hash, atomically with whatever lists it by key_id.
+
+        Raises InvalidRequestError, storing nothing, when that hash or that key_id already exists.
+        """
+        ...
+
+    def find(self, key_hash: str) -> "GatewayKey | None":
+        """The key stored under this hash, revoked or not (strongly consistent); None if there is none."""
+        ...
+
+    def list_keys(self) -> list["GatewayKey"]:
+        """Every key, revoked ones included, in no particular order."""
+        ...
+
+    def revoke(self, key_id: str, at: datetime) -> "GatewayKey | None":
+        """Mark the key revoked at `at` and return it as stored; None if no key has this key_id.
+
+        Revoking a revoked key changes nothing and returns it with its first revocation time.
+        """
+        ...
+
+
+class Upstream(Protocol):
+    def post(self, path: str, body: bytes, headers: Mapping[str, str], deadline: float) -> "UpstreamResponse":
+        """POST `body` (bytes, forwarded untouched) to the Claude API at `path` (e.g. "/v1/messages?beta=true").
+
+        Of `headers` (the client's; names in any case) only `anthropic-version` and `anthropic-beta` are
+        forwarded; costgate's own Claude key authenticates. Retryable failures are retried with backoff;
+        `deadline` is a `time.monotonic()` instant after which no attempt may start. Returns the last
+        HTTP response as received, error statuses included; raises `UpstreamUnavailableError` when no
+        attempt got an HTTP response.
+        """
+        ...
+
+
+class BudgetStore(Protocol):
+    """Budget definitions and, per budget window, a counter of what is committed (spent + held)."""
+
+    def definitions(self, tenant: str, feature: str) -> list["Budget"]:
+        """The tenant's budgets and this feature's (key budgets come from the key). May be up to 30 s stale."""
+        ...
+
+    def put_definition(self, budget: "Budget") -> None:
+        """Create or replace a tenant or feature budget (InvalidRequestError for a key budget)."""
+        ...
+
+    def delete_definition(self, scope: str, period: "BudgetPeriod") -> bool:
+        """Delete a tenant or feature budget; False, changing nothing, if there is none."""
+        ...
+
+    def list_definitions(self) -> list["Budget"]:
+        """Every tenant and feature budget, by tenant, then scope, then period."""
+        ...
+
+    def reserve(self, holds: Sequence["Hold"]) -> None:
+        """Add every hold to its window's committed amount, all or none, atomically.
+
+        A hold fits when committed + amount <= the budget's limit at the moment it is written, so
+        concurrent reservations never take a window past its limit. Raises BudgetExceededError,
+        holding nothing anywhere, naming the first budget that did not fit and what it has left.
+        """
+        ...
+
+    def release(self, holds: Sequence["Hold"]) -> None:
+        """Give back every hold's amount: the request never reached Claude or was a duplicate."""
+        ...
+
+    def remaining(self, holds: Sequence["Hold"]) -> Decimal | None:
+        """The least limit − committed (never below 0) among the holds' windows; None for no holds."""
         ...

@@ -2,7 +2,7 @@
 
 import random
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, date, timedelta
 from decimal import Decimal
 
@@ -19,7 +19,9 @@ from pynamodb.exceptions import TransactWriteError
 from pynamodb.expressions.update import Action
 from pynamodb.transactions import TransactWrite
 
+from costgate.budgets import Hold
 from costgate.cost import Cost, CostComponent, Strategy
+from costgate.dal.budgets import settle_updates
 from costgate.dal.table import CostgateItem, DecimalAttribute
 from costgate.errors import UpstreamError
 from costgate.ledger import LedgerEntry, Rollup
@@ -127,7 +129,7 @@ class DynamoLedgerStore:
         # One connection (one botocore client) per store: building a client costs ~0.1 s.
         self._connection = Connection(region=getattr(meta, "region", None), host=getattr(meta, "host", None))
 
-    def record(self, entry: LedgerEntry) -> bool:
+    def record(self, entry: LedgerEntry, holds: Sequence[Hold] = ()) -> bool:
         row = _to_item(entry)
         rollup = RollupItem(_day_key(entry.day), f"ROLLUP#{entry.tenant}#{entry.feature}#{entry.model}")
         usage = entry.usage
@@ -153,6 +155,8 @@ class DynamoLedgerStore:
                 with TransactWrite(connection=self._connection) as transaction:
                     transaction.save(row, condition=LedgerItem.pk.does_not_exist())
                     transaction.update(rollup, actions=actions)
+                    for item, settle in settle_updates(holds, entry.cost.total_usd):
+                        transaction.update(item, actions=settle)
             except TransactWriteError as error:
                 codes = [reason.code if reason else None for reason in error.cancellation_reasons]
                 if codes and codes[0] == "ConditionalCheckFailed":

@@ -1,0 +1,287 @@
+"""Budgets in DynamoDB: definitions, and one counter per budget window that reservations race on.
+
+DynamoDB conditions cannot add, so a reservation turns "committed + amount <= limit" into
+"committed <= limit − amount" with the right side computed here, exactly, per hold. Every hold of a
+reservation goes into ONE TransactWrite: all budgets fit or none is touched. Settlement is not a
+method here: `settle_updates` returns the updates for the ledger's own transaction, so a request is
+settled exactly when (and only once when) its ledger row is written.
+"""
+
+import random
+import threading
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, date, datetime, timedelta
+from decimal import Context, Decimal, Inexact, localcontext
+
+from pynamodb.attributes import NumberAttribute, UnicodeAttribute
+from pynamodb.connection import Connection
+from pynamodb.exceptions import DeleteError, DoesNotExist, TransactWriteError
+from pynamodb.expressions.update import Action
+from pynamodb.transactions import TransactWrite
+
+from costgate.budgets import (
+    Budget,
+    BudgetExceededError,
+    BudgetPeriod,
+    Hold,
+    feature_scope,
+    remaining_in,
+    reservation_ceiling,
+    tenant_scope,
+)
+from costgate.clock import SystemClock
+from costgate.dal.table import CostgateItem, DecimalAttribute
+from costgate.errors import InvalidRequestError, UpstreamError
+from costgate.observability import logger
+from costgate.ports import Clock
+
+# As dal/ledger.py: a conflict with a concurrent transaction on the same counter resolves within a few retries.
+_MAX_ATTEMPTS = 12
+_BASE_DELAY_S = 0.01
+DEFINITIONS_TTL = timedelta(seconds=30)
+# A window's counter outlives the window by this much (DynamoDB TTL), then the table forgets it.
+COUNTER_RETENTION = timedelta(days=7)
+_DEFINITIONS_PK = "BUDGETDEF"
+_EXACT = Context(prec=60, traps=[Inexact])
+
+
+class BudgetCounterItem(CostgateItem, discriminator="budget_counter"):
+    """One budget window.  PK: BUDGET#<scope>  SK: <period>#<window>  (e.g. BUDGET#tenant:acme, day#2026-11-29)
+
+    committed_usd = spent_usd + what is held by requests not yet settled; changed only by atomic ADDs.
+    limit_usd is the limit the last reservation was checked against. Expires COUNTER_RETENTION after
+    the window ends.
+    """
+
+    scope = UnicodeAttribute()
+    period = UnicodeAttribute()
+    window = UnicodeAttribute()
+    limit_usd = DecimalAttribute()
+    committed_usd = DecimalAttribute()
+    spent_usd = DecimalAttribute(null=True)
+    requests = NumberAttribute(null=True)
+
+
+class BudgetDefinitionItem(CostgateItem, discriminator="budget_definition"):
+    """A tenant or feature budget.  PK: BUDGETDEF  SK: <tenant>#<scope>#<period>
+
+    One partition, sorted by tenant: a request's budgets are one Query on begins_with(SK, "<tenant>#").
+    Key budgets live on the key item instead.
+    """
+
+    scope = UnicodeAttribute()
+    period = UnicodeAttribute()
+    limit_usd = DecimalAttribute()
+
+
+def _counter_key(hold: Hold) -> tuple[str, str]:
+    return f"BUDGET#{hold.budget.scope}", f"{hold.budget.period.value}#{hold.window}"
+
+
+def _definition_sk(scope: str, period: BudgetPeriod) -> str:
+    tenant = Budget(scope, period, Decimal(0)).tenant  # validates the scope
+    if tenant is None:
+        raise InvalidRequestError("key budgets are set on the key (costgate keys create --daily-budget-usd …)")
+    return f"{tenant}#{scope}#{period.value}"
+
+
+def _expires_at(hold: Hold) -> int:
+    start = date.fromisoformat(hold.window if hold.budget.period is BudgetPeriod.DAY else f"{hold.window}-01")
+    if hold.budget.period is BudgetPeriod.DAY:
+        end = start + timedelta(days=1)
+    else:
+        end = date(start.year + start.month // 12, start.month % 12 + 1, 1)
+    return int((datetime(end.year, end.month, end.day, tzinfo=UTC) + COUNTER_RETENTION).timestamp())
+
+
+def settle_updates(holds: Sequence[Hold], actual_usd: Decimal) -> list[tuple[CostgateItem, list[Action]]]:
+    """The counter updates that turn each hold into the exact cost, for the ledger's TransactWrite.
+
+    For each hold: committed += actual − held, spent += actual, requests += 1. Unconditional (the
+    money is spent), so put them in the same transaction as the ledger row's does-not-exist
+    condition: a duplicate request then settles nothing, and its caller releases its holds instead.
+    """
+    updates: list[tuple[CostgateItem, list[Action]]] = []
+    for hold in holds:
+        with localcontext(_EXACT):
+            delta = actual_usd - hold.amount_usd
+        actions: list[Action] = [
+            BudgetCounterItem.entity.set(BudgetCounterItem),
+            BudgetCounterItem.committed_usd.add(delta),
+            BudgetCounterItem.spent_usd.add(actual_usd),
+            BudgetCounterItem.requests.add(1),
+        ]
+        updates.append((BudgetCounterItem(*_counter_key(hold)), actions))
+    return updates
+
+
+class DynamoBudgetStore:
+    """BudgetStore over the single table. Definitions are cached per store (one per warm container) for 30 s."""
+
+    def __init__(self, clock: Clock | None = None, sleep: Callable[[float], None] = time.sleep) -> None:
+        self._clock = clock or SystemClock()
+        self._sleep = sleep
+        meta = CostgateItem.Meta
+        # One connection (one botocore client) per store, as DynamoLedgerStore: building one costs ~0.1 s.
+        self._connection = Connection(region=getattr(meta, "region", None), host=getattr(meta, "host", None))
+        self._cache: dict[tuple[str, str], tuple[datetime, list[Budget]]] = {}
+        self._cache_lock = threading.Lock()
+
+    # --- definitions -----------------------------------------------------------------------------------
+
+    def definitions(self, tenant: str, feature: str) -> list[Budget]:
+        now = self._clock.now()
+        with self._cache_lock:
+            cached = self._cache.get((tenant, feature))
+        if cached is not None and cached[0] <= now < cached[0] + DEFINITIONS_TTL:
+            return list(cached[1])
+        scopes = [tenant_scope(tenant)]
+        if "/" not in tenant:
+            scopes.append(feature_scope(tenant, feature))
+        found = [
+            _to_budget(item)
+            for item in BudgetDefinitionItem.query(
+                _DEFINITIONS_PK,
+                BudgetDefinitionItem.sk.startswith(f"{tenant}#"),
+                filter_condition=BudgetDefinitionItem.scope.is_in(*scopes),
+            )
+        ]
+        with self._cache_lock:
+            self._cache[(tenant, feature)] = (now, found)
+        return list(found)
+
+    def put_definition(self, budget: Budget) -> None:
+        item = BudgetDefinitionItem(
+            _DEFINITIONS_PK,
+            _definition_sk(budget.scope, budget.period),
+            scope=budget.scope,
+            period=budget.period.value,
+            limit_usd=budget.limit_usd,
+        )
+        item.save()
+        self._forget_definitions()
+
+    def delete_definition(self, scope: str, period: BudgetPeriod) -> bool:
+        item = BudgetDefinitionItem(_DEFINITIONS_PK, _definition_sk(scope, period))
+        try:
+            item.delete(condition=BudgetDefinitionItem.pk.exists())
+        except DeleteError as error:
+            if error.cause_response_code != "ConditionalCheckFailedException":
+                raise
+            return False
+        finally:
+            self._forget_definitions()
+        return True
+
+    def list_definitions(self) -> list[Budget]:
+        return [_to_budget(item) for item in BudgetDefinitionItem.query(_DEFINITIONS_PK, consistent_read=True)]
+
+    def _forget_definitions(self) -> None:
+        with self._cache_lock:
+            self._cache.clear()
+
+    # --- counters --------------------------------------------------------------------------------------
+
+    def reserve(self, holds: Sequence[Hold]) -> None:
+        if not holds:
+            return
+        for attempt in range(1, _MAX_ATTEMPTS + 1):
+            codes = self._transact_reserve(holds)
+            if codes is None:
+                return
+            if "ConditionalCheckFailed" in codes:
+                hold = holds[codes.index("ConditionalCheckFailed")]
+                committed = self._committed(hold)
+                if committed > reservation_ceiling(hold):
+                    raise BudgetExceededError(hold.budget, remaining_in(hold.budget, committed), hold.amount_usd)
+                # Room was given back between the refusal and the read (a release or a settlement): try again.
+            logger.info("budgets: reservation retried", extra={"attempt": attempt, "reasons": codes})
+            self._sleep(random.uniform(0, _BASE_DELAY_S * 2**attempt))  # noqa: S311 - jitter, not crypto
+        raise UpstreamError(f"budgets: could not reserve after {_MAX_ATTEMPTS} attempts; retry the request")
+
+    def release(self, holds: Sequence[Hold]) -> None:
+        if not holds:
+            return
+        for attempt in range(1, _MAX_ATTEMPTS + 1):
+            try:
+                with TransactWrite(connection=self._connection) as transaction:
+                    for hold in holds:
+                        with localcontext(_EXACT):
+                            amount = -hold.amount_usd
+                        transaction.update(
+                            BudgetCounterItem(*_counter_key(hold)),
+                            actions=[BudgetCounterItem.committed_usd.add(amount)],
+                            condition=BudgetCounterItem.committed_usd.exists(),
+                        )
+            except TransactWriteError as error:
+                codes = _reasons(error)
+                if "ConditionalCheckFailed" in codes:
+                    hold = holds[codes.index("ConditionalCheckFailed")]
+                    raise UpstreamError(
+                        f"budgets: cannot release a hold on {hold.budget.label} ({hold.window}) that was never reserved"
+                    ) from error
+                if not _is_conflict(error, codes):
+                    raise
+                logger.info("budgets: release retried", extra={"attempt": attempt})
+                self._sleep(random.uniform(0, _BASE_DELAY_S * 2**attempt))  # noqa: S311 - jitter, not crypto
+            else:
+                return
+        raise UpstreamError(f"budgets: could not release holds after {_MAX_ATTEMPTS} attempts")
+
+    def remaining(self, holds: Sequence[Hold]) -> Decimal | None:
+        if not holds:
+            return None
+        committed = {
+            (item.pk, item.sk): item.committed_usd
+            for item in BudgetCounterItem.batch_get({_counter_key(h) for h in holds}, consistent_read=True)
+        }
+        return min(remaining_in(h.budget, committed.get(_counter_key(h), Decimal(0))) for h in holds)
+
+    def _transact_reserve(self, holds: Sequence[Hold]) -> list[str | None] | None:
+        """None when every hold was written; otherwise the cancellation reason of each hold, by index."""
+        try:
+            with TransactWrite(connection=self._connection) as transaction:
+                for hold in holds:
+                    ceiling = reservation_ceiling(hold)
+                    transaction.update(
+                        BudgetCounterItem(*_counter_key(hold)),
+                        actions=[
+                            BudgetCounterItem.entity.set(BudgetCounterItem),
+                            BudgetCounterItem.scope.set(hold.budget.scope),
+                            BudgetCounterItem.period.set(hold.budget.period.value),
+                            BudgetCounterItem.window.set(hold.window),
+                            BudgetCounterItem.limit_usd.set(hold.budget.limit_usd),
+                            BudgetCounterItem.expires_at.set(_expires_at(hold)),
+                            BudgetCounterItem.committed_usd.add(hold.amount_usd),
+                        ],
+                        condition=(
+                            BudgetCounterItem.committed_usd.does_not_exist()
+                            | (BudgetCounterItem.committed_usd <= ceiling)
+                        ),
+                    )
+        except TransactWriteError as error:
+            codes = _reasons(error)
+            if "ConditionalCheckFailed" not in codes and not _is_conflict(error, codes):
+                raise
+            return codes
+        return None
+
+    def _committed(self, hold: Hold) -> Decimal:
+        try:
+            item = BudgetCounterItem.get(*_counter_key(hold), consistent_read=True)
+        except DoesNotExist:
+            return Decimal(0)
+        return item.committed_usd
+
+
+def _reasons(error: TransactWriteError) -> list[str | None]:
+    return [reason.code if reason else None for reason in error.cancellation_reasons]
+
+
+def _is_conflict(error: TransactWriteError, codes: list[str | None]) -> bool:
+    return "TransactionConflict" in codes or error.cause_response_code == "TransactionConflictException"
+
+
+def _to_budget(item: BudgetDefinitionItem) -> Budget:
+    return Budget(item.scope, BudgetPeriod(item.period), item.limit_usd)

@@ -1,0 +1,227 @@
+"""The gateway: one Claude request through key, budget, upstream, pricing and the ledger.
+
+The request body goes upstream as the client sent it (bytes, never re-serialised) and the response
+comes back unchanged apart from costgate's `x-costgate-*` receipt headers. Once a request has
+reached Claude it is priced from the response's own usage and recorded exactly once, with its
+budget reservation settled in the same transaction; nothing the client does afterwards (hanging up,
+a gateway timeout) can stop that, because the invocation runs to its end.
+"""
+
+import json
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from costgate.budgets import (
+    Budget,
+    BudgetExceededError,
+    Reservation,
+    estimate_worst_case,
+    key_budgets,
+    release_reservation,
+    remaining_after,
+    reserve_budget,
+)
+from costgate.cost import Cost, format_usd, measure_savings, price_usage
+from costgate.errors import CostgateError, InvalidRequestError, PricingError, RequestTooLargeError, UpstreamError
+from costgate.keys import GatewayKey, authenticate
+from costgate.ledger import LedgerEntry, RecordOutcome, record_request, validate_tag
+from costgate.observability import MetricName, emit_count, logger
+from costgate.ports import BudgetStore, Clock, KeyStore, LedgerStore, Upstream
+from costgate.pricing import MILLION, PriceBook, default_price_book
+from costgate.upstream import UpstreamResponse
+from costgate.usage import normalise_usage
+
+# The Claude API's own limit for a Messages request (API Gateway REST stops at 10 MB before this).
+MAX_BODY_BYTES = 32 * 1024 * 1024
+DEFAULT_FEATURE = "default"
+CACHE_MODES = frozenset({"off", "exact", "semantic"})
+# Headers that describe one hop, not the message: never copied from the upstream response.
+_HOP_BY_HOP = frozenset(
+    {"connection", "keep-alive", "transfer-encoding", "content-length", "te", "trailer", "upgrade", "date", "server"}
+)
+
+
+@dataclass(frozen=True)
+class GatewayRequest:
+    body: bytes
+    headers: Mapping[str, str]  # lower-case names
+    deadline: float  # time.monotonic() instant after which no upstream attempt may start
+
+
+@dataclass(frozen=True)
+class GatewayResponse:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass(frozen=True)
+class _Admitted:
+    key: GatewayKey
+    body: dict[str, Any]
+    model: str
+    feature: str
+    at: datetime
+
+
+class Gateway:
+    def __init__(
+        self,
+        *,
+        keys: KeyStore,
+        budgets: BudgetStore,
+        ledger: LedgerStore,
+        upstream: Upstream,
+        clock: Clock,
+        book: PriceBook | None = None,
+    ) -> None:
+        self._keys = keys
+        self._budgets = budgets
+        self._ledger = ledger
+        self._upstream = upstream
+        self._clock = clock
+        self._book = book or default_price_book()
+
+    def create_message(self, request: GatewayRequest) -> GatewayResponse:
+        """POST /v1/messages: reserve the worst case, call Claude, record the exact cost, settle."""
+        admitted = self._admit(request)
+        _cache_mode(request.headers)  # validated now; the answer cache arrives in a later issue
+        budgets = self._applicable_budgets(admitted.key, admitted.feature)
+        worst = estimate_worst_case(admitted.model, admitted.body, admitted.at, self._book)
+        try:
+            reservation = reserve_budget(self._budgets, budgets, worst, admitted.at)
+        except BudgetExceededError:
+            emit_count(MetricName.BUDGET_REJECTIONS)
+            raise
+        try:
+            upstream = _checked(self._upstream.post("/v1/messages", request.body, request.headers, request.deadline))
+        except BaseException:
+            release_reservation(self._budgets, reservation)
+            raise
+        if upstream.status != 200:
+            release_reservation(self._budgets, reservation)
+            return _passthrough(upstream, _receipt_without_cost(admitted.model))
+        return self._settle(admitted, upstream, reservation)
+
+    def count_tokens(self, request: GatewayRequest) -> GatewayResponse:
+        """POST /v1/messages/count_tokens: as the Claude API, plus the estimated input cost."""
+        admitted = self._admit(request)
+        upstream = _checked(
+            self._upstream.post("/v1/messages/count_tokens", request.body, request.headers, request.deadline)
+        )
+        receipt: dict[str, str] = {}
+        if upstream.status == 200:
+            tokens = json.loads(upstream.body).get("input_tokens")
+            if isinstance(tokens, int):
+                row = self._book.rates_at(admitted.model, admitted.at)
+                receipt["x-costgate-estimated-input-cost-usd"] = format_usd(tokens * row.input / MILLION)
+                receipt["x-costgate-price-version"] = self._book.price_version(row)
+        return _passthrough(upstream, receipt)
+
+    def _admit(self, request: GatewayRequest) -> _Admitted:
+        if len(request.body) > MAX_BODY_BYTES:
+            raise RequestTooLargeError(f"request body is {len(request.body):,} bytes; the limit is {MAX_BODY_BYTES:,}")
+        now = self._clock.now()
+        key = authenticate(self._keys, request.headers, now)
+        body = _parse_body(request.body)
+        model = body.get("model")
+        if not isinstance(model, str) or not model:
+            raise InvalidRequestError("model: field required (a Claude model id such as claude-sonnet-5-5)")
+        self._book.resolve(model)  # an unknown model is an error before anything is spent
+        feature = request.headers.get("x-costgate-feature") or key.feature or DEFAULT_FEATURE
+        return _Admitted(key=key, body=body, model=model, feature=validate_tag(feature, "x-costgate-feature"), at=now)
+
+    def _applicable_budgets(self, key: GatewayKey, feature: str) -> list[Budget]:
+        own = key_budgets(key.key_id, key.daily_budget_usd, key.monthly_budget_usd)
+        return own + self._budgets.definitions(key.tenant, feature)
+
+    def _settle(self, admitted: _Admitted, upstream: UpstreamResponse, reservation: Reservation) -> GatewayResponse:
+        found = upstream.final_usage()
+        request_id = upstream.headers.get("request-id") or f"costgate-{uuid.uuid4()}"
+        try:
+            if found is None:
+                raise PricingError("the response carries no readable usage")
+            model = found.model or admitted.model
+            usage = normalise_usage(found.usage)
+            cost = price_usage(model, usage, admitted.at, self._book)
+        except CostgateError as error:
+            # The client has its answer; failing it now would waste what was spent. Keep the
+            # reservation held (budgets stay conservative) and make the gap loud instead.
+            logger.error("response could not be priced", extra={"request_id": request_id, "reason": str(error)})
+            emit_count(MetricName.UNPRICED_RESPONSES)
+            return _passthrough(upstream, {**_receipt_without_cost(admitted.model), "x-costgate-cost-usd": "unpriced"})
+
+        savings = measure_savings(model, usage, cost, admitted.at, self._book)
+        entry = LedgerEntry(
+            request_id=request_id,
+            at=admitted.at,
+            tenant=admitted.key.tenant,
+            feature=admitted.feature,
+            usage=usage,
+            cost=cost,
+            baseline_cost_usd=savings.baseline_usd,
+            savings=savings.by_strategy,
+            key_id=admitted.key.key_id,
+        )
+        if record_request(self._ledger, entry, reservation.holds) is RecordOutcome.DUPLICATE:
+            release_reservation(self._budgets, reservation)
+        receipt = _receipt(cost, savings.baseline_usd)
+        if reservation.holds:
+            remaining = remaining_after(self._budgets, reservation)
+            if remaining is not None:
+                receipt["x-costgate-budget-remaining-usd"] = format_usd(remaining)
+        return _passthrough(upstream, receipt)
+
+
+def _checked(upstream: UpstreamResponse) -> UpstreamResponse:
+    """Claude refusing costgate's own key is costgate's fault, not the client's: never a 401 to them."""
+    if upstream.status in (401, 403):
+        logger.error("the Claude API rejected costgate's key", extra={"status": upstream.status})
+        raise UpstreamError(f"costgate is misconfigured: the Claude API rejected its API key ({upstream.status})")
+    return upstream
+
+
+def _parse_body(raw: bytes) -> dict[str, Any]:
+    try:
+        body = json.loads(raw)
+    except (UnicodeDecodeError, ValueError) as error:
+        raise InvalidRequestError(f"request body is not valid JSON: {error}") from None
+    if not isinstance(body, dict):
+        raise InvalidRequestError("request body must be a JSON object")
+    return body
+
+
+def _cache_mode(headers: Mapping[str, str]) -> str:
+    mode = headers.get("x-costgate-cache", "semantic").strip().lower()
+    if mode not in CACHE_MODES:
+        raise InvalidRequestError(f"x-costgate-cache must be one of off|exact|semantic, got {mode!r}")
+    return mode
+
+
+def _receipt(cost: Cost, baseline_usd: Decimal) -> dict[str, str]:
+    return {
+        "x-costgate-cost-usd": format_usd(cost.total_usd),
+        "x-costgate-baseline-cost-usd": format_usd(baseline_usd),
+        "x-costgate-model": cost.model,
+        "x-costgate-route-reason": "requested model (routing is not enabled)",
+        "x-costgate-cache": "bypass",
+        "x-costgate-price-version": cost.price_version,
+    }
+
+
+def _receipt_without_cost(model: str) -> dict[str, str]:
+    return {
+        "x-costgate-cost-usd": "0",
+        "x-costgate-model": model,
+        "x-costgate-route-reason": "requested model (routing is not enabled)",
+        "x-costgate-cache": "bypass",
+    }
+
+
+def _passthrough(upstream: UpstreamResponse, receipt: Mapping[str, str]) -> GatewayResponse:
+    headers = {name: value for name, value in upstream.headers.items() if name not in _HOP_BY_HOP}
+    return GatewayResponse(status=upstream.status, headers={**headers, **receipt}, body=upstream.body)
