@@ -28,6 +28,9 @@ def ledger_table(local_aws: LocalAwsEndpoints) -> Iterator[str]:
     settings = {
         **local_aws.environ(),
         "COSTGATE_TABLE": name,
+        # ApiFunction's other settings; tests that call Claude point these at a simulator.
+        "COSTGATE_UPSTREAM_URL": "http://127.0.0.1:9",
+        "COSTGATE_CLAUDE_KEY_SECRET": "costgate/claude-api-key",
         "POWERTOOLS_METRICS_DISABLED": "true",
         "POWERTOOLS_SERVICE_NAME": SERVICE_NAME,
     }

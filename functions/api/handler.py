@@ -1,30 +1,63 @@
 """ApiFunction: the gateway's HTTP entry point (API Gateway REST proxy events)."""
 
+import base64
 import json
 import os
+import time
 from functools import cache
 from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
 from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.utilities import parameters
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from costgate.clock import SystemClock
+from costgate.dal.budgets import DynamoBudgetStore
+from costgate.dal.keys import DynamoKeyStore
 from costgate.dal.ledger import DynamoLedgerStore
 from costgate.dal.table import bind_table
 from costgate.errors import CostgateError, NotFoundError, UpstreamError, error_response
+from costgate.gateway import Gateway, GatewayRequest, GatewayResponse
 from costgate.observability import logger, tracer
 from costgate.ports import LedgerStore
 from costgate.report import CostReportRequest, build_report
 from costgate.settings import ApiSettings
+from costgate.upstream import HttpUpstream
 
 app = APIGatewayRestResolver()
+# Time kept back from the Lambda timeout so a late answer is still priced and recorded.
+RECORDING_MARGIN_S = 15.0
+# The Claude key is read through Powertools' cache: a rotated secret is picked up within this time.
+SECRET_MAX_AGE_S = 300
+
+
+@cache
+def settings() -> ApiSettings:
+    loaded = ApiSettings.from_env(os.environ)
+    bind_table(loaded.table_name)
+    return loaded
 
 
 @cache
 def ledger_store() -> LedgerStore:
-    settings = ApiSettings.from_env(os.environ)
-    bind_table(settings.table_name)
+    settings()
     return DynamoLedgerStore()
+
+
+@cache
+def gateway() -> Gateway:
+    config = settings()
+    return Gateway(
+        keys=DynamoKeyStore(),
+        budgets=DynamoBudgetStore(),
+        ledger=ledger_store(),
+        upstream=HttpUpstream(
+            config.upstream_url,
+            api_key=lambda: str(parameters.get_secret(config.claude_key_secret, max_age=SECRET_MAX_AGE_S)),
+        ),
+        clock=SystemClock(),
+    )
 
 
 @app.get("/v1/health")
@@ -36,6 +69,33 @@ def health() -> dict[str, str]:
 def costs() -> dict[str, Any]:
     request = CostReportRequest.from_query(app.current_event.query_string_parameters or {})
     return build_report(ledger_store(), request).as_json()
+
+
+@app.post("/v1/messages")
+def messages() -> Response[str]:
+    return _respond(gateway().create_message(_gateway_request()))
+
+
+@app.post("/v1/messages/count_tokens")
+def count_tokens() -> Response[str]:
+    return _respond(gateway().count_tokens(_gateway_request()))
+
+
+def _gateway_request() -> GatewayRequest:
+    event = app.current_event
+    raw = event.body or ""
+    body = base64.b64decode(raw) if event.is_base64_encoded else raw.encode("utf-8")
+    remaining_s = app.lambda_context.get_remaining_time_in_millis() / 1000
+    return GatewayRequest(
+        body=body,
+        headers={name.lower(): value for name, value in (event.headers or {}).items()},
+        deadline=time.monotonic() + max(remaining_s - RECORDING_MARGIN_S, 0.0),
+    )
+
+
+def _respond(response: GatewayResponse) -> Response[str]:
+    # Claude answers in UTF-8 JSON or SSE; passing the text keeps API Gateway out of binary mode.
+    return Response(status_code=response.status, body=response.body.decode("utf-8"), headers=response.headers)
 
 
 @app.not_found

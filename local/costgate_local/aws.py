@@ -116,6 +116,11 @@ def create_bucket(endpoints: LocalAwsEndpoints, bucket_name: str) -> None:
         getattr(client, method)(**kwargs)
 
 
+def create_secret(endpoints: LocalAwsEndpoints, name: str, value: str) -> None:
+    """A Secrets Manager secret, as the deployment's operator creates the Claude key's."""
+    _client("secretsmanager", endpoints).create_secret(Name=name, SecretString=value)
+
+
 def create_table(endpoints: LocalAwsEndpoints, table_name: str) -> None:
     """Create the table exactly as template.yaml declares it (keys, indexes, billing, TTL)."""
     template = load_template()

@@ -17,7 +17,7 @@ from typing import Any, TextIO
 from costgate.cost import CostComponent, format_usd, price_usage
 from costgate.errors import CostgateError
 from costgate.report import CostReport, CostReportRequest, GroupBy, build_report
-from costgate.settings import ApiSettings
+from costgate.settings import CliSettings
 from costgate_local.simulator import add_simulator_arguments, simulator_options_from_args
 
 
@@ -153,12 +153,17 @@ def _parse_time(raw: Any, now: datetime) -> datetime:
     return at
 
 
+def _bind_table() -> None:
+    """Point the data layer at COSTGATE_TABLE (AWS, or a local stack through AWS_ENDPOINT_URL)."""
+    from costgate.dal.table import bind_table  # noqa: PLC0415 - keeps `costgate price` free of boto imports
+
+    bind_table(CliSettings.from_env(os.environ).table_name)
+
+
 def report_command(args: argparse.Namespace) -> int:
     from costgate.dal.ledger import DynamoLedgerStore  # noqa: PLC0415 - keeps `costgate price` free of boto imports
-    from costgate.dal.table import bind_table  # noqa: PLC0415
 
-    settings = ApiSettings.from_env(os.environ)  # the table the API writes: COSTGATE_TABLE
-    bind_table(settings.table_name)
+    _bind_table()
     today = datetime.now(UTC).date()
     request = CostReportRequest(
         first=args.first or today - timedelta(days=6),
@@ -226,7 +231,6 @@ def keys_command(args: argparse.Namespace) -> int:
 
     from costgate import keys  # noqa: PLC0415 - keeps `costgate price` free of boto imports
     from costgate.dal.keys import DynamoKeyStore  # noqa: PLC0415
-    from costgate.dal.table import bind_table  # noqa: PLC0415
     from costgate.errors import InvalidRequestError  # noqa: PLC0415
     from costgate.observability import logger  # noqa: PLC0415
 
@@ -240,8 +244,7 @@ def keys_command(args: argparse.Namespace) -> int:
         except ArithmeticError:
             raise InvalidRequestError(f"{option} must be a decimal amount in USD, such as 25 or 12.50") from None
 
-    settings = ApiSettings.from_env(os.environ)  # the table the API reads keys from: COSTGATE_TABLE
-    bind_table(settings.table_name)
+    _bind_table()
     store = DynamoKeyStore()
     now = datetime.now(UTC)
     if args.keys_command == "create":
@@ -293,7 +296,6 @@ def keys_command(args: argparse.Namespace) -> int:
 def budgets_command(args: argparse.Namespace) -> int:
     from costgate.budgets import Budget, BudgetPeriod, Hold, feature_scope, tenant_scope  # noqa: PLC0415
     from costgate.dal.budgets import DynamoBudgetStore  # noqa: PLC0415 - keeps `costgate price` free of boto imports
-    from costgate.dal.table import bind_table  # noqa: PLC0415
     from costgate.errors import InvalidRequestError  # noqa: PLC0415
 
     def as_json(budget: Budget) -> dict[str, str | None]:
@@ -305,8 +307,7 @@ def budgets_command(args: argparse.Namespace) -> int:
             "limit_usd": format_usd(budget.limit_usd),
         }
 
-    settings = ApiSettings.from_env(os.environ)  # the table the API reads budgets from: COSTGATE_TABLE
-    bind_table(settings.table_name)
+    _bind_table()
     store = DynamoBudgetStore()
     if args.budgets_command == "list":
         now = datetime.now(UTC)

@@ -38,6 +38,15 @@ class _Settings:
 
 @dataclass(frozen=True)
 class ApiSettings(_Settings):
-    """ApiFunction: the ledger table it reads and writes."""
+    """ApiFunction: the table it reads and writes, where Claude is, and where its key is kept."""
+
+    table_name: str = field(metadata=_env("COSTGATE_TABLE"))
+    upstream_url: str = field(metadata=_env("COSTGATE_UPSTREAM_URL"))
+    claude_key_secret: str = field(metadata=_env("COSTGATE_CLAUDE_KEY_SECRET"))
+
+
+@dataclass(frozen=True)
+class CliSettings(_Settings):
+    """The `costgate` command: the table it reads and writes (the same one the functions use)."""
 
     table_name: str = field(metadata=_env("COSTGATE_TABLE"))

@@ -208,7 +208,11 @@ def test_api_is_a_regional_rest_api(template: dict[str, Any]) -> None:
     assert not _resources(template, "AWS::ApiGatewayV2::Api")
 
 
-def test_only_health_is_public(template: dict[str, Any]) -> None:
+# Routes the function authenticates itself, with gateway keys (x-api-key / Authorization: Bearer).
+GATEWAY_KEY_ROUTES = {"/v1/messages", "/v1/messages/count_tokens"}
+
+
+def test_every_route_but_health_is_authenticated(template: dict[str, Any]) -> None:
     # Given every API route of every function
     events = [
         event["Properties"]
@@ -220,10 +224,12 @@ def test_only_health_is_public(template: dict[str, Any]) -> None:
     # When each route's authorizer is read
     routes = {(event["Path"], event.get("Auth", {}).get("Authorizer")) for event in events}
 
-    # Then every route but the health check needs an authorizer
+    # Then the health check is open, the gateway routes check gateway keys in the function, and
+    # every other route needs an API Gateway authorizer
     assert ("/v1/health", None) in routes
     assert ("/v1/costs", "AWS_IAM") in routes
-    assert all(authorizer for path, authorizer in routes if path != "/v1/health")
+    assert {path for path, _ in routes} >= GATEWAY_KEY_ROUTES
+    assert all(authorizer for path, authorizer in routes if path not in {"/v1/health", *GATEWAY_KEY_ROUTES})
     # and IAM callers need execute-api:Invoke only, not lambda:InvokeFunction as well
     for event in events:
         if event.get("Auth", {}).get("Authorizer") == "AWS_IAM":

@@ -11,7 +11,7 @@ import pytest
 
 from costgate.dal.ledger import DynamoLedgerStore
 from costgate.usage import TokenUsage
-from functions.api.handler import lambda_handler, ledger_store
+from functions.api.handler import gateway, lambda_handler, ledger_store, settings
 from tests.conftest import FakeLambdaContext
 from tests.events import load_event
 from tests.fakes import make_entry
@@ -23,10 +23,12 @@ def _at(month: int, day: int) -> datetime:
 
 @pytest.fixture(autouse=True)
 def fresh_ledger_store() -> Iterator[None]:
-    """The handler caches its store per process; each test binds its own table."""
-    ledger_store.cache_clear()
+    """The handler caches its settings and stores per process; each test binds its own table."""
+    for cached in (settings, ledger_store, gateway):
+        cached.cache_clear()
     yield
-    ledger_store.cache_clear()
+    for cached in (settings, ledger_store, gateway):
+        cached.cache_clear()
 
 
 @pytest.fixture
