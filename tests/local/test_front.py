@@ -135,11 +135,13 @@ def test_unhandled_exception_or_malformed_response_is_502() -> None:
 
 def test_api_function_loads_from_the_template_with_its_routes_and_environment() -> None:
     # Given the repository's template
-    function = LocalFunction.from_template(load_template(), "ApiFunction", refs={"Table": "t-local", "Bucket": "b"})
+    refs = {"Table": "t-local", "Bucket": "b", "ClaudeApiUrl": "http://127.0.0.1:1", "ClaudeApiKeySecretName": "s"}
+    function = LocalFunction.from_template(load_template(), "ApiFunction", refs=refs)
     # Then its handler, routes, globals and !Ref-resolved environment come from the template
     assert callable(function.handler)
     assert function.environment["COSTGATE_TABLE"] == "t-local"
     assert function.environment["POWERTOOLS_SERVICE_NAME"] == "costgate"
     assert {(r.method, r.resource) for r in function.routes} >= {("GET", "/v1/health"), ("GET", "/v1/costs")}
-    assert function.timeout_s == 30
+    assert function.environment["COSTGATE_UPSTREAM_URL"] == "http://127.0.0.1:1"
+    assert function.timeout_s == 900
     assert function.context().get_remaining_time_in_millis() > 29_000
