@@ -1,0 +1,108 @@
+"""Concurrent requests never overshoot a budget: 60 at once against a key whose daily budget fits ~10.
+
+Each request's prompt is emoji, which the simulator counts as 2.6 tokens per 4 UTF-8 bytes, so the
+gateway's byte-count worst case is within ~2× of the real cost. A budget of ~10 worst cases then holds
+at most ~19 real answers: far below the 60 sent, so an admission race would show as overspend.
+"""
+
+import re
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+import anthropic
+import pytest
+
+from tests.e2e.test_gateway_sdk import MODEL, create_key, report, serving
+from tests.e2e.test_serve import Served
+
+REQUESTS = 60
+LIMIT_USD = Decimal("0.015")
+TENANT = "burst"
+# ~3,000 emoji: a worst case of ~$0.0014 against a real cost of ~$0.0008 on claude-haiku-5-5.
+PROMPT = "\N{GRINNING FACE}" * 3_000
+# The simulator holds every answer this long, so the requests really are in flight together.
+LATENCY_MS = 300
+REQUEST_TIMEOUT_S = 30.0
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: int
+    cost_usd: Decimal | None = None  # the receipt of a 200
+    message: str = ""  # the error message of anything else
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    """A stack of its own, warmed by one request on a budgeted key of another tenant.
+
+    The local front runs invocations as threads of one process, and the handler's clients (pynamodb's
+    one per entity class among them) are built on first use: 60 cold requests would each build them at
+    once, for ~20 s of CPU. Lambda runs one request per container, so warming first is the faithful setup.
+    """
+    log = tmp_path_factory.mktemp("budget-concurrency") / "serve.log"
+    with serving("--latency-ms", str(LATENCY_MS), log=log) as stack:
+        warm_key = create_key(stack, "--tenant", "warm-up", "--daily-budget-usd", "1")["api_key"]
+        warm = anthropic.Anthropic(base_url=stack.ready["base_url"], api_key=warm_key, max_retries=0)
+        warm.messages.create(model=MODEL, max_tokens=8, messages=[{"role": "user", "content": "Warm up."}])
+        yield stack
+
+
+def _send(client: anthropic.Anthropic, number: int) -> Outcome:
+    try:
+        raw = client.messages.with_raw_response.create(
+            model=MODEL,
+            max_tokens=16,
+            messages=[{"role": "user", "content": f"Request {number}: {PROMPT}"}],
+            extra_headers={"x-costgate-cache": "off"},
+        )
+    except anthropic.APIStatusError as error:
+        body: Any = error.body
+        message = body.get("error", {}).get("message", "") if isinstance(body, dict) else str(body)
+        return Outcome(status=error.status_code, message=message)
+    return Outcome(status=raw.status_code, cost_usd=Decimal(raw.headers["x-costgate-cost-usd"]))
+
+
+@pytest.mark.slow
+def test_sixty_concurrent_requests_never_overshoot_the_budget(served: Served) -> None:
+    # Given a key whose daily budget fits only some of the requests' worst cases
+    created = create_key(served, "--tenant", TENANT, "--daily-budget-usd", str(LIMIT_USD))
+    client = anthropic.Anthropic(
+        base_url=served.ready["base_url"], api_key=created["api_key"], max_retries=0, timeout=REQUEST_TIMEOUT_S
+    )
+    # When 60 requests are sent at once
+    started = time.monotonic()
+    with ThreadPoolExecutor(max_workers=REQUESTS) as pool:
+        outcomes = list(pool.map(lambda number: _send(client, number), range(REQUESTS)))
+    elapsed = time.monotonic() - started
+    accepted = [o for o in outcomes if o.status == 200]
+    refused = [o for o in outcomes if o.status == 429]
+    costs = [o.cost_usd for o in accepted if o.cost_usd is not None]
+    receipts_usd = sum(costs, Decimal(0))
+    ledger = report(served, "--tenant", TENANT)["total"]
+    spent = Decimal(ledger["cost_usd"])
+    worst = max(
+        (Decimal(m.group(1)) for o in refused if (m := re.search(r"may cost up to \$([\d.]+)", o.message))),
+        default=None,
+    )
+    print(  # noqa: T201 - the figures, for `pytest -s`
+        f"\nbudget concurrency: {REQUESTS} concurrent requests in {elapsed:.1f} s; "
+        f"accepted {len(accepted)}, refused {len(refused)}; spent ${spent} of a ${LIMIT_USD} limit "
+        f"(overshoot ${max(spent - LIMIT_USD, Decimal(0))}); worst case per request ${worst}, "
+        f"real cost per request ${min(costs, default=None)}-${max(costs, default=None)}"
+    )
+    # Then every request was either answered or refused for the budget, never failed
+    assert [o for o in outcomes if o.status not in (200, 429)] == []
+    assert all("daily budget" in o.message for o in refused), {o.message for o in refused}
+    # and some were accepted, some refused — and all of them would not have fitted
+    assert accepted
+    assert refused
+    assert REQUESTS * min(costs) > LIMIT_USD
+    # and the ledger holds exactly the accepted requests, at exactly their receipts, within the budget
+    assert ledger["requests"] == len(accepted)
+    assert spent == receipts_usd
+    assert spent <= LIMIT_USD
