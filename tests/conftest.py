@@ -49,6 +49,9 @@ class FakeLambdaContext:
     invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:costgate-ApiFunction-test"
     aws_request_id: str = "5d2c8a1e-0f3b-4c6d-9e7a-1b2c3d4e5f60"
 
+    def get_remaining_time_in_millis(self) -> int:
+        return 900_000  # ApiFunction's timeout in the template
+
 
 @pytest.fixture
 def lambda_context() -> FakeLambdaContext:

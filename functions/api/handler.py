@@ -111,16 +111,16 @@ def costgate_error(error: CostgateError) -> Response[str]:
 
 @app.exception_handler(Exception)
 def unexpected_error(error: Exception) -> Response[str]:
-    logger.exception("unexpected error")
     return _error(UpstreamError("internal error in costgate; quote the request-id header when reporting it"))
 
 
 def _error(error: CostgateError) -> Response[str]:
     request_id = app.current_event.request_context.request_id
     status, body = error_response(error, request_id)
-    if status >= 500 and not isinstance(error, UpstreamError):
+    if status >= 500:
+        # Exception handlers run inside the `except`, so the traceback of the cause is logged too.
         logger.exception(error.message)
-    elif status < 500:
+    else:
         logger.info(
             "request rejected",
             extra={"status": status, "error_type": error.error_type, "reason": error.message},
@@ -129,7 +129,8 @@ def _error(error: CostgateError) -> Response[str]:
         status_code=status,
         content_type=content_types.APPLICATION_JSON,
         body=json.dumps(body),
-        headers={"request-id": request_id},
+        # Nothing was billed for a request costgate refused (or that failed before Claude answered).
+        headers={"request-id": request_id, "x-costgate-cost-usd": "0", **error.headers},
     )
 
 

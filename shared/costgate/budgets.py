@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Context, Decimal, Inexact, localcontext
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from costgate.cost import format_usd, price_usage
 from costgate.errors import InvalidRequestError, RateLimitError
@@ -162,7 +162,12 @@ class BudgetExceededError(RateLimitError):
     """429: the request's worst-case cost does not fit in a budget.
 
     `remaining` is what the budget's window has left, or None when `needed` exceeds its whole limit.
+    Shaped like the Claude API's own spend-limit 429: no retry-after, `x-should-retry: false` (SDKs
+    would otherwise retry a refusal that cannot clear in seconds) and `enforced_spend_limit_reached`.
     """
+
+    headers: ClassVar[Mapping[str, str]] = {"x-should-retry": "false"}
+    details: ClassVar[Mapping[str, str] | None] = {"error_code": "enforced_spend_limit_reached"}
 
     def __init__(self, budget: Budget, remaining: Decimal | None, needed: Decimal) -> None:
         limit, cost = format_usd(budget.limit_usd), format_usd(needed)

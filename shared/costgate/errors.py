@@ -4,6 +4,7 @@ Each error carries the Claude API's error type and HTTP status, so a handler map
 `error_response` and an SDK client sees exactly what the Claude API would have sent.
 """
 
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 
@@ -12,6 +13,9 @@ class CostgateError(Exception):
 
     error_type: ClassVar[str] = "api_error"
     status: ClassVar[int] = 500
+    # Extra response headers (e.g. x-should-retry) and the error object's `details`, where the Claude API has them.
+    headers: ClassVar[Mapping[str, str]] = {}
+    details: ClassVar[Mapping[str, str] | None] = None
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -76,8 +80,12 @@ class ConfigurationError(CostgateError):
     """Settings or data files that are missing or invalid: a deployment fault, not the client's."""
 
 
-def error_body(error_type: str, message: str, request_id: str | None = None) -> dict[str, Any]:
+def error_body(
+    error_type: str, message: str, request_id: str | None = None, details: Mapping[str, str] | None = None
+) -> dict[str, Any]:
     body: dict[str, Any] = {"type": "error", "error": {"type": error_type, "message": message}}
+    if details:
+        body["error"]["details"] = dict(details)
     if request_id:
         body["request_id"] = request_id
     return body
@@ -85,7 +93,7 @@ def error_body(error_type: str, message: str, request_id: str | None = None) -> 
 
 def error_response(error: CostgateError, request_id: str | None = None) -> tuple[int, dict[str, Any]]:
     """(status, body) in the Claude API's error shape, with the request id the logs carry."""
-    return error.status, error_body(error.error_type, error.message, request_id)
+    return error.status, error_body(error.error_type, error.message, request_id, error.details)
 
 
 class UpstreamUnavailableError(OverloadedError):

@@ -26,18 +26,27 @@ from costgate.budgets import (
     reserve_budget,
 )
 from costgate.cost import Cost, format_usd, measure_savings, price_usage
-from costgate.errors import CostgateError, InvalidRequestError, PricingError, RequestTooLargeError, UpstreamError
+from costgate.errors import (
+    CostgateError,
+    ForbiddenError,
+    InvalidRequestError,
+    PricingError,
+    RequestTooLargeError,
+    UpstreamError,
+)
 from costgate.keys import GatewayKey, authenticate
 from costgate.ledger import LedgerEntry, RecordOutcome, record_request, validate_tag
 from costgate.observability import MetricName, emit_count, logger
 from costgate.ports import BudgetStore, Clock, KeyStore, LedgerStore, Upstream
-from costgate.pricing import MILLION, PriceBook, default_price_book
+from costgate.pricing import PriceBook, default_price_book
 from costgate.upstream import UpstreamResponse
 from costgate.usage import normalise_usage
 
 # The Claude API's own limit for a Messages request (API Gateway REST stops at 10 MB before this).
 MAX_BODY_BYTES = 32 * 1024 * 1024
 DEFAULT_FEATURE = "default"
+# Far deeper than any real request (tool schemas included); bounds the recursion of everything after.
+MAX_JSON_DEPTH = 64
 CACHE_MODES = frozenset({"off", "exact", "semantic"})
 # Headers that describe one hop, not the message: never copied from the upstream response.
 _HOP_BY_HOP = frozenset(
@@ -114,12 +123,20 @@ class Gateway:
             self._upstream.post("/v1/messages/count_tokens", request.body, request.headers, request.deadline)
         )
         receipt: dict[str, str] = {}
-        if upstream.status == 200:
-            tokens = json.loads(upstream.body).get("input_tokens")
-            if isinstance(tokens, int):
-                row = self._book.rates_at(admitted.model, admitted.at)
-                receipt["x-costgate-estimated-input-cost-usd"] = format_usd(tokens * row.input / MILLION)
-                receipt["x-costgate-price-version"] = self._book.price_version(row)
+        tokens = _counted_tokens(upstream) if upstream.status == 200 else None
+        if tokens is not None:
+            # Priced as the request would bill its prompt: bands, fast mode and geo included.
+            usage: dict[str, Any] = {
+                "input_tokens": tokens,
+                **{k: admitted.body[k] for k in ("speed", "inference_geo") if k in admitted.body},
+            }
+            try:
+                estimate = price_usage(admitted.model, usage, admitted.at, self._book)
+            except CostgateError as error:
+                logger.info("count_tokens: no estimate", extra={"reason": str(error)})
+            else:
+                receipt["x-costgate-estimated-input-cost-usd"] = format_usd(estimate.total_usd)
+                receipt["x-costgate-price-version"] = estimate.price_version
         return _passthrough(upstream, receipt)
 
     def _admit(self, request: GatewayRequest) -> _Admitted:
@@ -128,11 +145,18 @@ class Gateway:
         now = self._clock.now()
         key = authenticate(self._keys, request.headers, now)
         body = _parse_body(request.body)
+        _check_forwarded_headers(request.headers)
         model = body.get("model")
         if not isinstance(model, str) or not model:
             raise InvalidRequestError("model: field required (a Claude model id such as claude-sonnet-5-5)")
         self._book.resolve(model)  # an unknown model is an error before anything is spent
-        feature = request.headers.get("x-costgate-feature") or key.feature or DEFAULT_FEATURE
+        asked = request.headers.get("x-costgate-feature") or None
+        if key.feature is not None and asked is not None and asked != key.feature:
+            # A key bound to a feature must not slip out of that feature's budget by relabelling.
+            raise ForbiddenError(
+                f"this API key is bound to feature {key.feature!r}; x-costgate-feature cannot change it"
+            )
+        feature = asked or key.feature or DEFAULT_FEATURE
         return _Admitted(key=key, body=body, model=model, feature=validate_tag(feature, "x-costgate-feature"), at=now)
 
     def _applicable_budgets(self, key: GatewayKey, feature: str) -> list[Budget]:
@@ -151,7 +175,11 @@ class Gateway:
         except CostgateError as error:
             # The client has its answer; failing it now would waste what was spent. Keep the
             # reservation held (budgets stay conservative) and make the gap loud instead.
-            logger.error("response could not be priced", extra={"request_id": request_id, "reason": str(error)})
+            # The usage goes into the log so the request can still be reconciled by hand.
+            logger.error(
+                "response could not be priced",
+                extra={"request_id": request_id, "reason": str(error), "usage": found.usage if found else None},
+            )
             emit_count(MetricName.UNPRICED_RESPONSES)
             return _passthrough(upstream, {**_receipt_without_cost(admitted.model), "x-costgate-cost-usd": "unpriced"})
 
@@ -186,13 +214,46 @@ def _checked(upstream: UpstreamResponse) -> UpstreamResponse:
 
 
 def _parse_body(raw: bytes) -> dict[str, Any]:
+    """The request as a JSON object of valid UTF-8 text, nested no deeper than MAX_JSON_DEPTH."""
     try:
-        body = json.loads(raw)
-    except (UnicodeDecodeError, ValueError) as error:
-        raise InvalidRequestError(f"request body is not valid JSON: {error}") from None
+        # Decoded explicitly: json.loads(bytes) would also accept UTF-16 and UTF-32.
+        body = json.loads(raw.decode("utf-8"))
+    except (ValueError, RecursionError) as error:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        raise InvalidRequestError(f"request body is not valid JSON (UTF-8): {str(error)[:200]}") from None
     if not isinstance(body, dict):
         raise InvalidRequestError("request body must be a JSON object")
+    _check_depth(body)
+    try:
+        json.dumps(body, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidRequestError("request body holds an unpaired surrogate escape (such as \\ud800)") from None
     return body
+
+
+def _check_depth(value: Any) -> None:
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > MAX_JSON_DEPTH:
+            raise InvalidRequestError(f"request body is nested more than {MAX_JSON_DEPTH} levels deep")
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+
+
+def _check_forwarded_headers(headers: Mapping[str, str]) -> None:
+    for name in ("anthropic-version", "anthropic-beta"):
+        value = headers.get(name)
+        if value is not None and not value.isascii():
+            raise InvalidRequestError(f"{name} header must be ASCII")
+
+
+def _counted_tokens(upstream: UpstreamResponse) -> int | None:
+    try:
+        answer = json.loads(upstream.body)
+    except (ValueError, RecursionError):
+        return None
+    tokens = answer.get("input_tokens") if isinstance(answer, dict) else None
+    return tokens if isinstance(tokens, int) and not isinstance(tokens, bool) and tokens >= 0 else None
 
 
 def _cache_mode(headers: Mapping[str, str]) -> str:
@@ -216,6 +277,7 @@ def _receipt(cost: Cost, baseline_usd: Decimal) -> dict[str, str]:
 def _receipt_without_cost(model: str) -> dict[str, str]:
     return {
         "x-costgate-cost-usd": "0",
+        "x-costgate-baseline-cost-usd": "0",
         "x-costgate-model": model,
         "x-costgate-route-reason": "requested model (routing is not enabled)",
         "x-costgate-cache": "bypass",

@@ -356,12 +356,6 @@ def test_no_request_is_answered_with_a_5xx_and_the_books_balance(
 # --- known failures the strategies steer around ---------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a body the estimator cannot take becomes an unexpected 500: a lone surrogate escape raises "
-    "UnicodeEncodeError in budgets.estimate_prompt_tokens; ~3,000 levels of nesting raise RecursionError "
-    "there (_cache_ttls / json.dumps); ~100,000 levels raise it in gateway._parse_body's json.loads",
-)
 @pytest.mark.parametrize(
     "body",
     [
@@ -391,12 +385,6 @@ def test_bodies_the_estimator_cannot_take_are_a_4xx(
     _check(_invoke(event, api_context), "/v1/messages")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="upstream.HttpUpstream forwards anthropic-version/anthropic-beta to urllib3 unchecked: a value "
-    "with a character above U+00FF raises UnicodeEncodeError (latin-1) in http.client, which is neither "
-    "TransportError nor OSError, so ApiFunction answers 500 (the hold is released)",
-)
 def test_an_anthropic_beta_header_outside_latin_1_is_a_4xx(
     keys: Keys,
     api_context: ApiLambdaContext,  # noqa: F811

@@ -143,7 +143,8 @@ def _assert_anthropic_error(answer: Answer, status: int, error_type: str) -> str
     body = answer.json()
     assert set(body) == {"type", "error", "request_id"}
     assert body["type"] == "error"
-    assert set(body["error"]) == {"type", "message"}
+    # `details` only where the Claude API has it: its spend-limit 429
+    assert set(body["error"]) == ({"type", "message", "details"} if status == 429 else {"type", "message"})
     assert body["error"]["type"] == error_type
     assert "Traceback" not in answer.text
     assert 'File "' not in answer.text
@@ -420,6 +421,10 @@ def test_a_tiny_daily_budget_answers_once_then_429s_naming_the_budget_and_what_r
     # When the second arrives, Then it is a 429 rate_limit_error naming the daily budget and what remains
     second = _invoke(_event("messages", issued.api_key), api_context)
     message = _assert_anthropic_error(second, 429, "rate_limit_error")
+    # shaped like Claude's own spend-limit refusal, which SDKs must not retry
+    assert second.json()["error"]["details"] == {"error_code": "enforced_spend_limit_reached"}
+    assert second.headers["x-should-retry"] == "false"
+    assert "retry-after" not in second.headers
     assert f"key {issued.key.key_id}'s daily budget is exhausted" in message
     assert f"${first.headers['x-costgate-budget-remaining-usd']} remaining" in message
     # and it never reached Claude: the budget and the ledger still hold just the first request

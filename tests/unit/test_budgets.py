@@ -372,9 +372,15 @@ def test_exceeded_error_is_a_429_naming_the_budget_and_what_remains() -> None:
     assert status == 429
     assert body == {
         "type": "error",
-        "error": {"type": "rate_limit_error", "message": error.message},
+        "error": {
+            "type": "rate_limit_error",
+            "message": error.message,
+            "details": {"error_code": "enforced_spend_limit_reached"},
+        },
         "request_id": "req_1",
     }
+    # like Claude's spend-limit 429: SDKs are told not to retry it
+    assert error.headers == {"x-should-retry": "false"}
     assert (error.budget, error.remaining, error.needed) == (tenant_daily(), Decimal("0.0123"), Decimal("0.2"))
 
 

@@ -337,9 +337,11 @@ def _drain(stream: IO[bytes], cap: int) -> None:
 
 def _parse_json(raw: bytes) -> Any:
     try:
-        return json.loads(raw)
-    except ValueError as exc:
-        raise invalid_request(f"There was an error parsing the body of your request: {exc}") from None
+        body = json.loads(raw.decode("utf-8"))  # the API takes UTF-8 only, not json's UTF-16/32 detection
+        json.dumps(body, ensure_ascii=False).encode("utf-8")  # a lone surrogate escape is not text
+    except (ValueError, RecursionError) as exc:  # UnicodeError is a ValueError
+        raise invalid_request(f"There was an error parsing the body of your request: {str(exc)[:200]}") from None
+    return body
 
 
 def _base_url(request: Request) -> str:
