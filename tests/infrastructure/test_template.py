@@ -264,8 +264,12 @@ def test_runtime_is_python313_everywhere_and_handlers_exist(template: dict[str, 
         assert function["Properties"].get("Runtime", RUNTIME) == RUNTIME, name
     for name, layer in layers.items():
         assert layer["Properties"]["CompatibleRuntimes"] == [RUNTIME], name
-        assert layer["Metadata"]["BuildMethod"] == RUNTIME, name
-        assert (REPO_ROOT / layer["Properties"]["ContentUri"]).is_dir(), name
+        # built by a Makefile target named after the layer, which compiles for python3.13
+        assert layer["Metadata"]["BuildMethod"] == "makefile", name
+        makefile = (REPO_ROOT / layer["Properties"]["ContentUri"] / "Makefile").read_text(encoding="utf-8")
+        assert f"build-{name}:" in makefile, name
+        assert "--invalidation-mode unchecked-hash" in makefile, name
+        assert "PYTHON ?= python3.13" in makefile, name
     # and each function's handler module is in its CodeUri folder
     for name, function in functions.items():
         module, _, _ = function["Properties"]["Handler"].rpartition(".")
