@@ -7,7 +7,6 @@ method here: `settle_updates` returns the updates for the ledger's own transacti
 settled exactly when (and only once when) its ledger row is written.
 """
 
-import random
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -15,7 +14,6 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Context, Decimal, Inexact, localcontext
 
 from pynamodb.attributes import NumberAttribute, UnicodeAttribute
-from pynamodb.connection import Connection
 from pynamodb.exceptions import DeleteError, DoesNotExist, TransactWriteError
 from pynamodb.expressions.update import Action
 from pynamodb.transactions import TransactWrite
@@ -31,14 +29,19 @@ from costgate.budgets import (
     tenant_scope,
 )
 from costgate.clock import SystemClock
-from costgate.dal.table import CostgateItem, DecimalAttribute
+from costgate.dal.table import (
+    MAX_TRANSACTION_ATTEMPTS,
+    CostgateItem,
+    DecimalAttribute,
+    cancellation_codes,
+    conflict_backoff,
+    is_transaction_conflict,
+    transaction_connection,
+)
 from costgate.errors import InvalidRequestError, UpstreamError
 from costgate.observability import logger
 from costgate.ports import Clock
 
-# As dal/ledger.py: a conflict with a concurrent transaction on the same counter resolves within a few retries.
-_MAX_ATTEMPTS = 12
-_BASE_DELAY_S = 0.01
 DEFINITIONS_TTL = timedelta(seconds=30)
 # A window's counter outlives the window by this much (DynamoDB TTL), then the table forgets it.
 COUNTER_RETENTION = timedelta(days=7)
@@ -122,9 +125,6 @@ class DynamoBudgetStore:
     def __init__(self, clock: Clock | None = None, sleep: Callable[[float], None] = time.sleep) -> None:
         self._clock = clock or SystemClock()
         self._sleep = sleep
-        meta = CostgateItem.Meta
-        # One connection (one botocore client) per store, as DynamoLedgerStore: building one costs ~0.1 s.
-        self._connection = Connection(region=getattr(meta, "region", None), host=getattr(meta, "host", None))
         self._cache: dict[tuple[str, str], tuple[datetime, list[Budget]]] = {}
         self._cache_lock = threading.Lock()
 
@@ -186,7 +186,7 @@ class DynamoBudgetStore:
     def reserve(self, holds: Sequence[Hold]) -> None:
         if not holds:
             return
-        for attempt in range(1, _MAX_ATTEMPTS + 1):
+        for attempt in range(1, MAX_TRANSACTION_ATTEMPTS + 1):
             codes = self._transact_reserve(holds)
             if codes is None:
                 return
@@ -197,15 +197,15 @@ class DynamoBudgetStore:
                     raise BudgetExceededError(hold.budget, remaining_in(hold.budget, committed), hold.amount_usd)
                 # Room was given back between the refusal and the read (a release or a settlement): try again.
             logger.info("budgets: reservation retried", extra={"attempt": attempt, "reasons": codes})
-            self._sleep(random.uniform(0, _BASE_DELAY_S * 2**attempt))  # noqa: S311 - jitter, not crypto
-        raise UpstreamError(f"budgets: could not reserve after {_MAX_ATTEMPTS} attempts; retry the request")
+            conflict_backoff(attempt, self._sleep)
+        raise UpstreamError(f"budgets: could not reserve after {MAX_TRANSACTION_ATTEMPTS} attempts; retry the request")
 
     def release(self, holds: Sequence[Hold]) -> None:
         if not holds:
             return
-        for attempt in range(1, _MAX_ATTEMPTS + 1):
+        for attempt in range(1, MAX_TRANSACTION_ATTEMPTS + 1):
             try:
-                with TransactWrite(connection=self._connection) as transaction:
+                with TransactWrite(connection=transaction_connection()) as transaction:
                     for hold in holds:
                         with localcontext(_EXACT):
                             amount = -hold.amount_usd
@@ -215,19 +215,19 @@ class DynamoBudgetStore:
                             condition=BudgetCounterItem.committed_usd.exists(),
                         )
             except TransactWriteError as error:
-                codes = _reasons(error)
+                codes = cancellation_codes(error)
                 if "ConditionalCheckFailed" in codes:
                     hold = holds[codes.index("ConditionalCheckFailed")]
                     raise UpstreamError(
                         f"budgets: cannot release a hold on {hold.budget.label} ({hold.window}) that was never reserved"
                     ) from error
-                if not _is_conflict(error, codes):
+                if not is_transaction_conflict(error):
                     raise
                 logger.info("budgets: release retried", extra={"attempt": attempt})
-                self._sleep(random.uniform(0, _BASE_DELAY_S * 2**attempt))  # noqa: S311 - jitter, not crypto
+                conflict_backoff(attempt, self._sleep)
             else:
                 return
-        raise UpstreamError(f"budgets: could not release holds after {_MAX_ATTEMPTS} attempts")
+        raise UpstreamError(f"budgets: could not release holds after {MAX_TRANSACTION_ATTEMPTS} attempts")
 
     def remaining(self, holds: Sequence[Hold]) -> Decimal | None:
         if not holds:
@@ -241,7 +241,7 @@ class DynamoBudgetStore:
     def _transact_reserve(self, holds: Sequence[Hold]) -> list[str | None] | None:
         """None when every hold was written; otherwise the cancellation reason of each hold, by index."""
         try:
-            with TransactWrite(connection=self._connection) as transaction:
+            with TransactWrite(connection=transaction_connection()) as transaction:
                 for hold in holds:
                     ceiling = reservation_ceiling(hold)
                     transaction.update(
@@ -261,8 +261,8 @@ class DynamoBudgetStore:
                         ),
                     )
         except TransactWriteError as error:
-            codes = _reasons(error)
-            if "ConditionalCheckFailed" not in codes and not _is_conflict(error, codes):
+            codes = cancellation_codes(error)
+            if "ConditionalCheckFailed" not in codes and not is_transaction_conflict(error):
                 raise
             return codes
         return None
@@ -273,14 +273,6 @@ class DynamoBudgetStore:
         except DoesNotExist:
             return Decimal(0)
         return item.committed_usd
-
-
-def _reasons(error: TransactWriteError) -> list[str | None]:
-    return [reason.code if reason else None for reason in error.cancellation_reasons]
-
-
-def _is_conflict(error: TransactWriteError, codes: list[str | None]) -> bool:
-    return "TransactionConflict" in codes or error.cause_response_code == "TransactionConflictException"
 
 
 def _to_budget(item: BudgetDefinitionItem) -> Budget:

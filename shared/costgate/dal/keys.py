@@ -8,11 +8,10 @@ The plaintext key is never written; the hash is the only link from a presented k
 from datetime import datetime
 
 from pynamodb.attributes import UnicodeAttribute, UTCDateTimeAttribute
-from pynamodb.connection import Connection
 from pynamodb.exceptions import DoesNotExist, TransactWriteError
 from pynamodb.transactions import TransactWrite
 
-from costgate.dal.table import CostgateItem, DecimalAttribute
+from costgate.dal.table import CostgateItem, DecimalAttribute, transaction_connection
 from costgate.errors import InvalidRequestError
 from costgate.keys import GatewayKey
 from costgate.observability import logger
@@ -53,11 +52,6 @@ def _key_pk(key_hash: str) -> str:
 class DynamoKeyStore:
     """KeyStore over the single table."""
 
-    def __init__(self) -> None:
-        meta = CostgateItem.Meta
-        # One connection (one botocore client) per store, as DynamoLedgerStore: building one costs ~0.1 s.
-        self._connection = Connection(region=getattr(meta, "region", None), host=getattr(meta, "host", None))
-
     def create(self, key: GatewayKey, key_hash: str) -> None:
         item = KeyItem(
             _key_pk(key_hash),
@@ -72,7 +66,7 @@ class DynamoKeyStore:
         )
         index = KeyIndexItem(_INDEX_PK, key.key_id, key_hash=key_hash, tenant=key.tenant, created_at=key.created_at)
         try:
-            with TransactWrite(connection=self._connection) as transaction:
+            with TransactWrite(connection=transaction_connection()) as transaction:
                 transaction.save(item, condition=KeyItem.pk.does_not_exist())
                 transaction.save(index, condition=KeyIndexItem.pk.does_not_exist())
         except TransactWriteError as error:
@@ -106,7 +100,7 @@ class DynamoKeyStore:
             return None
         pk = _key_pk(index.key_hash)
         try:
-            with TransactWrite(connection=self._connection) as transaction:
+            with TransactWrite(connection=transaction_connection()) as transaction:
                 # The index entry must still point at this hash when the key item changes.
                 transaction.condition_check(
                     KeyIndexItem, _INDEX_PK, key_id, condition=KeyIndexItem.key_hash == index.key_hash

@@ -1,6 +1,5 @@
 """The ledger in DynamoDB: request rows and daily rollups, written in one transaction."""
 
-import random
 import time
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, date, timedelta
@@ -14,7 +13,6 @@ from pynamodb.attributes import (
     UnicodeAttribute,
     UTCDateTimeAttribute,
 )
-from pynamodb.connection import Connection
 from pynamodb.exceptions import TransactWriteError
 from pynamodb.expressions.update import Action
 from pynamodb.transactions import TransactWrite
@@ -22,16 +20,19 @@ from pynamodb.transactions import TransactWrite
 from costgate.budgets import Hold
 from costgate.cost import Cost, CostComponent, Strategy
 from costgate.dal.budgets import settle_updates
-from costgate.dal.table import CostgateItem, DecimalAttribute
+from costgate.dal.table import (
+    MAX_TRANSACTION_ATTEMPTS,
+    CostgateItem,
+    DecimalAttribute,
+    cancellation_codes,
+    conflict_backoff,
+    is_transaction_conflict,
+    transaction_connection,
+)
 from costgate.errors import UpstreamError
 from costgate.ledger import LedgerEntry, Rollup
 from costgate.observability import logger
 from costgate.usage import TokenUsage
-
-# DynamoDB cancels a transaction that touches an item another transaction holds; such conflicts
-# are expected on a busy rollup and resolve within a few retries.
-_MAX_ATTEMPTS = 12
-_BASE_DELAY_S = 0.01
 
 
 class CostComponents(MapAttribute[str, Decimal]):
@@ -125,9 +126,6 @@ class DynamoLedgerStore:
 
     def __init__(self, sleep: Callable[[float], None] = time.sleep) -> None:
         self._sleep = sleep
-        meta = CostgateItem.Meta
-        # One connection (one botocore client) per store: building a client costs ~0.1 s.
-        self._connection = Connection(region=getattr(meta, "region", None), host=getattr(meta, "host", None))
 
     def record(self, entry: LedgerEntry, holds: Sequence[Hold] = ()) -> bool:
         row = _to_item(entry)
@@ -150,24 +148,26 @@ class DynamoLedgerStore:
             RollupItem.web_search_requests.add(usage.web_search_requests),
             *(getattr(RollupItem, _ROLLUP_SAVINGS[strategy]).add(amount) for strategy, amount in entry.savings.items()),
         ]
-        for attempt in range(1, _MAX_ATTEMPTS + 1):
+        for attempt in range(1, MAX_TRANSACTION_ATTEMPTS + 1):
             try:
-                with TransactWrite(connection=self._connection) as transaction:
+                with TransactWrite(connection=transaction_connection()) as transaction:
                     transaction.save(row, condition=LedgerItem.pk.does_not_exist())
                     transaction.update(rollup, actions=actions)
                     for item, settle in settle_updates(holds, entry.cost.total_usd):
                         transaction.update(item, actions=settle)
             except TransactWriteError as error:
-                codes = [reason.code if reason else None for reason in error.cancellation_reasons]
+                codes = cancellation_codes(error)
                 if codes and codes[0] == "ConditionalCheckFailed":
                     return False
-                if "TransactionConflict" not in codes and error.cause_response_code != "TransactionConflictException":
+                if not is_transaction_conflict(error):
                     raise
                 logger.info("ledger: transaction conflict, retrying", extra={"attempt": attempt})
-                self._sleep(random.uniform(0, _BASE_DELAY_S * 2**attempt))  # noqa: S311 - jitter, not crypto
+                conflict_backoff(attempt, self._sleep)
             else:
                 return True
-        raise UpstreamError(f"ledger: could not record request {entry.request_id} after {_MAX_ATTEMPTS} attempts")
+        raise UpstreamError(
+            f"ledger: could not record request {entry.request_id} after {MAX_TRANSACTION_ATTEMPTS} attempts"
+        )
 
     def rollups(self, first: date, last: date) -> Iterator[Rollup]:
         day = first

@@ -4,11 +4,16 @@ template.yaml declares the same key schema and TTL attribute (a test checks they
 Entities subclass `CostgateItem`; each states its key pattern in its docstring.
 """
 
+import random
+from collections.abc import Callable
 from decimal import Decimal
+from functools import cache
 from typing import Any
 
 from pynamodb.attributes import Attribute, DiscriminatorAttribute, NumberAttribute, UnicodeAttribute
+from pynamodb.connection import Connection
 from pynamodb.constants import NUMBER
+from pynamodb.exceptions import TransactWriteError
 from pynamodb.models import Model
 
 PARTITION_KEY = "PK"
@@ -47,12 +52,41 @@ class CostgateItem(Model):
     expires_at = NumberAttribute(null=True, attr_name=TTL_ATTRIBUTE)
 
 
+# DynamoDB cancels a transaction that touches an item another transaction holds; such conflicts
+# are expected on a busy item (a rollup, a budget counter) and clear within a few retries.
+MAX_TRANSACTION_ATTEMPTS = 12
+_BASE_DELAY_S = 0.01
+
+
+@cache
+def transaction_connection() -> Connection:
+    """The one connection every store's transactions share (one botocore client, not one per store)."""
+    meta = CostgateItem.Meta
+    return Connection(region=getattr(meta, "region", None), host=getattr(meta, "host", None))
+
+
+def cancellation_codes(error: TransactWriteError) -> list[str | None]:
+    """Why each item of a cancelled transaction failed, in the transaction's order."""
+    return [reason.code if reason else None for reason in error.cancellation_reasons]
+
+
+def is_transaction_conflict(error: TransactWriteError) -> bool:
+    codes = cancellation_codes(error)
+    return "TransactionConflict" in codes or error.cause_response_code == "TransactionConflictException"
+
+
+def conflict_backoff(attempt: int, sleep: Callable[[float], None]) -> None:
+    """Full jitter, doubling per attempt: contending writers spread out instead of colliding again."""
+    sleep(random.uniform(0, _BASE_DELAY_S * 2**attempt))  # noqa: S311 - jitter, not crypto
+
+
 def bind_table(table_name: str, region: str | None = None) -> None:
     """Point every entity at the deployed table. The endpoint comes from AWS_ENDPOINT_URL, if set."""
     CostgateItem.Meta.table_name = table_name
     if region:
         CostgateItem.Meta.region = region
     # pynamodb caches a connection per model class; drop them so the new table/region take effect.
+    transaction_connection.cache_clear()
     for model in _all_models(CostgateItem):
         model._connection = None
 
