@@ -288,7 +288,11 @@ def _check(answer: Answer, route: str) -> None:
         body = answer.json()
         assert set(body) <= {"type", "error", "request_id"}
         assert body["type"] == "error"
-        assert set(body["error"]) == {"type", "message"}
+        # `details` only on the budget 429, shaped like the Claude API's spend-limit refusal
+        if answer.status == 429:
+            assert body["error"]["details"] == {"error_code": "enforced_spend_limit_reached"}
+            assert answer.headers["x-should-retry"] == "false"
+        assert set(body["error"]) - {"details"} == {"type", "message"}
         assert body["error"]["type"] == ERROR_TYPES[answer.status]
         assert isinstance(body["error"]["message"], str)
         assert body["error"]["message"]
