@@ -1,0 +1,69 @@
+"""Model routing: accuracy and confusion matrix over the labelled set, and routing time against `json.loads`.
+
+The labelled set is tests/routing/labelled_requests.jsonl. The timing baseline is parsing the same
+body with `json.loads`, which every request pays anyway, measured in the same run; the ratio shows
+what routing adds on top of it.
+"""
+
+import json
+import statistics
+import time
+from collections import Counter
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from costgate.routing import RoutePolicy, Tier, route
+
+LABELLED = Path(__file__).resolve().parents[1] / "tests" / "routing" / "labelled_requests.jsonl"
+LABELS = ("simple", "medium", "complex")
+ROUNDS, CALLS = 7, 200
+
+
+def per_call_us(fn: Callable[[], object]) -> float:
+    samples = []
+    for _ in range(ROUNDS):
+        start = time.perf_counter()
+        for _ in range(CALLS):
+            fn()
+        samples.append((time.perf_counter() - start) / CALLS * 1e6)
+    return statistics.median(samples)
+
+
+def _tier_name(tier: Tier | None) -> str:
+    return tier.name.lower() if tier is not None else "unrouted"
+
+
+def main() -> None:
+    policy = RoutePolicy()
+    lines = [line for line in LABELLED.read_text(encoding="utf-8").splitlines() if line.strip()]
+    items: list[dict[str, Any]] = [json.loads(line) for line in lines]
+    predicted = [_tier_name(route(item["body"], policy).tier) for item in items]
+
+    print(f"labelled requests: {len(items)}  ({dict(Counter(item['lang'] for item in items))})")
+    for lang in (None, "en", "ko"):
+        pairs = [
+            (item["label"], tier) for item, tier in zip(items, predicted, strict=True) if lang in (None, item["lang"])
+        ]
+        correct = sum(label == tier for label, tier in pairs)
+        print(f"accuracy {lang or 'all':>3}: {correct / len(pairs):6.1%}  ({correct}/{len(pairs)})")
+
+    matrix = Counter(zip((item["label"] for item in items), predicted, strict=True))
+    print("\nconfusion (rows = label, cols = routed tier)")
+    print(f"{'':>9}" + "".join(f"{tier:>9}" for tier in LABELS))
+    for label in LABELS:
+        print(f"{label:>9}" + "".join(f"{matrix[label, tier]:>9}" for tier in LABELS))
+    print(f"complex -> simple errors: {matrix['complex', 'simple']}")
+
+    baselines, routings = [], []
+    for item in items:
+        baselines.append(per_call_us(partial(json.loads, json.dumps(item["body"], ensure_ascii=False))))
+        routings.append(per_call_us(partial(route, item["body"], policy)))
+    baseline, routing = statistics.median(baselines), statistics.median(routings)
+    print(f"\njson.loads of the body (baseline): {baseline:8.2f} µs/request (median over the set)")
+    print(f"route (full classification):       {routing:8.2f} µs/request  = {routing / baseline:.1f}× the baseline")
+
+
+if __name__ == "__main__":
+    main()
