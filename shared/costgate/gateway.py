@@ -169,6 +169,9 @@ class Gateway:
         try:
             if found is None:
                 raise PricingError("the response carries no readable usage")
+            if not found.complete:
+                # Claude bills what it generated before the stream broke off: the last usage it sent.
+                logger.warning("stream ended early; billed on its last usage", extra={"request_id": request_id})
             model = found.model or admitted.model
             usage = normalise_usage(found.usage)
             cost = price_usage(model, usage, admitted.at, self._book)
@@ -181,7 +184,8 @@ class Gateway:
                 extra={"request_id": request_id, "reason": str(error), "usage": found.usage if found else None},
             )
             emit_count(MetricName.UNPRICED_RESPONSES)
-            return _passthrough(upstream, {**_receipt_without_cost(admitted.model), "x-costgate-cost-usd": "unpriced"})
+            unpriced = {"x-costgate-cost-usd": "unpriced", "x-costgate-baseline-cost-usd": "unpriced"}
+            return _passthrough(upstream, {**_receipt_without_cost(admitted.model), **unpriced})
 
         savings = measure_savings(model, usage, cost, admitted.at, self._book)
         entry = LedgerEntry(
@@ -217,16 +221,20 @@ def _parse_body(raw: bytes) -> dict[str, Any]:
     """The request as a JSON object of valid UTF-8 text, nested no deeper than MAX_JSON_DEPTH."""
     try:
         # Decoded explicitly: json.loads(bytes) would also accept UTF-16 and UTF-32.
-        body = json.loads(raw.decode("utf-8"))
+        text = raw.decode("utf-8")
+        body = json.loads(text)
     except (ValueError, RecursionError) as error:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
         raise InvalidRequestError(f"request body is not valid JSON (UTF-8): {str(error)[:200]}") from None
     if not isinstance(body, dict):
         raise InvalidRequestError("request body must be a JSON object")
     _check_depth(body)
-    try:
-        json.dumps(body, ensure_ascii=False).encode("utf-8")
-    except UnicodeEncodeError:
-        raise InvalidRequestError("request body holds an unpaired surrogate escape (such as \\ud800)") from None
+    # Valid UTF-8 holds no surrogates; only a \uD800-\uDFFF escape can bring one in, so the costly
+    # re-encoding check runs only for bodies that contain such an escape.
+    if "\\ud" in text.lower():
+        try:
+            json.dumps(body, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            raise InvalidRequestError("request body holds an unpaired surrogate escape (such as \\ud800)") from None
     return body
 
 
@@ -265,16 +273,15 @@ def _cache_mode(headers: Mapping[str, str]) -> str:
 
 def _receipt(cost: Cost, baseline_usd: Decimal) -> dict[str, str]:
     return {
+        **_receipt_without_cost(cost.model),
         "x-costgate-cost-usd": format_usd(cost.total_usd),
         "x-costgate-baseline-cost-usd": format_usd(baseline_usd),
-        "x-costgate-model": cost.model,
-        "x-costgate-route-reason": "requested model (routing is not enabled)",
-        "x-costgate-cache": "bypass",
         "x-costgate-price-version": cost.price_version,
     }
 
 
 def _receipt_without_cost(model: str) -> dict[str, str]:
+    """What every answer says, priced or not (routing and the answer cache are not built yet)."""
     return {
         "x-costgate-cost-usd": "0",
         "x-costgate-baseline-cost-usd": "0",

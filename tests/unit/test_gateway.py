@@ -26,7 +26,7 @@ from costgate.errors import (
     UpstreamError,
     UpstreamUnavailableError,
 )
-from costgate.gateway import DEFAULT_FEATURE, MAX_BODY_BYTES, Gateway, GatewayRequest, GatewayResponse
+from costgate.gateway import MAX_BODY_BYTES, Gateway, GatewayRequest, GatewayResponse
 from costgate.keys import GatewayKey, issue_key
 from costgate.pricing import default_price_book
 from costgate.upstream import UpstreamResponse
@@ -362,7 +362,7 @@ def test_the_ledger_entry_matches_the_receipt() -> None:
         pytest.param("support", "support", "support", id="header-agreeing-with-the-key"),
         pytest.param(None, "support", "support", id="key-feature"),
         pytest.param("", "support", "support", id="empty-header-is-absent"),
-        pytest.param(None, None, DEFAULT_FEATURE, id="default"),
+        pytest.param(None, None, "default", id="default"),
     ],
 )
 def test_the_feature_comes_from_the_header_else_the_key_else_default(
@@ -378,7 +378,6 @@ def test_the_feature_comes_from_the_header_else_the_key_else_default(
     # Then the entry's feature is the header's, else the key's, else "default"
     (entry,) = world.ledger.entries.values()
     assert entry.feature == expected
-    assert DEFAULT_FEATURE == "default"
 
 
 def test_a_key_bound_to_a_feature_cannot_be_relabelled() -> None:
@@ -643,6 +642,7 @@ def test_a_200_without_readable_usage_passes_through_unpriced_and_keeps_its_hold
     # Then the client still gets the answer, marked unpriced
     assert (response.status, response.body) == (200, answer.body)
     assert response.headers["x-costgate-cost-usd"] == "unpriced"
+    assert response.headers["x-costgate-baseline-cost-usd"] == "unpriced"
     assert response.headers["x-costgate-model"] == OPUS
     # and the worst case stays held (budgets stay conservative); nothing is recorded
     assert world.counter(world.key_scope) == (worst_case(), Decimal(0))

@@ -22,7 +22,7 @@ from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
 from costgate.ports import Clock
-from costgate_local.simulator.batches import BatchStore
+from costgate_local.simulator.batches import DEFAULT_PAGE, BatchStore
 from costgate_local.simulator.clock import ManualClock
 from costgate_local.simulator.engine import Engine, new_id, stream_events
 from costgate_local.simulator.errors import ApiError, invalid_request
@@ -163,7 +163,7 @@ class SimulatorApp:
 
     def _list_batches(self, request: Request) -> Response:
         workspace = _workspace(request)
-        limit_text = request.args.get("limit", "20")
+        limit_text = request.args.get("limit", str(DEFAULT_PAGE))
         try:
             limit = int(limit_text)
         except ValueError:
