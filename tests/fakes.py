@@ -2,7 +2,7 @@
 
 import threading
 from collections.abc import Iterator, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from decimal import Decimal
 
@@ -18,8 +18,10 @@ from costgate.budgets import (
 )
 from costgate.cost import Cost, CostComponent, price_usage
 from costgate.errors import InvalidRequestError, UpstreamError
+from costgate.features import FeatureConfig
 from costgate.keys import GatewayKey
-from costgate.ledger import LedgerEntry, Rollup
+from costgate.ledger import LedgerEntry, Rollup, validate_tag
+from costgate.prompt_cache import GapBucket, GapHistogram, PrefixStats, PrefixUse
 from costgate.usage import TokenUsage
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
@@ -27,17 +29,31 @@ NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 type RollupKey = tuple[date, str, str, str]
 
 
+@dataclass
+class ManualClock:
+    """A Clock that stays where a test puts it (NOW by default)."""
+
+    at: datetime = NOW
+
+    def now(self) -> datetime:
+        return self.at
+
+
 class InMemoryLedgerStore:
     """LedgerStore in two dicts: entries by request id, rollups by (UTC day, tenant, feature, model).
 
     Same contract as DynamoLedgerStore: a request id already stored changes nothing and returns
-    False, whatever the second entry holds; rollups come day by day, then in sort-key order.
+    False, whatever the second entry holds (its holds and prompt-cache use included); rollups come day
+    by day, then in sort-key order.
     """
 
-    def __init__(self, budgets: "InMemoryBudgetStore | None" = None) -> None:
+    def __init__(
+        self, budgets: "InMemoryBudgetStore | None" = None, prompt_cache: "InMemoryPromptCacheStore | None" = None
+    ) -> None:
         self.entries: dict[str, LedgerEntry] = {}
         self.rollup_items: dict[RollupKey, Rollup] = {}
         self._budgets = budgets
+        self._prompt_cache = prompt_cache
 
     def record(self, entry: LedgerEntry, holds: Sequence[Hold] = ()) -> bool:
         if entry.request_id in self.entries:
@@ -46,6 +62,10 @@ class InMemoryLedgerStore:
             if self._budgets is None:
                 raise AssertionError("this fake ledger was built without the budget store its holds live in")
             self._budgets.settle(holds, entry.cost.total_usd)
+        if entry.prompt_cache is not None:
+            if self._prompt_cache is None:
+                raise AssertionError("this fake ledger was built without the prompt-cache store its prefix use goes to")
+            self._prompt_cache.observe(entry.feature, entry.at, entry.prompt_cache)
         self.entries[entry.request_id] = entry
         key = (entry.day, entry.tenant, entry.feature, entry.model)
         current = self.rollup_items.get(key) or _empty_rollup(key)
@@ -104,6 +124,10 @@ def make_entry(
     usage: TokenUsage | None = None,
     cost_usd: str | None = None,
     baseline_usd: str | None = None,
+    requested_model: str | None = None,
+    route_tier: str | None = None,
+    route_reason: str | None = None,
+    prompt_cache: PrefixUse | None = None,
 ) -> LedgerEntry:
     """A ledger entry priced by the real cost engine, or with a literal `cost_usd` (all of it input).
 
@@ -135,6 +159,10 @@ def make_entry(
         usage=usage,
         cost=cost,
         baseline_cost_usd=baseline,
+        requested_model=requested_model,
+        route_tier=route_tier,
+        route_reason=route_reason,
+        prompt_cache=prompt_cache,
     )
 
 
@@ -257,3 +285,80 @@ class InMemoryBudgetStore:
 
 def _counter(hold: Hold) -> CounterKey:
     return hold.budget.scope, hold.budget.period, hold.window
+
+
+class InMemoryFeatureStore:
+    """FeatureStore in a dict by feature name, never stale. `calls` lists every port method called."""
+
+    def __init__(self, configs: Sequence[FeatureConfig] = ()) -> None:
+        self.configs: dict[str, FeatureConfig] = {c.feature: c for c in configs}
+        self.calls: list[str] = []
+
+    def get(self, feature: str) -> FeatureConfig | None:
+        self.calls.append("get")
+        return self.configs.get(validate_tag(feature, "feature"))
+
+    def put(self, config: FeatureConfig) -> None:
+        self.calls.append("put")
+        self.configs[config.feature] = config
+
+    def delete(self, feature: str) -> bool:
+        self.calls.append("delete")
+        return self.configs.pop(validate_tag(feature, "feature"), None) is not None
+
+    def list_configs(self) -> list[FeatureConfig]:
+        self.calls.append("list_configs")
+        return [self.configs[name] for name in sorted(self.configs)]
+
+
+class InMemoryPromptCacheStore:
+    """PromptCacheStore in two dicts: prefix totals by (feature, prefix_key), gap histograms by feature.
+
+    Written through `observe`, which does what the ledger's transaction does with prompt_cache_updates
+    (InMemoryLedgerStore calls it only for a new request id). Never stale; thread-safe. Seed `gaps`
+    directly to test a TTL choice.
+    """
+
+    def __init__(self) -> None:
+        self.stats: dict[tuple[str, str], PrefixStats] = {}
+        self.ttls: dict[tuple[str, str], str | None] = {}
+        self.gaps: dict[str, GapHistogram] = {}
+        self._lock = threading.Lock()
+
+    def observe(self, feature: str, at: datetime, use: PrefixUse) -> None:
+        at = at.astimezone(UTC)
+        key = (feature, use.prefix_key)
+        with self._lock:
+            current = self.stats.get(key)
+            self.stats[key] = PrefixStats(
+                feature=feature,
+                prefix_key=use.prefix_key,
+                model=use.model,
+                managed_by=use.managed_by,
+                first_seen=current.first_seen if current else at,
+                last_seen=at,
+                requests=(current.requests if current else 0) + 1,
+                write_tokens=(current.write_tokens if current else 0) + use.write_tokens,
+                read_tokens=(current.read_tokens if current else 0) + use.read_tokens,
+                write_premium_usd=(current.write_premium_usd if current else Decimal(0)) + use.write_premium_usd,
+                read_saved_usd=(current.read_saved_usd if current else Decimal(0)) + use.read_saved_usd,
+            )
+            self.ttls[key] = use.ttl
+            if use.gap is not None:
+                histogram = self.gaps.get(feature, GapHistogram())
+                field_name = GapBucket(use.gap).value
+                self.gaps[feature] = replace(histogram, **{field_name: getattr(histogram, field_name) + 1})
+
+    def last_seen(self, feature: str, prefix_key: str) -> datetime | None:
+        with self._lock:
+            stats = self.stats.get((feature, prefix_key))
+        return stats.last_seen if stats else None
+
+    def gap_histogram(self, feature: str) -> GapHistogram:
+        with self._lock:
+            return self.gaps.get(feature, GapHistogram())
+
+    def prefixes(self, feature: str | None = None) -> list[PrefixStats]:
+        with self._lock:
+            found = [s for s in self.stats.values() if feature is None or s.feature == feature]
+        return sorted(found, key=lambda s: (s.feature, s.net_saved_usd, s.prefix_key))

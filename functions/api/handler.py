@@ -14,8 +14,10 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from costgate.clock import SystemClock
 from costgate.dal.budgets import DynamoBudgetStore
+from costgate.dal.features import DynamoFeatureStore
 from costgate.dal.keys import DynamoKeyStore
 from costgate.dal.ledger import DynamoLedgerStore
+from costgate.dal.prompt_cache import DynamoPromptCacheStore
 from costgate.dal.table import bind_table
 from costgate.errors import CostgateError, NotFoundError, UpstreamError, error_response
 from costgate.gateway import Gateway, GatewayRequest, GatewayResponse
@@ -52,6 +54,8 @@ def gateway() -> Gateway:
         keys=DynamoKeyStore(),
         budgets=DynamoBudgetStore(),
         ledger=ledger_store(),
+        features=DynamoFeatureStore(),
+        prompt_cache=DynamoPromptCacheStore(),
         upstream=HttpUpstream(
             config.upstream_url,
             api_key=lambda: str(parameters.get_secret(config.claude_key_secret, max_age=SECRET_MAX_AGE_S)),

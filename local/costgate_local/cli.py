@@ -2,6 +2,8 @@
 
 costgate price    JSON lines {"model", "usage", "at"?} on stdin → one cost line each on stdout
 costgate report   the ledger's rollups for a date range, as a table or JSON
+costgate keys / budgets / features   gateway keys, spend limits, per-feature routing and prompt caching
+costgate prompt-cache   what each cached prompt prefix wrote, read and saved
 costgate demo     the local stack: moto as AWS, a day of sample traffic through the ledger, the report
 """
 
@@ -15,8 +17,9 @@ from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any, TextIO
 
 from costgate.cost import CostComponent, format_usd, price_usage
-from costgate.errors import CostgateError
+from costgate.errors import ConfigurationError, CostgateError
 from costgate.report import CostReport, CostReportRequest, GroupBy, build_report
+from costgate.routing import DEFAULT_MODELS, Tier
 from costgate.settings import CliSettings
 from costgate_local.simulator import add_simulator_arguments, simulator_options_from_args
 
@@ -80,6 +83,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         budget_parser.add_argument("--period", required=True, choices=["day", "month"], help="UTC day or UTC month")
     set_budget.add_argument("--limit-usd", required=True, help="the limit, exact decimal USD (0 blocks all spend)")
 
+    _add_feature_commands(commands)
+
     args = parser.parse_args(argv)
     try:
         if args.command == "price":
@@ -92,6 +97,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return keys_command(args)
         if args.command == "budgets":
             return budgets_command(args)
+        if args.command == "features":
+            return features_command(args)
+        if args.command == "prompt-cache":
+            return prompt_cache_command(args)
         return demo_command(args.day or datetime.now(UTC).date())
     except CostgateError as error:
         print(f"costgate: {error.message}", file=sys.stderr)
@@ -195,7 +204,20 @@ def render_report(report: CostReport, title: str | None = None) -> str:
 
     rule = "-" * len(line(columns))
     body = [line(cells) for cells in rows[:-1]] or ["(no requests in this range)"]
-    return "\n".join([heading, rule, line(columns), rule, *body, rule, line(rows[-1])])
+    return "\n".join([heading, rule, line(columns), rule, *body, rule, line(rows[-1]), *_strategy_lines(report.total)])
+
+
+def _strategy_lines(total: Any) -> list[str]:
+    """What each strategy saved over the whole range (negative: it cost more than it saved)."""
+    used = [(strategy, amount) for strategy, amount in total.savings_by_strategy.items() if amount]
+    if not used:
+        return []
+    width = max(len(strategy.value) for strategy, _ in used)
+    lines = ["saved by strategy:"]
+    for strategy, amount in used:
+        share = f"{amount / total.baseline_cost_usd:.1%} of baseline" if total.baseline_cost_usd else "-"
+        lines.append(f"  {strategy.value.ljust(width)}  {_money(amount):>12}  {share}")
+    return lines
 
 
 def _report_cells(row: Any) -> list[str]:
@@ -345,6 +367,203 @@ def budgets_command(args: argparse.Namespace) -> int:
         return 1
     print(json.dumps({"deleted": {"scope": scope, "period": period.value}}))
     return 0
+
+
+def _add_feature_commands(commands: Any) -> None:
+    """`costgate features set|list|delete` and `costgate prompt-cache`."""
+    tiers = [tier.name.lower() for tier in Tier]
+    features = commands.add_parser(
+        "features", help="per-feature model routing and prompt caching in the table (COSTGATE_TABLE)"
+    )
+    feature_commands = features.add_subparsers(dest="features_command", required=True)
+    set_feature = feature_commands.add_parser(
+        "set",
+        help="create or replace a feature's whole configuration (options left out take their defaults); "
+        "warm API containers pick it up within 30 s",
+    )
+    set_feature.add_argument("name", help="the feature tag (x-costgate-feature)")
+    set_feature.add_argument(
+        "--default-model", help="the model `auto` requests would use without routing: the saving's baseline "
+        "(default: the medium tier's model)"
+    )  # fmt: skip
+    for tier in Tier:
+        name = tier.name.lower()
+        set_feature.add_argument(
+            f"--{name}-model", help=f"the model for {name} requests (default: {DEFAULT_MODELS[tier]})"
+        )
+    set_feature.add_argument("--floor", choices=tiers, help="the lowest tier routing may pick (default: simple)")
+    set_feature.add_argument("--ceiling", choices=tiers, help="the highest tier routing may pick (default: complex)")
+    set_feature.add_argument(
+        "--override-explicit", action="store_true", help="route requests that name a model too, not only `auto`"
+    )
+    set_feature.add_argument(
+        "--prompt-cache", choices=["auto", "off"],
+        help="auto (the default): add cache breakpoints to requests that set none; off: never touch caching",
+    )  # fmt: skip
+    set_feature.add_argument(
+        "--prompt-cache-ttl", choices=["auto", "5m", "1h"],
+        help="the TTL of added breakpoints (default: auto, chosen from the feature's observed request gaps)",
+    )  # fmt: skip
+    list_features = feature_commands.add_parser("list", help="every stored feature configuration, by name")
+    list_features.add_argument("--json", action="store_true", help="one JSON line per feature instead of a table")
+    delete_feature = feature_commands.add_parser("delete", help="delete a feature's configuration (back to defaults)")
+    delete_feature.add_argument("name", help="the feature tag")
+
+    prompt_cache = commands.add_parser(
+        "prompt-cache", help="per cached prefix: tokens written and read, what the writes cost and the reads saved"
+    )
+    prompt_cache.add_argument("--feature", help="only this feature's prefixes (default: all, which scans the table)")
+    prompt_cache.add_argument("--json", action="store_true", help="one JSON line per prefix instead of a table")
+
+
+def features_command(args: argparse.Namespace) -> int:
+    from costgate.dal.features import DynamoFeatureStore  # noqa: PLC0415 - keeps `costgate price` free of boto imports
+    from costgate.features import FeatureConfig, PromptCacheMode, PromptCacheTtl  # noqa: PLC0415
+    from costgate.routing import RoutePolicy  # noqa: PLC0415
+
+    def as_json(config: FeatureConfig) -> dict[str, str | bool | None]:
+        route = config.route
+        return {
+            "feature": config.feature,
+            "default_model": config.default_model,
+            **{f"{tier.name.lower()}_model": route.models[tier] for tier in Tier},
+            "floor": route.floor.name.lower(),
+            "ceiling": route.ceiling.name.lower(),
+            "override_explicit": route.override_explicit,
+            "prompt_cache": config.prompt_cache.value,
+            "prompt_cache_ttl": config.prompt_cache_ttl.value,
+        }
+
+    _bind_table()
+    store = DynamoFeatureStore()
+    if args.features_command == "set":
+        # Only what was given is passed: everything else takes FeatureConfig's and RoutePolicy's defaults.
+        route: dict[str, Any] = {"override_explicit": args.override_explicit}
+        if any(getattr(args, f"{tier.name.lower()}_model") for tier in Tier):
+            route["models"] = {
+                tier: getattr(args, f"{tier.name.lower()}_model") or DEFAULT_MODELS[tier] for tier in Tier
+            }
+        for bound in ("floor", "ceiling"):
+            if getattr(args, bound):
+                route[bound] = Tier[getattr(args, bound).upper()]
+        options: dict[str, Any] = {"default_model": args.default_model}
+        if args.prompt_cache:
+            options["prompt_cache"] = PromptCacheMode(args.prompt_cache)
+        if args.prompt_cache_ttl:
+            options["prompt_cache_ttl"] = PromptCacheTtl(args.prompt_cache_ttl)
+        try:
+            policy = RoutePolicy(**route)
+        except ConfigurationError as error:
+            raise ConfigurationError(f"feature {args.name!r}: {error.message}") from None
+        config = FeatureConfig(args.name, route=policy, **options)
+        store.put(config)
+        print(json.dumps(as_json(config)))
+        return 0
+    if args.features_command == "delete":
+        if not store.delete(args.name):
+            print(f"costgate: feature {args.name} has no stored configuration", file=sys.stderr)
+            return 1
+        print(json.dumps({"deleted": {"feature": args.name}}))
+        return 0
+    configs = store.list_configs()
+    if args.json:
+        for config in configs:
+            print(json.dumps(as_json(config)))
+        return 0
+    columns = [
+        "feature",
+        "default model",
+        "simple",
+        "medium",
+        "complex",
+        "floor",
+        "ceiling",
+        "override",
+        "cache",
+        "ttl",
+    ]
+    _print_table(
+        [
+            columns,
+            *(
+                [
+                    config.feature,
+                    config.default_model or "-",
+                    *(config.route.models[tier] for tier in Tier),
+                    config.route.floor.name.lower(),
+                    config.route.ceiling.name.lower(),
+                    "yes" if config.route.override_explicit else "no",
+                    config.prompt_cache.value,
+                    config.prompt_cache_ttl.value,
+                ]
+                for config in configs
+            ),
+        ]
+    )
+    if not configs:
+        print("(no feature configurations: every feature uses the defaults)")
+    return 0
+
+
+def prompt_cache_command(args: argparse.Namespace) -> int:
+    from costgate.dal.prompt_cache import DynamoPromptCacheStore  # noqa: PLC0415 - keeps `costgate price` free of boto
+    from costgate.ledger import validate_tag  # noqa: PLC0415
+
+    feature = validate_tag(args.feature, "feature") if args.feature else None
+    _bind_table()
+    found = DynamoPromptCacheStore().prefixes(feature)
+    if args.json:
+        for stats in found:
+            print(
+                json.dumps(
+                    {
+                        "feature": stats.feature,
+                        "prefix_key": stats.prefix_key,
+                        "model": stats.model,
+                        "managed_by": stats.managed_by,
+                        "first_seen": stats.first_seen.isoformat(),
+                        "last_seen": stats.last_seen.isoformat(),
+                        "requests": stats.requests,
+                        "write_tokens": stats.write_tokens,
+                        "read_tokens": stats.read_tokens,
+                        "write_premium_usd": format_usd(stats.write_premium_usd),
+                        "read_saved_usd": format_usd(stats.read_saved_usd),
+                        "net_saved_usd": format_usd(stats.net_saved_usd),
+                        "wasted": stats.wasted,
+                    }
+                )
+            )
+        return 0
+    columns = [
+        "feature", "prefix", "model", "managed_by", "requests", "write tokens", "read tokens",
+        "write premium USD", "read saved USD", "net USD", "",
+    ]  # fmt: skip
+    cells = [columns] + [
+        [
+            stats.feature,
+            stats.prefix_key[:12],
+            stats.model,
+            stats.managed_by,
+            f"{stats.requests:,}",
+            f"{stats.write_tokens:,}",
+            f"{stats.read_tokens:,}",
+            format_usd(stats.write_premium_usd),
+            format_usd(stats.read_saved_usd),
+            format_usd(stats.net_saved_usd),
+            "WASTED" if stats.wasted else "",
+        ]
+        for stats in found
+    ]
+    _print_table(cells)
+    if not found:
+        print("(no prompt-cache prefixes recorded)")
+    return 0
+
+
+def _print_table(cells: Sequence[Sequence[str]]) -> None:
+    widths = [max(len(line[i]) for line in cells) for i in range(len(cells[0]))]
+    for line in cells:
+        print("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip())
 
 
 def demo_command(day: date) -> int:

@@ -116,20 +116,56 @@ class Savings:
     by_strategy: Mapping[Strategy, Decimal]
 
 
-def measure_savings(model: str, usage: TokenUsage, cost: Cost, at: datetime, book: PriceBook | None = None) -> Savings:
-    """Savings of the strategies visible in the usage itself: prompt caching, then the batch discount.
+def measure_savings(
+    model: str,
+    usage: TokenUsage,
+    cost: Cost,
+    at: datetime,
+    book: PriceBook | None = None,
+    *,
+    baseline_model: str | None = None,
+) -> Savings:
+    """Savings of each strategy, peeled off one at a time: prompt caching, the batch discount, routing.
 
-    Prompt caching is measured at the request's own tier (the same tokens billed as plain input), the
-    batch discount on the uncached cost. A cache write costs more than input, so a request that only
-    wrote to the cache has a negative prompt-cache saving: wasted writes show up as such.
+        cost → the same tokens with no caching (PROMPT_CACHE) → at the standard tier (BATCH)
+             → on `baseline_model`, the model a deployment without routing would have used (ROUTING)
+
+    Each step re-prices the same token counts: what the baseline model would really have produced is
+    unknowable, so routing is measured on the tokens this request actually used. A cache write costs
+    more than input, so a request that only wrote to the cache has a negative prompt-cache saving, and
+    a request routed above its baseline a negative routing saving: both show up as such.
     """
     uncached = usage.without_cache()
     uncached_usd = price_usage(model, uncached, at, book).total_usd
     by_strategy = {Strategy.PROMPT_CACHE: uncached_usd - cost.total_usd, Strategy.BATCH: Decimal(0)}
+    unbatched, unbatched_usd = uncached, uncached_usd
     if usage.service_tier == "batch":
-        standard = price_usage(model, replace(uncached, service_tier="standard"), at, book).total_usd
-        by_strategy[Strategy.BATCH] = standard - uncached_usd
+        unbatched = replace(uncached, service_tier="standard")
+        unbatched_usd = price_usage(model, unbatched, at, book).total_usd
+        by_strategy[Strategy.BATCH] = unbatched_usd - uncached_usd
+    if baseline_model is not None:
+        by_strategy[Strategy.ROUTING] = price_usage(baseline_model, unbatched, at, book).total_usd - unbatched_usd
     return Savings(baseline_usd=cost.total_usd + sum(by_strategy.values(), Decimal(0)), by_strategy=by_strategy)
+
+
+def split_prompt_cache(
+    model: str, usage: TokenUsage, cost: Cost, at: datetime, book: PriceBook | None = None
+) -> tuple[Decimal, Decimal]:
+    """(what the cache writes cost above plain input, what the cache reads cost below it).
+
+    Each is measured by moving only those tokens to input, so the prompt size, and with it any prompt
+    band, stays the same; their difference is the request's prompt-cache saving.
+    """
+    writes_as_input = replace(
+        usage,
+        input_tokens=usage.input_tokens + usage.cache_write_tokens,
+        cache_write_5m_tokens=0,
+        cache_write_1h_tokens=0,
+    )
+    reads_as_input = replace(usage, input_tokens=usage.input_tokens + usage.cache_read_tokens, cache_read_tokens=0)
+    write_premium = cost.total_usd - price_usage(model, writes_as_input, at, book).total_usd
+    read_saved = price_usage(model, reads_as_input, at, book).total_usd - cost.total_usd
+    return write_premium, read_saved
 
 
 def _base_rates(row: RateRow, tokens: TokenUsage) -> tuple[Decimal, Decimal, list[str], bool]:

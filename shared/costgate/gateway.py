@@ -1,7 +1,8 @@
 """The gateway: one Claude request through key, budget, upstream, pricing and the ledger.
 
-The request body goes upstream as the client sent it (bytes, never re-serialised) and the response
-comes back unchanged apart from costgate's `x-costgate-*` receipt headers. Once a request has
+The request body goes upstream as the client sent it (bytes, never re-serialised) unless routing
+chose its model or the prompt-cache policy added breakpoints; then the changed request is encoded
+anew. The response comes back unchanged apart from costgate's `x-costgate-*` receipt headers. Once a request has
 reached Claude it is priced from the response's own usage and recorded exactly once, with its
 budget reservation settled in the same transaction; nothing the client does afterwards (hanging up,
 a gateway timeout) can stop that, because the invocation runs to its end.
@@ -12,7 +13,6 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal
 from typing import Any
 
 from costgate.budgets import (
@@ -25,7 +25,7 @@ from costgate.budgets import (
     remaining_after,
     reserve_budget,
 )
-from costgate.cost import Cost, format_usd, measure_savings, price_usage
+from costgate.cost import Cost, Savings, Strategy, format_usd, measure_savings, price_usage, split_prompt_cache
 from costgate.errors import (
     CostgateError,
     ForbiddenError,
@@ -34,13 +34,25 @@ from costgate.errors import (
     RequestTooLargeError,
     UpstreamError,
 )
+from costgate.features import FeatureConfig, PromptCacheMode, PromptCacheTtl
 from costgate.keys import GatewayKey, authenticate
 from costgate.ledger import LedgerEntry, RecordOutcome, record_request, validate_tag
-from costgate.observability import MetricName, emit_count, logger
-from costgate.ports import BudgetStore, Clock, KeyStore, LedgerStore, Upstream
+from costgate.observability import MetricDimension, MetricName, emit_count, logger
+from costgate.ports import BudgetStore, Clock, FeatureStore, KeyStore, LedgerStore, PromptCacheStore, Upstream
 from costgate.pricing import PriceBook, default_price_book
+from costgate.prompt_cache import (
+    CacheDecision,
+    CachePlan,
+    GapBucket,
+    PrefixUse,
+    TtlChoice,
+    choose_ttl,
+    gap_bucket,
+    plan_prompt_cache,
+)
+from costgate.routing import AUTO_MODEL, RouteDecision, route
 from costgate.upstream import UpstreamResponse
-from costgate.usage import normalise_usage
+from costgate.usage import TokenUsage, normalise_usage
 
 # The Claude API's own limit for a Messages request (API Gateway REST stops at 10 MB before this).
 MAX_BODY_BYTES = 32 * 1024 * 1024
@@ -48,6 +60,12 @@ DEFAULT_FEATURE = "default"
 # Far deeper than any real request (tool schemas included); bounds the recursion of everything after.
 MAX_JSON_DEPTH = 64
 CACHE_MODES = frozenset({"off", "exact", "semantic"})
+# Prefixes whose gaps the policy observes: those it caches and those it judged not worth caching yet.
+_COSTGATE_MANAGED = frozenset({CacheDecision.ADDED, CacheDecision.NOT_WORTH_IT})
+_SAVINGS_HEADERS = {
+    Strategy.ROUTING: "x-costgate-savings-routing-usd",
+    Strategy.PROMPT_CACHE: "x-costgate-savings-prompt-cache-usd",
+}
 # Headers that describe one hop, not the message: never copied from the upstream response.
 _HOP_BY_HOP = frozenset(
     {"connection", "keep-alive", "transfer-encoding", "content-length", "te", "trailer", "upgrade", "date", "server"}
@@ -72,9 +90,25 @@ class GatewayResponse:
 class _Admitted:
     key: GatewayKey
     body: dict[str, Any]
-    model: str
+    requested_model: str  # as the client sent it: a model id or "auto"
     feature: str
     at: datetime
+
+
+@dataclass(frozen=True)
+class _Planned:
+    """What goes upstream: the model routing chose, the prompt-cache policy's plan, the bytes to send."""
+
+    route: RouteDecision
+    baseline_model: str | None  # the model a routed request is measured against; None when not routed
+    cache: CachePlan
+    gap: GapBucket | None
+    body: dict[str, Any]
+    raw: bytes
+
+    @property
+    def model(self) -> str:
+        return self.route.model
 
 
 class Gateway:
@@ -84,6 +118,8 @@ class Gateway:
         keys: KeyStore,
         budgets: BudgetStore,
         ledger: LedgerStore,
+        features: FeatureStore,
+        prompt_cache: PromptCacheStore,
         upstream: Upstream,
         clock: Clock,
         book: PriceBook | None = None,
@@ -91,38 +127,42 @@ class Gateway:
         self._keys = keys
         self._budgets = budgets
         self._ledger = ledger
+        self._features = features
+        self._prompt_cache = prompt_cache
         self._upstream = upstream
         self._clock = clock
         self._book = book or default_price_book()
 
     def create_message(self, request: GatewayRequest) -> GatewayResponse:
-        """POST /v1/messages: reserve the worst case, call Claude, record the exact cost, settle."""
+        """POST /v1/messages: route, plan caching, reserve the worst case, call Claude, record, settle."""
         admitted = self._admit(request)
         _cache_mode(request.headers)  # validated now; the answer cache arrives in a later issue
+        planned = self._plan(admitted, request.body)
         budgets = self._applicable_budgets(admitted.key, admitted.feature)
-        worst = estimate_worst_case(admitted.model, admitted.body, admitted.at, self._book)
+        worst = estimate_worst_case(planned.model, planned.body, admitted.at, self._book)
         try:
             reservation = reserve_budget(self._budgets, budgets, worst, admitted.at)
         except BudgetExceededError:
             emit_count(MetricName.BUDGET_REJECTIONS)
             raise
         try:
-            upstream = _checked(self._upstream.post("/v1/messages", request.body, request.headers, request.deadline))
+            upstream = _checked(self._upstream.post("/v1/messages", planned.raw, request.headers, request.deadline))
         except BaseException:
             release_reservation(self._budgets, reservation)
             raise
         if upstream.status != 200:
             release_reservation(self._budgets, reservation)
-            return _passthrough(upstream, _receipt_without_cost(admitted.model))
-        return self._settle(admitted, upstream, reservation)
+            return _passthrough(upstream, _receipt_without_cost(planned))
+        return self._settle(admitted, planned, upstream, reservation)
 
     def count_tokens(self, request: GatewayRequest) -> GatewayResponse:
-        """POST /v1/messages/count_tokens: as the Claude API, plus the estimated input cost."""
+        """POST /v1/messages/count_tokens: as the Claude API (for the model routing picks), plus the input cost."""
         admitted = self._admit(request)
-        upstream = _checked(
-            self._upstream.post("/v1/messages/count_tokens", request.body, request.headers, request.deadline)
-        )
-        receipt: dict[str, str] = {}
+        config = self._feature_config(admitted.feature)
+        decision = self._route(admitted, config)
+        raw = request.body if decision.model == admitted.requested_model else _encode(_with_model(admitted, decision))
+        upstream = _checked(self._upstream.post("/v1/messages/count_tokens", raw, request.headers, request.deadline))
+        receipt = {"x-costgate-model": decision.model, "x-costgate-route-reason": decision.reason}
         tokens = _counted_tokens(upstream) if upstream.status == 200 else None
         if tokens is not None:
             # Priced as the request would bill its prompt: bands, fast mode and geo included.
@@ -131,13 +171,65 @@ class Gateway:
                 **{k: admitted.body[k] for k in ("speed", "inference_geo") if k in admitted.body},
             }
             try:
-                estimate = price_usage(admitted.model, usage, admitted.at, self._book)
+                estimate = price_usage(decision.model, usage, admitted.at, self._book)
             except CostgateError as error:
                 logger.info("count_tokens: no estimate", extra={"reason": str(error)})
             else:
                 receipt["x-costgate-estimated-input-cost-usd"] = format_usd(estimate.total_usd)
                 receipt["x-costgate-price-version"] = estimate.price_version
         return _passthrough(upstream, receipt)
+
+    def _plan(self, admitted: _Admitted, raw: bytes) -> _Planned:
+        config = self._feature_config(admitted.feature)
+        decision = self._route(admitted, config)
+        baseline_model: str | None = None
+        if decision.routed:
+            baseline_model = (
+                config.baseline_model if admitted.requested_model == AUTO_MODEL else admitted.requested_model
+            )
+            # The baseline must be priceable for this request (speed, geography) before anything is spent.
+            estimate_worst_case(baseline_model, admitted.body, admitted.at, self._book)
+        body = _with_model(admitted, decision)
+        cache = plan_prompt_cache(
+            body,
+            model=decision.model,
+            enabled=config.prompt_cache is PromptCacheMode.AUTO,
+            minimum_tokens=self._book.cache_minimum_tokens(decision.model),
+            ttl_for=lambda: self._choose_ttl(config, decision.model, admitted.at),
+        )
+        emit_count(MetricName.PROMPT_CACHE_DECISIONS, dimension=(MetricDimension.DECISION, cache.decision.value))
+        gap = None
+        if cache.decision in _COSTGATE_MANAGED and cache.prefix_key is not None:
+            gap = gap_bucket(self._prompt_cache.last_seen(admitted.feature, cache.prefix_key), admitted.at)
+        final = cache.body if cache.body is not None else body
+        return _Planned(
+            route=decision,
+            baseline_model=baseline_model,
+            cache=cache,
+            gap=gap,
+            body=final,
+            raw=raw if final is admitted.body else _encode(final),
+        )
+
+    def _feature_config(self, feature: str) -> FeatureConfig:
+        return self._features.get(feature) or FeatureConfig(feature)
+
+    def _route(self, admitted: _Admitted, config: FeatureConfig) -> RouteDecision:
+        decision = route(admitted.body, config.route)
+        if decision.routed:
+            emit_count(MetricName.ROUTED_REQUESTS, dimension=(MetricDimension.ROUTE_TIER, _tier_name(decision)))
+        return decision
+
+    def _choose_ttl(self, config: FeatureConfig, model: str, at: datetime) -> TtlChoice:
+        if config.prompt_cache_ttl is PromptCacheTtl.FIVE_MINUTES:
+            return TtlChoice(ttl="5m", reason="5m: configured")
+        if config.prompt_cache_ttl is PromptCacheTtl.ONE_HOUR:
+            return TtlChoice(ttl="1h", reason="1h: configured")
+        return choose_ttl(
+            self._prompt_cache.gap_histogram(config.feature),
+            self._book.rates_at(model, at).cache_read_multiplier,
+            self._book.cache_write_multipliers,
+        )
 
     def _admit(self, request: GatewayRequest) -> _Admitted:
         if len(request.body) > MAX_BODY_BYTES:
@@ -148,8 +240,9 @@ class Gateway:
         _check_forwarded_headers(request.headers)
         model = body.get("model")
         if not isinstance(model, str) or not model:
-            raise InvalidRequestError("model: field required (a Claude model id such as claude-sonnet-5-5)")
-        self._book.resolve(model)  # an unknown model is an error before anything is spent
+            raise InvalidRequestError('model: field required (a Claude model id such as claude-sonnet-5-5, or "auto")')
+        if model != AUTO_MODEL:
+            self._book.resolve(model)  # an unknown model is an error before anything is spent
         asked = request.headers.get("x-costgate-feature") or None
         if key.feature is not None and asked is not None and asked != key.feature:
             # A key bound to a feature must not slip out of that feature's budget by relabelling.
@@ -157,13 +250,17 @@ class Gateway:
                 f"this API key is bound to feature {key.feature!r}; x-costgate-feature cannot change it"
             )
         feature = asked or key.feature or DEFAULT_FEATURE
-        return _Admitted(key=key, body=body, model=model, feature=validate_tag(feature, "x-costgate-feature"), at=now)
+        return _Admitted(
+            key=key, body=body, requested_model=model, feature=validate_tag(feature, "x-costgate-feature"), at=now
+        )
 
     def _applicable_budgets(self, key: GatewayKey, feature: str) -> list[Budget]:
         own = key_budgets(key.key_id, key.daily_budget_usd, key.monthly_budget_usd)
         return own + self._budgets.definitions(key.tenant, feature)
 
-    def _settle(self, admitted: _Admitted, upstream: UpstreamResponse, reservation: Reservation) -> GatewayResponse:
+    def _settle(
+        self, admitted: _Admitted, planned: _Planned, upstream: UpstreamResponse, reservation: Reservation
+    ) -> GatewayResponse:
         found = upstream.final_usage()
         request_id = upstream.headers.get("request-id") or f"costgate-{uuid.uuid4()}"
         try:
@@ -172,9 +269,12 @@ class Gateway:
             if not found.complete:
                 # Claude bills what it generated before the stream broke off: the last usage it sent.
                 logger.warning("stream ended early; billed on its last usage", extra={"request_id": request_id})
-            model = found.model or admitted.model
+            model = found.model or planned.model
             usage = normalise_usage(found.usage)
             cost = price_usage(model, usage, admitted.at, self._book)
+            savings = measure_savings(
+                model, usage, cost, admitted.at, self._book, baseline_model=planned.baseline_model
+            )
         except CostgateError as error:
             # The client has its answer; failing it now would waste what was spent. Keep the
             # reservation held (budgets stay conservative) and make the gap loud instead.
@@ -185,9 +285,8 @@ class Gateway:
             )
             emit_count(MetricName.UNPRICED_RESPONSES)
             unpriced = {"x-costgate-cost-usd": "unpriced", "x-costgate-baseline-cost-usd": "unpriced"}
-            return _passthrough(upstream, {**_receipt_without_cost(admitted.model), **unpriced})
+            return _passthrough(upstream, {**_receipt_without_cost(planned), **unpriced})
 
-        savings = measure_savings(model, usage, cost, admitted.at, self._book)
         entry = LedgerEntry(
             request_id=request_id,
             at=admitted.at,
@@ -198,15 +297,39 @@ class Gateway:
             baseline_cost_usd=savings.baseline_usd,
             savings=savings.by_strategy,
             key_id=admitted.key.key_id,
+            requested_model=admitted.requested_model,
+            route_tier=_tier_name(planned.route) if planned.route.routed else None,
+            route_reason=planned.route.reason if planned.route.routed else None,
+            prompt_cache=self._prefix_use(planned, model, usage, cost, admitted.at),
         )
         if record_request(self._ledger, entry, reservation.holds) is RecordOutcome.DUPLICATE:
             release_reservation(self._budgets, reservation)
-        receipt = _receipt(cost, savings.baseline_usd)
+        receipt = _receipt(planned, cost, savings)
         if reservation.holds:
             remaining = remaining_after(self._budgets, reservation)
             if remaining is not None:
                 receipt["x-costgate-budget-remaining-usd"] = format_usd(remaining)
         return _passthrough(upstream, receipt)
+
+    def _prefix_use(
+        self, planned: _Planned, model: str, usage: TokenUsage, cost: Cost, at: datetime
+    ) -> PrefixUse | None:
+        """The request's use of its cached prefix, when costgate or the client cached one."""
+        cache = planned.cache
+        if cache.prefix_key is None:
+            return None
+        write_premium, read_saved = split_prompt_cache(model, usage, cost, at, self._book)
+        return PrefixUse(
+            prefix_key=cache.prefix_key,
+            model=model,
+            managed_by="costgate" if cache.decision in _COSTGATE_MANAGED else "client",
+            ttl=cache.ttl,
+            gap=planned.gap,
+            write_tokens=usage.cache_write_tokens,
+            read_tokens=usage.cache_read_tokens,
+            write_premium_usd=write_premium,
+            read_saved_usd=read_saved,
+        )
 
 
 def _checked(upstream: UpstreamResponse) -> UpstreamResponse:
@@ -271,24 +394,45 @@ def _cache_mode(headers: Mapping[str, str]) -> str:
     return mode
 
 
-def _receipt(cost: Cost, baseline_usd: Decimal) -> dict[str, str]:
-    return {
-        **_receipt_without_cost(cost.model),
+def _receipt(planned: _Planned, cost: Cost, savings: Savings) -> dict[str, str]:
+    receipt = {
+        **_receipt_without_cost(planned),
+        "x-costgate-model": cost.model,
         "x-costgate-cost-usd": format_usd(cost.total_usd),
-        "x-costgate-baseline-cost-usd": format_usd(baseline_usd),
+        "x-costgate-baseline-cost-usd": format_usd(savings.baseline_usd),
         "x-costgate-price-version": cost.price_version,
     }
+    for strategy in (Strategy.ROUTING, Strategy.PROMPT_CACHE):
+        if strategy in savings.by_strategy:
+            receipt[_SAVINGS_HEADERS[strategy]] = format_usd(savings.by_strategy[strategy])
+    return receipt
 
 
-def _receipt_without_cost(model: str) -> dict[str, str]:
-    """What every answer says, priced or not (routing and the answer cache are not built yet)."""
+def _receipt_without_cost(planned: _Planned) -> dict[str, str]:
+    """What every answer says, priced or not."""
     return {
         "x-costgate-cost-usd": "0",
         "x-costgate-baseline-cost-usd": "0",
-        "x-costgate-model": model,
-        "x-costgate-route-reason": "requested model (routing is not enabled)",
+        "x-costgate-model": planned.model,
+        "x-costgate-route-reason": planned.route.reason,
+        "x-costgate-prompt-cache": planned.cache.reason,
         "x-costgate-cache": "bypass",
     }
+
+
+def _tier_name(decision: RouteDecision) -> str:
+    return decision.tier.name.lower() if decision.tier is not None else "none"
+
+
+def _with_model(admitted: _Admitted, decision: RouteDecision) -> dict[str, Any]:
+    """The request with the model routing chose (the same object when it is the one the client sent)."""
+    if decision.model == admitted.requested_model:
+        return admitted.body
+    return {**admitted.body, "model": decision.model}
+
+
+def _encode(body: dict[str, Any]) -> bytes:
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
 def _passthrough(upstream: UpstreamResponse, receipt: Mapping[str, str]) -> GatewayResponse:

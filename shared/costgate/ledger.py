@@ -16,6 +16,7 @@ from costgate.usage import TokenUsage
 
 if TYPE_CHECKING:
     from costgate.budgets import Hold
+    from costgate.prompt_cache import PrefixUse
 
 # Tags become parts of DynamoDB keys (joined with '#') and metric dimensions: keep them plain and bounded.
 _TAG = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/-]{0,63}")
@@ -42,6 +43,11 @@ class LedgerEntry:
     baseline_cost_usd: Decimal
     savings: Mapping[Strategy, Decimal] = field(default_factory=dict)
     key_id: str | None = None
+    # The model field as the client sent it ("auto" or a model id); routed when route_tier is set.
+    requested_model: str | None = None
+    route_tier: str | None = None  # "simple" | "medium" | "complex" for a routed request
+    route_reason: str | None = None
+    prompt_cache: "PrefixUse | None" = None
 
     def __post_init__(self) -> None:
         if self.at.tzinfo is None:
@@ -106,5 +112,6 @@ def record_request(store: LedgerStore, entry: LedgerEntry, holds: Sequence["Hold
             MetricName.CACHE_READ_TOKENS: usage.cache_read_tokens,
             MetricName.WEB_SEARCH_REQUESTS: usage.web_search_requests,
         },
+        savings={strategy.value: amount for strategy, amount in entry.savings.items()},
     )
     return RecordOutcome.RECORDED

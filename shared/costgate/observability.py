@@ -5,6 +5,7 @@ watch), model and feature get their own sets for cost, and tenant is never a dim
 cardinality; the ledger answers per-tenant questions).
 """
 
+from collections.abc import Mapping
 from decimal import Decimal
 from enum import StrEnum
 
@@ -26,11 +27,17 @@ class MetricName(StrEnum):
     WEB_SEARCH_REQUESTS = "WebSearchRequests"
     BUDGET_REJECTIONS = "BudgetRejections"
     UNPRICED_RESPONSES = "UnpricedResponses"
+    SAVINGS_USD = "SavingsUsd"
+    ROUTED_REQUESTS = "RoutedRequests"
+    PROMPT_CACHE_DECISIONS = "PromptCacheDecisions"
 
 
 class MetricDimension(StrEnum):
     MODEL = "Model"
     FEATURE = "Feature"
+    STRATEGY = "Strategy"  # prompt_cache | batch | routing | answer_cache
+    ROUTE_TIER = "RouteTier"  # simple | medium | complex
+    DECISION = "Decision"  # a prompt_cache.CacheDecision
 
 
 logger = Logger()
@@ -39,9 +46,15 @@ tracer = Tracer(patch_modules=["botocore"])
 
 
 def emit_request_metrics(
-    *, model: str, feature: str, cost_usd: Decimal, baseline_cost_usd: Decimal, tokens: dict[MetricName, int]
+    *,
+    model: str,
+    feature: str,
+    cost_usd: Decimal,
+    baseline_cost_usd: Decimal,
+    tokens: dict[MetricName, int],
+    savings: Mapping[str, Decimal],
 ) -> None:
-    """Emit one recorded request as three EMF blobs: the service-only set, per model, per feature.
+    """Emit one recorded request as EMF blobs: the service-only set, per model, per feature, per strategy.
 
     Each blob is flushed at once (EphemeralMetrics), so a process that records many requests, like
     the batch function or the CLI, neither accumulates nor prints past POWERTOOLS_METRICS_DISABLED.
@@ -55,6 +68,9 @@ def emit_request_metrics(
     _flush(None, cost | baseline | counts)
     _flush((MetricDimension.MODEL, model), cost | counts)
     _flush((MetricDimension.FEATURE, feature), cost)
+    for strategy, amount in savings.items():
+        if amount:
+            _flush((MetricDimension.STRATEGY, strategy), {MetricName.SAVINGS_USD: (MetricUnit.NoUnit, float(amount))})
 
 
 def _flush(dimension: tuple[MetricDimension, str] | None, values: dict[MetricName, tuple[MetricUnit, float]]) -> None:
@@ -66,6 +82,8 @@ def _flush(dimension: tuple[MetricDimension, str] | None, values: dict[MetricNam
     blob.flush_metrics()
 
 
-def emit_count(name: MetricName, value: int = 1) -> None:
-    """One count on the service-only dimension set (what alarms watch)."""
+def emit_count(name: MetricName, value: int = 1, dimension: tuple[MetricDimension, str] | None = None) -> None:
+    """One count on the service-only dimension set (what alarms watch), and on `dimension` if given."""
     _flush(None, {name: (MetricUnit.Count, float(value))})
+    if dimension is not None:
+        _flush(dimension, {name: (MetricUnit.Count, float(value))})

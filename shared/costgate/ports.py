@@ -10,8 +10,10 @@ from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from costgate.budgets import Budget, BudgetPeriod, Hold
+    from costgate.features import FeatureConfig
     from costgate.keys import GatewayKey
     from costgate.ledger import LedgerEntry, Rollup
+    from costgate.prompt_cache import GapHistogram, PrefixStats
     from costgate.upstream import UpstreamResponse
 
 
@@ -24,6 +26,9 @@ class Clock(Protocol):
 class LedgerStore(Protocol):
     def record(self, entry: "LedgerEntry", holds: "Sequence[Hold]" = ()) -> bool:
         """Store the entry, add it to its daily rollup and settle its budget holds, atomically.
+
+        An entry with `prompt_cache` also adds that use to its prefix's totals and, when it carries a
+        gap, one count to its feature's gap histogram, in the same transaction.
 
         Settling turns each hold into the entry's exact cost. Returns False, changing nothing (the
         holds stay held: the caller releases them), when the request id is already stored.
@@ -108,4 +113,43 @@ class BudgetStore(Protocol):
 
     def remaining(self, holds: Sequence["Hold"]) -> Decimal | None:
         """The least limit − committed (never below 0) among the holds' windows; None for no holds."""
+        ...
+
+
+class FeatureStore(Protocol):
+    """Per-feature configuration (routing and prompt caching)."""
+
+    def get(self, feature: str) -> "FeatureConfig | None":
+        """The feature's stored configuration; None if it has none. May be up to 30 s stale."""
+        ...
+
+    def put(self, config: "FeatureConfig") -> None:
+        """Create or replace the feature's configuration."""
+        ...
+
+    def delete(self, feature: str) -> bool:
+        """Delete the feature's configuration; False, changing nothing, if there is none."""
+        ...
+
+    def list_configs(self) -> list["FeatureConfig"]:
+        """Every stored configuration, by feature name."""
+        ...
+
+
+class PromptCacheStore(Protocol):
+    """What the prompt-cache policy has observed: per prefix, and the gap histogram per feature.
+
+    Written only through `LedgerStore.record` (with the request's ledger row); read here.
+    """
+
+    def last_seen(self, feature: str, prefix_key: str) -> "datetime | None":
+        """When this feature last sent this prefix (any request recorded with it); None if never."""
+        ...
+
+    def gap_histogram(self, feature: str) -> "GapHistogram":
+        """The feature's observed gaps between requests with the same prefix. May be up to 60 s stale."""
+        ...
+
+    def prefixes(self, feature: str | None = None) -> list["PrefixStats"]:
+        """Every tracked prefix (of one feature, or all), by feature, then net saving, lowest first."""
         ...

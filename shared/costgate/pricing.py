@@ -2,7 +2,8 @@
 
 Every model has one or more rate rows, each effective from a UTC date; a request is priced with
 the latest row in effect at its time. A missing or malformed field fails at load, never later.
-`price_version` names the book (its version and a digest of its bytes, so an edited file can never
+Each model also states its minimum cacheable prompt (`cache_minimum_tokens`), the one place that
+fact lives. `price_version` names the book (its version and a digest of its bytes, so an edited file can never
 pass for the old one), the model and the row: `2026-11-29+1a2b3c4d:claude-opus-5-5@2026-02-05`.
 """
 
@@ -56,6 +57,7 @@ class PriceBook:
     web_search_usd_per_request: Decimal
     rows: Mapping[str, tuple[RateRow, ...]]
     aliases: Mapping[str, str]
+    cache_minimums: Mapping[str, int]  # canonical id → minimum cacheable prompt, in tokens
 
     @property
     def book_id(self) -> str:
@@ -85,6 +87,10 @@ class PriceBook:
             )
         return in_effect[-1]
 
+    def cache_minimum_tokens(self, model: str) -> int:
+        """The fewest prompt tokens `model` (id, dated id or alias) caches; below it nothing is cached."""
+        return self.cache_minimums[self.resolve(model)]
+
     def price_version(self, row: RateRow) -> str:
         return f"{self.book_id}:{row.model}@{row.effective_from.isoformat()}"
 
@@ -104,6 +110,7 @@ def load_price_book(raw: bytes) -> PriceBook:
     reader = _Reader(data, "prices")
     rows: dict[str, tuple[RateRow, ...]] = {}
     aliases: dict[str, str] = {}
+    cache_minimums: dict[str, int] = {}
     for index, entry in enumerate(reader.array("models")):
         model_reader = _Reader(entry, f"models[{index}]")
         model_id = model_reader.text("id")
@@ -117,6 +124,7 @@ def load_price_book(raw: bytes) -> PriceBook:
         if [r.effective_from for r in model_rows] != sorted({r.effective_from for r in model_rows}):
             raise ConfigurationError(f"{model_id}: rates must be in strictly increasing effective_from order")
         rows[model_id] = model_rows
+        cache_minimums[model_id] = model_reader.positive("cache_minimum_tokens")
         model_reader.text("note")
         for name in (model_id, *(model_reader.texts("aliases"))):
             if name in aliases:
@@ -134,6 +142,7 @@ def load_price_book(raw: bytes) -> PriceBook:
         web_search_usd_per_request=reader.decimal("web_search_usd_per_request"),
         rows=rows,
         aliases=aliases,
+        cache_minimums=cache_minimums,
     )
 
 
@@ -207,6 +216,12 @@ class _Reader:
         value = self._get(key)
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise self._fail(key, "a non-negative whole number")
+        return value
+
+    def positive(self, key: str) -> int:
+        value = self._get(key)
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise self._fail(key, "a positive whole number")
         return value
 
     def decimal(self, key: str) -> Decimal:

@@ -34,7 +34,7 @@ from costgate.dal.budgets import BudgetCounterItem, BudgetDefinitionItem, Dynamo
 from costgate.dal.table import CostgateItem
 from costgate.errors import InvalidRequestError, UpstreamError
 from costgate_local.cli import main
-from tests.fakes import InMemoryBudgetStore
+from tests.fakes import InMemoryBudgetStore, ManualClock
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 KEY_ID = "0a1b2c3d4e5f"
@@ -42,14 +42,6 @@ KEY_ID = "0a1b2c3d4e5f"
 
 class SettlementMarker(CostgateItem, discriminator="test_settlement"):
     """Stands in for the ledger row the ledger DAL writes in the same transaction.  PK: REQ#<request_id>  SK: REQ"""
-
-
-@dataclass
-class ManualClock:
-    at: datetime = NOW
-
-    def now(self) -> datetime:
-        return self.at
 
 
 @pytest.fixture

@@ -37,7 +37,7 @@ SIM_START = datetime(2026, 11, 29, 6, 0, tzinfo=UTC)
 CLAUDE_KEY = "sk-ant-test"
 TENANT = "bookshop"
 MODEL = "claude-sonnet-5-5"  # the events' model: 2 / 10 per million tokens
-ROUTE_REASON = "requested model (routing is not enabled)"
+ROUTE_REASON = "explicit model"
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ import pytest
 
 from costgate.pricing import default_price_book
 from costgate_local.simulator import Simulator
-from costgate_local.simulator.models import MODEL_CACHING
+from costgate_local.simulator.models import MODEL_TOKENIZERS
 from tests.simulator.conftest import API_KEY
 
 MODEL = "claude-sonnet-5-5"
@@ -158,7 +158,7 @@ def test_the_simulator_serves_exactly_the_models_the_price_book_knows(client: an
     # Given every id and alias in costgate's price book
     book = default_price_book()
     # Then each has a caching profile and is served
-    assert set(MODEL_CACHING) == set(book.models)
+    assert set(MODEL_TOKENIZERS) == set(book.models)
     for name in book.aliases:
         assert client.messages.count_tokens(model=name, messages=HELLO).input_tokens > 0
 

@@ -6,16 +6,12 @@ million tokens, so `N×rate/1e6`); the arithmetic is in the comment beside each.
 """
 
 import json
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
 import pytest
 
-from costgate import keys as keys_module
-from costgate.budgets import Budget, BudgetExceededError, BudgetPeriod, estimate_worst_case, feature_scope, tenant_scope
+from costgate.budgets import Budget, BudgetExceededError, BudgetPeriod, feature_scope, tenant_scope
 from costgate.cost import Strategy, price_usage
 from costgate.errors import (
     AuthenticationError,
@@ -26,183 +22,30 @@ from costgate.errors import (
     UpstreamError,
     UpstreamUnavailableError,
 )
-from costgate.gateway import MAX_BODY_BYTES, Gateway, GatewayRequest, GatewayResponse
-from costgate.keys import GatewayKey, issue_key
+from costgate.gateway import MAX_BODY_BYTES, GatewayRequest
 from costgate.pricing import default_price_book
 from costgate.upstream import UpstreamResponse
 from costgate.usage import normalise_usage
-from tests.fakes import InMemoryBudgetStore, InMemoryKeyStore, InMemoryLedgerStore
-
-NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
-DAY = "2026-11-20"
-MONTH = "2026-11"
-DEADLINE = 5_000.0  # a time.monotonic() instant; the gateway only hands it on
-OPUS = "claude-opus-5-5"
-HAIKU_55 = "claude-haiku-5-5"  # 0.10 / 0.50 per million; 0.50 / 2.50 when the prompt is above 100K tokens
-API_VERSION = "2026-10-21"
-ROUTE_REASON = "requested model (routing is not enabled)"
-BODY = json.dumps(
-    {"model": OPUS, "max_tokens": 512, "messages": [{"role": "user", "content": "Say hello."}]},
-    separators=(",", ":"),
-).encode()
-# 1000×4/1e6 + 500×20/1e6 = 0.004 + 0.01
-PLAIN_USAGE = {"input_tokens": 1000, "output_tokens": 500, "service_tier": "standard"}
-PLAIN_COST = Decimal("0.014")
-
-
-@pytest.fixture(autouse=True)
-def cold_container(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """A fresh warm-key cache per test; metrics off (recording a request emits EMF)."""
-    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "true")
-    keys_module._WARM_CACHE.clear()
-    yield
-    keys_module._WARM_CACHE.clear()
-
-
-# --- a scripted upstream ---------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Sent:
-    path: str
-    body: bytes
-    headers: dict[str, str]
-    deadline: float
-
-
-@dataclass
-class ScriptedUpstream:
-    """The Upstream port: answers each post with the next scripted reply (the last one repeats), or raises it.
-
-    `during_call` runs inside every post, before it answers: tests use it to look at the stores mid-call.
-    """
-
-    replies: list[UpstreamResponse | BaseException]
-    during_call: Callable[[], None] | None = None
-    sent: list[Sent] = field(default_factory=list)
-
-    def post(self, path: str, body: bytes, headers: Any, deadline: float) -> UpstreamResponse:
-        self.sent.append(Sent(path, body, dict(headers), deadline))
-        if self.during_call is not None:
-            self.during_call()
-        reply = self.replies[min(len(self.sent), len(self.replies)) - 1]
-        if isinstance(reply, BaseException):
-            raise reply
-        return reply
-
-
-class FixedClock:
-    def now(self) -> datetime:
-        return NOW
-
-
-def message_json(usage: dict[str, Any], model: str = OPUS, text: str = "Hello!") -> bytes:
-    message = {
-        "id": "msg_01XFDUDYJgAACzvnptvVoYEL",
-        "type": "message",
-        "role": "assistant",
-        "model": model,
-        "content": [{"type": "text", "text": text}],
-        "stop_reason": "end_turn",
-        "stop_sequence": None,
-        "usage": usage,
-    }
-    return json.dumps(message).encode()
-
-
-def reply(
-    body: bytes, *, status: int = 200, request_id: str = "req_011CV1", content_type: str = "application/json"
-) -> UpstreamResponse:
-    return UpstreamResponse(
-        status=status,
-        headers={
-            "content-type": content_type,
-            "request-id": request_id,
-            "anthropic-ratelimit-requests-remaining": "49",
-            # hop-by-hop: describes the upstream connection, never the client's
-            "connection": "keep-alive",
-            "content-length": str(len(body)),
-        },
-        body=body,
-    )
-
-
-def message_reply(usage: dict[str, Any] | None = None, *, model: str = OPUS, request_id: str = "req_011CV1") -> Any:
-    return reply(message_json(usage or PLAIN_USAGE, model), request_id=request_id)
-
-
-def error_reply(status: int, error_type: str, message: str) -> UpstreamResponse:
-    body = {"type": "error", "error": {"type": error_type, "message": message}, "request_id": "req_err"}
-    return reply(json.dumps(body).encode(), status=status, request_id="req_err")
-
-
-def sse(*events: dict[str, Any]) -> bytes:
-    return b"".join(f"event: {e['type']}\ndata: {json.dumps(e)}\n\n".encode() for e in events)
-
-
-def stream_reply(*events: dict[str, Any], request_id: str = "req_stream1") -> UpstreamResponse:
-    return reply(sse(*events), request_id=request_id, content_type="text/event-stream; charset=utf-8")
-
-
-# --- the world a test runs in ----------------------------------------------------------------------------
-
-
-@dataclass
-class World:
-    gateway: Gateway
-    upstream: ScriptedUpstream
-    keys: InMemoryKeyStore
-    budgets: InMemoryBudgetStore
-    ledger: InMemoryLedgerStore
-    api_key: str
-    key: GatewayKey
-
-    def request(self, body: bytes = BODY, **headers: str) -> GatewayRequest:
-        """A request with this world's key; keyword headers use '_' for '-' (x_costgate_feature=…)."""
-        sent = {"x-api-key": self.api_key, "anthropic-version": API_VERSION, "content-type": "application/json"}
-        sent |= {name.replace("_", "-"): value for name, value in headers.items()}
-        return GatewayRequest(body=body, headers=sent, deadline=DEADLINE)
-
-    def send(self, body: bytes = BODY, **headers: str) -> GatewayResponse:
-        return self.gateway.create_message(self.request(body, **headers))
-
-    def counter(self, scope: str, period: BudgetPeriod = BudgetPeriod.DAY) -> tuple[Decimal, Decimal]:
-        """(committed, spent) of the budget window NOW falls in."""
-        window = DAY if period is BudgetPeriod.DAY else MONTH
-        key = (scope, period, window)
-        return self.budgets.committed.get(key, Decimal(0)), self.budgets.spent.get(key, Decimal(0))
-
-    @property
-    def key_scope(self) -> str:
-        return f"key:{self.key.key_id}"
-
-
-def make_world(
-    *replies: UpstreamResponse | BaseException,
-    daily_budget_usd: str | None = None,
-    budgets: tuple[Budget, ...] = (),
-    key_feature: str | None = None,
-    tenant: str = "acme",
-) -> World:
-    key_store = InMemoryKeyStore()
-    budget_store = InMemoryBudgetStore(budgets)
-    ledger = InMemoryLedgerStore(budgets=budget_store)
-    upstream = ScriptedUpstream(list(replies) or [message_reply()])
-    api_key, key = issue_key(
-        key_store,
-        tenant=tenant,
-        feature=key_feature,
-        daily_budget_usd=Decimal(daily_budget_usd) if daily_budget_usd else None,
-        now=NOW,
-    )
-    gateway = Gateway(keys=key_store, budgets=budget_store, ledger=ledger, upstream=upstream, clock=FixedClock())
-    return World(gateway, upstream, key_store, budget_store, ledger, api_key, key)
-
-
-def worst_case(body: bytes = BODY) -> Decimal:
-    parsed = json.loads(body)
-    return estimate_worst_case(parsed["model"], parsed, NOW)
-
+from tests.unit.gateway_world import (
+    API_VERSION,
+    BODY,
+    DAY,
+    DEADLINE,
+    HAIKU_55,
+    NOW,
+    OPUS,
+    PLAIN_COST,
+    PLAIN_USAGE,
+    ROUTE_REASON,
+    World,
+    error_reply,
+    make_world,
+    message_json,
+    message_reply,
+    reply,
+    stream_reply,
+    worst_case,
+)
 
 # --- pass-through ----------------------------------------------------------------------------------------
 

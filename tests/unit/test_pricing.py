@@ -60,12 +60,14 @@ def _valid_book() -> dict[str, Any]:
             {
                 "id": "claude-test-1",
                 "aliases": ["claude-test-1-20260101"],
+                "cache_minimum_tokens": 512,
                 "note": "",
                 "rates": [_row("2026-01-01")],
             },
             {
                 "id": "claude-test-2",
                 "aliases": [],
+                "cache_minimum_tokens": 4096,
                 "note": "",
                 "rates": [_row("2026-01-01"), _row("2026-06-01")],
             },
@@ -116,6 +118,9 @@ def test_missing_rate_field_fails_at_load_naming_the_path(field: str) -> None:
         pytest.param(("models", 1, "id"), "models[1].id is missing", id="model-id"),
         pytest.param(("models", 1, "aliases"), "models[1].aliases is missing", id="model-aliases"),
         pytest.param(("models", 1, "rates"), "models[1].rates is missing", id="model-rates"),
+        pytest.param(
+            ("models", 1, "cache_minimum_tokens"), "models[1].cache_minimum_tokens is missing", id="cache-minimum"
+        ),
         pytest.param(("version",), "prices.version is missing", id="book-version"),
         pytest.param(("web_search_usd_per_request",), "prices.web_search_usd_per_request is missing", id="web-search"),
         pytest.param(
@@ -214,6 +219,42 @@ def test_malformed_value_fails_at_load(path: tuple[Any, ...], bad: Any, expected
     # When loaded, Then the load fails naming the path
     with pytest.raises(ConfigurationError, match=re.escape(expected)):
         _load(data)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        pytest.param(1024.0, id="float"),
+        pytest.param("1024", id="string"),
+        pytest.param(True, id="bool"),
+        pytest.param(None, id="null"),
+        pytest.param(0, id="zero"),
+        pytest.param(-512, id="negative"),
+    ],
+)
+def test_malformed_cache_minimum_fails_at_load(bad: Any) -> None:
+    # Given a model whose minimum cacheable prompt is not a positive whole number
+    data = _valid_book()
+    data["models"][0]["cache_minimum_tokens"] = bad
+
+    # When loaded, Then the load fails naming the path
+    with pytest.raises(
+        ConfigurationError, match=re.escape("models[0].cache_minimum_tokens must be a positive whole number")
+    ):
+        _load(data)
+
+
+def test_cache_minimum_resolves_ids_and_aliases_like_rates() -> None:
+    # Given a book whose two models have different minimums
+    book = _load(_valid_book())
+
+    # When looked up by id and by dated alias, Then each gives its own model's minimum
+    assert book.cache_minimum_tokens("claude-test-1") == 512
+    assert book.cache_minimum_tokens("claude-test-1-20260101") == 512
+    assert book.cache_minimum_tokens("claude-test-2") == 4096
+    # And an unknown model raises, as rates_at does
+    with pytest.raises(UnknownModelError, match="claude-test-3"):
+        book.cache_minimum_tokens("claude-test-3")
 
 
 def test_duplicate_model_fails_at_load() -> None:
@@ -368,6 +409,50 @@ def test_every_reference_model_is_in_the_shipped_book(
     fast = FAST_RATES.get(canonical)
     assert row.fast == (None if fast is None else (Decimal(fast[0]), Decimal(fast[1])))
     assert row.inference_geo == ({"us": Decimal("1.1")} if canonical in GEO_US else {})
+
+
+# Minimum cacheable prompt by canonical id: the reference's list, plus Fable 5.2 at its family's 512,
+# the retired Opus 4/4.1 at 1,024 and Haiku 3.5 at 2,048 (values the reference does not list).
+CACHE_MINIMUMS = {
+    **dict.fromkeys(
+        (
+            "claude-opus-5",
+            "claude-opus-5-5",
+            "claude-sonnet-5-5",
+            "claude-haiku-5-5",
+            "claude-fable-5",
+            "claude-fable-5-1",
+            "claude-fable-5-2",
+            "claude-mythos-5",
+            "claude-mythos-5-1",
+        ),
+        512,
+    ),
+    **dict.fromkeys(
+        (
+            "claude-opus-4-8",
+            "claude-sonnet-5",
+            "claude-sonnet-4",
+            "claude-sonnet-4-5",
+            "claude-sonnet-4-6",
+            "claude-opus-4",
+            "claude-opus-4-1",
+        ),
+        1024,
+    ),
+    **dict.fromkeys(("claude-opus-4-7", "claude-haiku-3-5"), 2048),
+    **dict.fromkeys(("claude-opus-4-5", "claude-opus-4-6", "claude-haiku-4-5"), 4096),
+}
+
+
+def test_shipped_cache_minimums_are_the_reference_ones() -> None:
+    # Given the shipped book, Then every model has its minimum, and every alias resolves to it
+    book = default_price_book()
+    assert set(CACHE_MINIMUMS) == set(book.models)
+    for name, canonical in book.aliases.items():
+        assert book.cache_minimum_tokens(name) == CACHE_MINIMUMS[canonical], name
+    assert book.cache_minimum_tokens("claude-3-5-haiku-20241022") == 2048
+    assert book.cache_minimum_tokens("claude-opus-4-5-20251101") == 4096
 
 
 def test_shipped_book_has_the_reference_multipliers() -> None:

@@ -3,7 +3,7 @@
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from costgate.cost import Strategy, measure_savings, price_usage
+from costgate.cost import Strategy, measure_savings, price_usage, split_prompt_cache
 from costgate.usage import TokenUsage
 
 AT = datetime(2026, 11, 29, 12, tzinfo=UTC)
@@ -60,3 +60,40 @@ def test_batch_and_cache_savings_add_up_to_the_baseline() -> None:
     assert cost == Decimal("0.0012")
     assert by == {Strategy.PROMPT_CACHE: Decimal("0.00405"), Strategy.BATCH: Decimal("0.00525")}
     assert baseline == Decimal("0.0105")
+
+
+def test_routing_is_measured_against_the_baseline_model_on_the_same_tokens() -> None:
+    # Routed to Haiku 5.5 (0.10/0.50), baseline Sonnet 5.5 (2/10): 2000 in, 1000 read, 400 out
+    # cost       = 2000×0.1e-6 + 1000×0.1e-6×0.1 + 400×0.5e-6 = 0.0002 + 0.00001 + 0.0002 = 0.00041
+    # uncached   = 3000×0.1e-6 + 0.0002 = 0.0005                → prompt cache 0.00009
+    # on Sonnet  = 3000×2e-6 + 400×10e-6 = 0.006 + 0.004 = 0.01 → routing 0.0095
+    usage = TokenUsage(input_tokens=2000, cache_read_tokens=1000, output_tokens=400)
+    cost = price_usage("claude-haiku-5-5", usage, AT)
+    measured = measure_savings("claude-haiku-5-5", usage, cost, AT, baseline_model="claude-sonnet-5-5")
+    assert cost.total_usd == Decimal("0.00041")
+    assert dict(measured.by_strategy) == {
+        Strategy.PROMPT_CACHE: Decimal("0.00009"),
+        Strategy.BATCH: Decimal(0),
+        Strategy.ROUTING: Decimal("0.0095"),
+    }
+    assert measured.baseline_usd == Decimal("0.01")
+
+
+def test_routing_up_is_a_negative_saving() -> None:
+    # Routed to Opus 5.5 (4/20), baseline Sonnet 5.5 (2/10): 1000 in, 100 out
+    # Opus 0.004 + 0.002 = 0.006; Sonnet 0.002 + 0.001 = 0.003 → routing −0.003
+    usage = TokenUsage(input_tokens=1000, output_tokens=100)
+    cost = price_usage("claude-opus-5-5", usage, AT)
+    measured = measure_savings("claude-opus-5-5", usage, cost, AT, baseline_model="claude-sonnet-5-5")
+    assert measured.by_strategy[Strategy.ROUTING] == Decimal("-0.003")
+    assert measured.baseline_usd == Decimal("0.003")
+
+
+def test_split_prompt_cache_separates_write_premium_from_read_saving() -> None:
+    # Opus 5.5 (4/20, read ×0.05): 100 in, 2000 written 1h, 10,000 read, 0 out
+    # write premium = 2000×4e-6×(2−1) = 0.008; read saving = 10000×4e-6×(1−0.05) = 0.038
+    usage = TokenUsage(input_tokens=100, cache_write_1h_tokens=2000, cache_read_tokens=10_000)
+    cost = price_usage("claude-opus-5-5", usage, AT)
+    premium, saved = split_prompt_cache("claude-opus-5-5", usage, cost, AT)
+    assert (premium, saved) == (Decimal("0.008"), Decimal("0.038"))
+    assert saved - premium == measure_savings("claude-opus-5-5", usage, cost, AT).by_strategy[Strategy.PROMPT_CACHE]

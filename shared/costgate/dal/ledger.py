@@ -1,4 +1,9 @@
-"""The ledger in DynamoDB: request rows and daily rollups, written in one transaction."""
+"""The ledger in DynamoDB: request rows and daily rollups, written in one transaction.
+
+The same transaction settles the request's budget holds (`settle_updates`) and adds its use of a
+cached prefix to the prompt-cache totals (`prompt_cache_updates`); every item in it is distinct, as
+DynamoDB requires.
+"""
 
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -20,6 +25,7 @@ from pynamodb.transactions import TransactWrite
 from costgate.budgets import Hold
 from costgate.cost import Cost, CostComponent, Strategy
 from costgate.dal.budgets import settle_updates
+from costgate.dal.prompt_cache import prompt_cache_updates
 from costgate.dal.table import (
     MAX_TRANSACTION_ATTEMPTS,
     CostgateItem,
@@ -72,6 +78,9 @@ class LedgerItem(CostgateItem, discriminator="ledger"):
     components = CostComponents()  # type: ignore[no-untyped-call]
     savings = StrategySavings(null=True)  # type: ignore[no-untyped-call]
     key_id = UnicodeAttribute(null=True)
+    requested_model = UnicodeAttribute(null=True)  # as the client sent it: "auto" or a model id
+    route_tier = UnicodeAttribute(null=True)  # simple|medium|complex, only for a routed request
+    route_reason = UnicodeAttribute(null=True)
     input_tokens = NumberAttribute()
     output_tokens = NumberAttribute()
     cache_write_5m_tokens = NumberAttribute()
@@ -155,6 +164,8 @@ class DynamoLedgerStore:
                     transaction.update(rollup, actions=actions)
                     for item, settle in settle_updates(holds, entry.cost.total_usd):
                         transaction.update(item, actions=settle)
+                    for item, observed in prompt_cache_updates(entry):
+                        transaction.update(item, actions=observed)
             except TransactWriteError as error:
                 codes = cancellation_codes(error)
                 if codes and codes[0] == "ConditionalCheckFailed":
@@ -198,6 +209,9 @@ def _to_item(entry: LedgerEntry) -> LedgerItem:
         components=CostComponents(**{c.value: cost.components[c] for c in CostComponent}),  # type: ignore[no-untyped-call]
         savings=StrategySavings(**{s.value: amount for s, amount in entry.savings.items()}),  # type: ignore[no-untyped-call]
         key_id=entry.key_id,
+        requested_model=entry.requested_model,
+        route_tier=entry.route_tier,
+        route_reason=entry.route_reason,
         input_tokens=usage.input_tokens,
         output_tokens=usage.output_tokens,
         cache_write_5m_tokens=usage.cache_write_5m_tokens,

@@ -1,0 +1,231 @@
+"""DynamoFeatureStore against moto: round trips, replace and delete, the 30 s warm cache, invalid stored data."""
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from costgate.dal.features import DynamoFeatureStore, FeatureConfigItem
+from costgate.errors import ConfigurationError, InvalidRequestError
+from costgate.features import FeatureConfig, PromptCacheMode, PromptCacheTtl
+from costgate.routing import DEFAULT_MODELS, RoutePolicy, Tier
+from tests.fakes import InMemoryFeatureStore, ManualClock
+
+NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def store(ledger_table: str) -> DynamoFeatureStore:
+    return DynamoFeatureStore()
+
+
+def tuned(feature: str = "support-bot", ceiling: Tier = Tier.MEDIUM) -> FeatureConfig:
+    """A configuration with every field away from its default."""
+    return FeatureConfig(
+        feature,
+        route=RoutePolicy(
+            models={
+                Tier.SIMPLE: "claude-haiku-4-5",
+                Tier.MEDIUM: "claude-haiku-5-5",
+                Tier.COMPLEX: "claude-sonnet-5-5",
+            },
+            floor=Tier.MEDIUM,
+            ceiling=ceiling,
+            override_explicit=True,
+        ),
+        default_model="claude-opus-5-5",
+        prompt_cache=PromptCacheMode.OFF,
+        prompt_cache_ttl=PromptCacheTtl.ONE_HOUR,
+    )
+
+
+def raw_item(feature: str, **overrides: Any) -> FeatureConfigItem:
+    """An item as an older deployment might have stored it; valid unless overridden."""
+    fields: dict[str, Any] = {
+        "feature": feature,
+        "default_model": None,
+        "simple_model": DEFAULT_MODELS[Tier.SIMPLE],
+        "medium_model": DEFAULT_MODELS[Tier.MEDIUM],
+        "complex_model": DEFAULT_MODELS[Tier.COMPLEX],
+        "floor": "simple",
+        "ceiling": "complex",
+        "override_explicit": False,
+        "prompt_cache": "auto",
+        "prompt_cache_ttl": "auto",
+    } | overrides
+    return FeatureConfigItem("FEATURECFG", feature, **fields)
+
+
+# --- round trips ------------------------------------------------------------------------------------------
+
+
+def test_a_configuration_round_trips_every_field(store: DynamoFeatureStore) -> None:
+    # Given a configuration with every field set away from its default
+    config = tuned()
+
+    # When it is stored and read back
+    store.put(config)
+
+    # Then it is equal, field for field, and the item sits at its documented key with tiers by name
+    assert store.get("support-bot") == config
+    item = FeatureConfigItem.get("FEATURECFG", "support-bot")
+    assert (item.simple_model, item.medium_model, item.complex_model) == (
+        "claude-haiku-4-5",
+        "claude-haiku-5-5",
+        "claude-sonnet-5-5",
+    )
+    assert (item.floor, item.ceiling, item.override_explicit) == ("medium", "medium", True)
+    assert (item.default_model, item.prompt_cache, item.prompt_cache_ttl) == ("claude-opus-5-5", "off", "1h")
+
+
+def test_defaults_round_trip_and_a_feature_without_configuration_is_none(store: DynamoFeatureStore) -> None:
+    store.put(FeatureConfig("chat"))
+    assert store.get("chat") == FeatureConfig("chat")
+    assert FeatureConfigItem.get("FEATURECFG", "chat").default_model is None
+    assert store.get("search") is None
+
+
+def test_configurations_are_listed_by_name_replaced_and_deleted(store: DynamoFeatureStore) -> None:
+    # Given three features, one stored twice
+    store.put(FeatureConfig("search"))
+    store.put(tuned("chat"))
+    store.put(FeatureConfig("Billing", prompt_cache=PromptCacheMode.OFF))
+    store.put(FeatureConfig("chat", prompt_cache_ttl=PromptCacheTtl.FIVE_MINUTES))
+
+    # Then the list has the latest of each, by name (upper case sorts first, as in the sort key)
+    assert store.list_configs() == [
+        FeatureConfig("Billing", prompt_cache=PromptCacheMode.OFF),
+        FeatureConfig("chat", prompt_cache_ttl=PromptCacheTtl.FIVE_MINUTES),
+        FeatureConfig("search"),
+    ]
+
+    # When one is deleted, twice
+    assert store.delete("chat") is True
+    assert store.delete("chat") is False
+
+    # Then only the others remain
+    assert [c.feature for c in store.list_configs()] == ["Billing", "search"]
+    assert store.get("chat") is None
+
+
+def test_an_invalid_feature_name_is_refused_before_any_read(store: DynamoFeatureStore) -> None:
+    with pytest.raises(InvalidRequestError, match="feature 'chat#1' is invalid"):
+        store.get("chat#1")
+    with pytest.raises(InvalidRequestError, match="feature 'a b' is invalid"):
+        store.delete("a b")
+
+
+# --- the warm cache ---------------------------------------------------------------------------------------
+
+
+def test_get_is_cached_for_30_seconds_in_a_warm_container(ledger_table: str) -> None:
+    # Given a warm API container that has read chat's configuration, and an operator's CLI (another store)
+    clock = ManualClock()
+    api = DynamoFeatureStore(clock=clock)
+    operator = DynamoFeatureStore()
+    operator.put(FeatureConfig("chat"))
+    assert api.get("chat") == FeatureConfig("chat")
+
+    # When the operator replaces it
+    operator.put(tuned("chat"))
+
+    # Then the container keeps the old one for up to 30 s, then reads the new one
+    clock.at = NOW + timedelta(seconds=29)
+    assert api.get("chat") == FeatureConfig("chat")
+    clock.at = NOW + timedelta(seconds=30)
+    assert api.get("chat") == tuned("chat")
+
+
+def test_a_missing_configuration_is_cached_too(ledger_table: str) -> None:
+    # Given a container that found no configuration for search
+    clock = ManualClock()
+    api = DynamoFeatureStore(clock=clock)
+    assert api.get("search") is None
+
+    # When the operator configures it
+    DynamoFeatureStore().put(tuned("search"))
+
+    # Then the container still answers None (no read per request) until 30 s have passed
+    clock.at = NOW + timedelta(seconds=29, microseconds=999_999)
+    assert api.get("search") is None
+    clock.at = NOW + timedelta(seconds=30)
+    assert api.get("search") == tuned("search")
+
+
+def test_put_and_delete_invalidate_the_stores_own_cache(ledger_table: str) -> None:
+    # Given a store (clock never moving) that has cached chat as unconfigured
+    store = DynamoFeatureStore(clock=ManualClock())
+    assert store.get("chat") is None
+
+    # When that same store writes and deletes, it reads its own writes at once
+    store.put(tuned("chat"))
+    assert store.get("chat") == tuned("chat")
+    assert store.delete("chat") is True
+    assert store.get("chat") is None
+
+
+# --- stored data that no longer validates -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("overrides", "reason"),
+    [
+        ({"complex_model": "claude-gone-1"}, "maps tier complex to 'claude-gone-1', which has no price"),
+        ({"default_model": "claude-gone-1"}, "default model 'claude-gone-1' has no price"),
+        ({"floor": "huge"}, "'huge' is not a tier"),
+        ({"floor": "complex", "ceiling": "simple"}, "floor complex is above its ceiling simple"),
+        ({"prompt_cache": "always"}, "'always' is not a valid PromptCacheMode"),
+        ({"prompt_cache_ttl": "24h"}, "'24h' is not a valid PromptCacheTtl"),
+    ],
+)
+def test_a_stored_configuration_that_no_longer_validates_raises_naming_the_feature(
+    store: DynamoFeatureStore, overrides: dict[str, object], reason: str
+) -> None:
+    # Given a configuration stored before its model left the price book (or written by hand, wrongly)
+    raw_item("legacy", **overrides).save()
+
+    # When the gateway or the operator reads it
+    # Then it is a configuration error naming the feature and the reason, never a silent default
+    for read in (lambda: store.get("legacy"), store.list_configs):
+        with pytest.raises(ConfigurationError) as caught:
+            read()
+        assert caught.value.message.startswith("feature 'legacy': its stored configuration is invalid (")
+        assert reason in caught.value.message
+        assert caught.value.message.count("feature 'legacy'") == 1
+
+
+def test_an_invalid_configuration_is_not_cached_and_can_be_replaced_or_deleted(ledger_table: str) -> None:
+    # Given an invalid stored configuration, read by a warm container whose clock does not move
+    raw_item("legacy", simple_model="claude-gone-1").save()
+    api = DynamoFeatureStore(clock=ManualClock())
+    with pytest.raises(ConfigurationError):
+        api.get("legacy")
+
+    # When the operator replaces it
+    operator = DynamoFeatureStore()
+    operator.put(FeatureConfig("legacy"))
+
+    # Then the container reads the fixed one at once: the error was not cached
+    assert api.get("legacy") == FeatureConfig("legacy")
+
+    # And an invalid one can be deleted without being read
+    raw_item("legacy", simple_model="claude-gone-1").save()
+    assert operator.delete("legacy") is True
+    assert operator.list_configs() == []
+
+
+# --- the fake agrees ------------------------------------------------------------------------------------
+
+
+def test_the_fake_and_dynamo_agree_on_a_sequence(store: DynamoFeatureStore) -> None:
+    fake = InMemoryFeatureStore()
+
+    def run(target: DynamoFeatureStore | InMemoryFeatureStore) -> list[object]:
+        target.put(FeatureConfig("search"))
+        target.put(tuned("chat"))
+        answers: list[object] = [target.get("chat"), target.get("nothing")]
+        target.put(FeatureConfig("chat"))
+        answers += [target.delete("search"), target.delete("search"), target.list_configs()]
+        return answers
+
+    assert run(store) == run(fake) == [tuned("chat"), None, True, False, [FeatureConfig("chat")]]
