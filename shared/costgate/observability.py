@@ -40,6 +40,33 @@ class MetricDimension(StrEnum):
     DECISION = "Decision"  # a prompt_cache.CacheDecision
 
 
+_TOKENS = (
+    MetricName.INPUT_TOKENS,
+    MetricName.OUTPUT_TOKENS,
+    MetricName.CACHE_WRITE_5M_TOKENS,
+    MetricName.CACHE_WRITE_1H_TOKENS,
+    MetricName.CACHE_READ_TOKENS,
+    MetricName.WEB_SEARCH_REQUESTS,
+)
+_SERVICE: frozenset[MetricDimension] = frozenset()
+# Every dimension set (besides `service`, always present) each metric is emitted with: what a dashboard
+# widget or an alarm may ask for. A unit test checks the emitters against it, the template test reads it.
+DIMENSION_SETS: Mapping[MetricName, frozenset[frozenset[MetricDimension]]] = {
+    MetricName.COST_USD: frozenset(
+        {_SERVICE, frozenset({MetricDimension.MODEL}), frozenset({MetricDimension.FEATURE})}
+    ),
+    MetricName.REQUESTS: frozenset(
+        {_SERVICE, frozenset({MetricDimension.MODEL}), frozenset({MetricDimension.FEATURE})}
+    ),
+    MetricName.BASELINE_COST_USD: frozenset({_SERVICE}),
+    **{name: frozenset({_SERVICE, frozenset({MetricDimension.MODEL})}) for name in _TOKENS},
+    MetricName.SAVINGS_USD: frozenset({frozenset({MetricDimension.STRATEGY})}),
+    MetricName.BUDGET_REJECTIONS: frozenset({_SERVICE}),
+    MetricName.UNPRICED_RESPONSES: frozenset({_SERVICE}),
+    MetricName.ROUTED_REQUESTS: frozenset({_SERVICE, frozenset({MetricDimension.ROUTE_TIER})}),
+    MetricName.PROMPT_CACHE_DECISIONS: frozenset({_SERVICE, frozenset({MetricDimension.DECISION})}),
+}
+
 logger = Logger()
 # Only botocore is patched: patching every supported library costs ~55 ms of cold start (bench_gateway).
 tracer = Tracer(patch_modules=["botocore"])

@@ -118,7 +118,6 @@ def _alarm_metrics(template: dict[str, Any]) -> list[tuple[str, str, dict[str, s
 def test_alarm_and_dashboard_metrics_are_the_ones_observability_emits(template: dict[str, Any]) -> None:
     # Given the metrics the code emits and the service name the template gives it
     emitted = {name.value for name in MetricName}
-    emitted_dimension_sets = [set(), {MetricDimension.MODEL.value}, {MetricDimension.FEATURE.value}]
 
     # When every metric the alarms and dashboard widgets reference is collected
     alarm_metrics = _alarm_metrics(template)
@@ -130,7 +129,8 @@ def test_alarm_and_dashboard_metrics_are_the_ones_observability_emits(template: 
         assert namespace == observability.NAMESPACE, (name, namespace)
         assert name in emitted, f"{name} is not a costgate.observability.MetricName value"
         assert dimensions.get(SERVICE_DIMENSION) == _service_name(template), (name, dimensions)
-        assert set(dimensions) - {SERVICE_DIMENSION} in emitted_dimension_sets, (name, dimensions)
+        asked = {MetricDimension(d) for d in dimensions if d != SERVICE_DIMENSION}
+        assert asked in observability.DIMENSION_SETS[MetricName(name)], f"{name} is never emitted with {asked}"
     # and the dashboard draws cost, baseline, every token category and requests
     drawn = {name for _, name, _ in dashboard_metrics}
     assert drawn >= {
@@ -142,6 +142,9 @@ def test_alarm_and_dashboard_metrics_are_the_ones_observability_emits(template: 
         MetricName.CACHE_WRITE_1H_TOKENS,
         MetricName.CACHE_READ_TOKENS,
         MetricName.REQUESTS,
+        MetricName.SAVINGS_USD,
+        MetricName.ROUTED_REQUESTS,
+        MetricName.PROMPT_CACHE_DECISIONS,
     }
 
 

@@ -1,0 +1,96 @@
+"""The EMF metrics the gateway emits: names, dimension sets and values, against observability.DIMENSION_SETS."""
+
+import json
+from collections import defaultdict
+from typing import Any
+
+import pytest
+
+from costgate.budgets import BudgetExceededError
+from costgate.observability import DIMENSION_SETS, MetricDimension, MetricName
+from tests.unit.gateway_world import make_world, message_reply, reply
+
+SERVICE = "costgate-test"
+HAIKU = "claude-haiku-5-5"
+SIMPLE_AUTO = json.dumps(
+    {
+        "model": "auto",
+        "max_tokens": 64,
+        "system": "You answer support questions for a payments company. " * 60,
+        "messages": [{"role": "user", "content": "Translate 'refund' into Korean."}],
+    }
+).encode()
+
+type Emitted = dict[tuple[str, frozenset[str]], list[float]]
+
+
+@pytest.fixture
+def metrics_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("POWERTOOLS_METRICS_DISABLED", raising=False)
+    monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", SERVICE)
+
+
+def emitted(stdout: str) -> Emitted:
+    """(metric name, dimension names but service) → the values of every EMF blob printed; and for each
+    dimension value seen, ("<Dimension>=", {value}) → one 1 per blob."""
+    found: Emitted = defaultdict(list)
+    for line in stdout.splitlines():
+        if '"_aws"' not in line:
+            continue
+        blob: dict[str, Any] = json.loads(line)
+        (directive,) = blob["_aws"]["CloudWatchMetrics"]
+        (dimensions,) = directive["Dimensions"]
+        assert blob["service"] == SERVICE
+        for metric in directive["Metrics"]:
+            key = (metric["Name"], frozenset(d for d in dimensions if d != "service"))
+            values = blob[metric["Name"]]
+            found[key].extend(values if isinstance(values, list) else [values])
+        for name in dimensions:
+            if name != "service":
+                found[(f"{name}=", frozenset({str(blob[name])}))].append(1)
+    return found
+
+
+def test_a_routed_cached_request_emits_its_tier_decision_and_savings(
+    metrics_on: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given Haiku answering 1000 in / 200 out
+    world = make_world(message_reply({"input_tokens": 1000, "output_tokens": 200}, model=HAIKU))
+
+    # When an "auto" simple request with a long system prompt goes through
+    world.send(SIMPLE_AUTO)
+    found = emitted(capsys.readouterr().out)
+
+    # Then the routing decision is counted per tier and in total
+    assert found[(MetricName.ROUTED_REQUESTS, frozenset())] == [1]
+    assert found[(MetricName.ROUTED_REQUESTS, frozenset({MetricDimension.ROUTE_TIER}))] == [1]
+    assert found[("RouteTier=", frozenset({"simple"}))] == [1]
+    # and the prompt-cache decision
+    assert found[(MetricName.PROMPT_CACHE_DECISIONS, frozenset({MetricDimension.DECISION}))] == [1]
+    assert found[("Decision=", frozenset({"added"}))] == [1]
+    # and the routing saving per strategy: Sonnet 0.002 + 0.002 − Haiku (0.0001 + 0.0001) = 0.0038
+    assert found[(MetricName.SAVINGS_USD, frozenset({MetricDimension.STRATEGY}))] == [0.0038]
+    assert found[("Strategy=", frozenset({"routing"}))] == [1]
+    # and every metric comes with a dimension set observability declares
+    for name, dimensions in (k for k in found if not k[0].endswith("=")):
+        assert frozenset(MetricDimension(d) for d in dimensions) in DIMENSION_SETS[MetricName(name)], name
+
+
+def test_every_declared_dimension_set_is_emitted_by_some_request(
+    metrics_on: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given three requests: routed and cached, refused by a budget, answered without usage
+    world = make_world(message_reply({"input_tokens": 1000, "output_tokens": 200}, model=HAIKU))
+    world.send(SIMPLE_AUTO)
+    tight = make_world(daily_budget_usd="0.000001")
+    with pytest.raises(BudgetExceededError):
+        tight.send(SIMPLE_AUTO)
+    make_world(reply(b'{"type": "message"}')).send(SIMPLE_AUTO)
+    found = emitted(capsys.readouterr().out)
+
+    # Then each declared (metric, dimension set) was printed at least once
+    printed = {(name, dimensions) for name, dimensions in found if not name.endswith("=")}
+    declared = {
+        (name.value, frozenset(d.value for d in dims)) for name, sets in DIMENSION_SETS.items() for dims in sets
+    }
+    assert declared == printed
