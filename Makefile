@@ -16,7 +16,7 @@ SAM := PATH="$(dir $(PYTHON313)):$$PATH" SAM_CLI_TELEMETRY=0 $(SAM_VENV)/bin/sam
 
 help:
 	@echo "make run    - the local demo: moto as AWS, a day of sample usage through the ledger, the cost report"
-	@echo "make test   - venv, ruff, mypy, template checks (cfn-lint, sam validate --lint, sam build), pytest"
+	@echo "make test   - venv, ruff, mypy, template checks (cfn-lint, sam validate --lint, sam build, the 250 MB Lambda size), pytest"
 	@echo "make lint | typecheck | template | pytest | bench | build | lock | clean"
 
 check-python:
@@ -57,6 +57,7 @@ template: $(VENV)/.installed $(SAM_VENV)/.installed
 	$(BIN)/cfn-lint template.yaml
 	$(SAM) validate --lint --region us-east-1
 	$(SAM) build --region us-east-1
+	$(BIN)/python bench/lambda_size.py --require-build
 
 build: $(SAM_VENV)/.installed
 	$(SAM) build

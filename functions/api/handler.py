@@ -7,18 +7,22 @@ import time
 from functools import cache
 from typing import Any
 
+import boto3
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities import parameters
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from costgate.answer_cache import AnswerCache
 from costgate.clock import SystemClock
+from costgate.dal.answer_cache import DynamoAnswerCacheStore
 from costgate.dal.budgets import DynamoBudgetStore
 from costgate.dal.features import DynamoFeatureStore
 from costgate.dal.keys import DynamoKeyStore
 from costgate.dal.ledger import DynamoLedgerStore
 from costgate.dal.prompt_cache import DynamoPromptCacheStore
 from costgate.dal.table import bind_table
+from costgate.embedding import Embedder, embedder_for
 from costgate.errors import CostgateError, NotFoundError, UpstreamError, error_response
 from costgate.gateway import Gateway, GatewayRequest, GatewayResponse
 from costgate.observability import logger, tracer
@@ -56,12 +60,20 @@ def gateway() -> Gateway:
         ledger=ledger_store(),
         features=DynamoFeatureStore(),
         prompt_cache=DynamoPromptCacheStore(),
+        answers=AnswerCache(DynamoAnswerCacheStore(), embedder=lambda: _embedder(config.embedder)),
         upstream=HttpUpstream(
             config.upstream_url,
             api_key=lambda: str(parameters.get_secret(config.claude_key_secret, max_age=SECRET_MAX_AGE_S)),
         ),
         clock=SystemClock(),
     )
+
+
+def _embedder(name: str) -> Embedder:
+    if name == "titan-v2":
+        # Only Titan deployments pay for the Bedrock client, and only on the first semantic lookup.
+        return embedder_for(name, client=boto3.client("bedrock-runtime"))
+    return embedder_for(name)
 
 
 @app.get("/v1/health")

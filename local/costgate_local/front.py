@@ -93,7 +93,10 @@ class LocalFunction:
 
     @classmethod
     def from_template(cls, template: dict[str, Any], logical_id: str, refs: Mapping[str, str]) -> "LocalFunction":
-        """Load the function's handler from CodeUri/Handler; resolve `!Ref`s in its environment with `refs`."""
+        """Load the function's handler from CodeUri/Handler; resolve `!Ref`s in its environment with `refs`.
+
+        A parameter not in `refs` takes its template default, as a deployment that does not override it.
+        """
         resource = template["Resources"][logical_id]
         if resource.get("Type") != "AWS::Serverless::Function":
             raise ValueError(f"{logical_id} is not an AWS::Serverless::Function")
@@ -105,6 +108,11 @@ class LocalFunction:
             **globals_.get("Environment", {}).get("Variables", {}),
             **properties.get("Environment", {}).get("Variables", {}),
         }
+        defaults = {
+            name: str(parameter["Default"])
+            for name, parameter in template.get("Parameters", {}).items()
+            if "Default" in parameter
+        }
         routes = tuple(
             _route(event["Properties"]["Method"], event["Properties"]["Path"])
             for event in properties.get("Events", {}).values()
@@ -115,7 +123,10 @@ class LocalFunction:
             handler=getattr(module, function_name),
             memory_mb=int(properties.get("MemorySize", globals_.get("MemorySize", 128))),
             timeout_s=float(properties.get("Timeout", globals_.get("Timeout", 3))),
-            environment={name: _resolve(value, refs, f"{logical_id}.{name}") for name, value in variables.items()},
+            environment={
+                name: _resolve(value, defaults | dict(refs), f"{logical_id}.{name}")
+                for name, value in variables.items()
+            },
             routes=routes,
         )
 

@@ -12,9 +12,18 @@ import json
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
+from costgate.answer_cache import (
+    CACHE_HEADER,
+    AnswerCache,
+    CacheResult,
+    Lookup,
+    StoredAnswer,
+    effective_mode,
+    storable,
+)
 from costgate.budgets import (
     Budget,
     BudgetExceededError,
@@ -59,7 +68,6 @@ MAX_BODY_BYTES = 32 * 1024 * 1024
 DEFAULT_FEATURE = "default"
 # Far deeper than any real request (tool schemas included); bounds the recursion of everything after.
 MAX_JSON_DEPTH = 64
-CACHE_MODES = frozenset({"off", "exact", "semantic"})
 # Prefixes whose gaps the policy observes: those it caches and those it judged not worth caching yet.
 _COSTGATE_MANAGED = frozenset({CacheDecision.ADDED, CacheDecision.NOT_WORTH_IT})
 _SAVINGS_HEADERS = {
@@ -101,6 +109,7 @@ class _Planned:
 
     route: RouteDecision
     baseline_model: str | None  # the model a routed request is measured against; None when not routed
+    lookup: Lookup  # what the answer cache found: nothing, or the request would not be planned
     cache: CachePlan
     gap: GapBucket | None
     body: dict[str, Any]
@@ -120,6 +129,7 @@ class Gateway:
         ledger: LedgerStore,
         features: FeatureStore,
         prompt_cache: PromptCacheStore,
+        answers: AnswerCache,
         upstream: Upstream,
         clock: Clock,
         book: PriceBook | None = None,
@@ -129,6 +139,7 @@ class Gateway:
         self._ledger = ledger
         self._features = features
         self._prompt_cache = prompt_cache
+        self._answers = answers
         self._upstream = upstream
         self._clock = clock
         self._book = book or default_price_book()
@@ -136,8 +147,12 @@ class Gateway:
     def create_message(self, request: GatewayRequest) -> GatewayResponse:
         """POST /v1/messages: route, plan caching, reserve the worst case, call Claude, record, settle."""
         admitted = self._admit(request)
-        _cache_mode(request.headers)  # validated now; the answer cache arrives in a later issue
-        planned = self._plan(admitted, request.body)
+        config = self._feature_config(admitted.feature)
+        decision = self._route(admitted, config)
+        lookup = self._look_up_answer(admitted, config, decision, request.headers)
+        if lookup.answer is not None:
+            return self._serve_cached(admitted, decision, lookup, lookup.answer)
+        planned = self._plan(admitted, config, decision, lookup, request.body)
         budgets = self._applicable_budgets(admitted.key, admitted.feature)
         worst = estimate_worst_case(planned.model, planned.body, admitted.at, self._book)
         try:
@@ -153,7 +168,7 @@ class Gateway:
         if upstream.status != 200:
             release_reservation(self._budgets, reservation)
             return _passthrough(upstream, _receipt_without_cost(planned))
-        return self._settle(admitted, planned, upstream, reservation)
+        return self._settle(admitted, config, planned, upstream, reservation)
 
     def count_tokens(self, request: GatewayRequest) -> GatewayResponse:
         """POST /v1/messages/count_tokens: as the Claude API (for the model routing picks), plus the input cost."""
@@ -179,9 +194,87 @@ class Gateway:
                 receipt["x-costgate-price-version"] = estimate.price_version
         return _passthrough(upstream, receipt)
 
-    def _plan(self, admitted: _Admitted, raw: bytes) -> _Planned:
-        config = self._feature_config(admitted.feature)
-        decision = self._route(admitted, config)
+    def _look_up_answer(
+        self, admitted: _Admitted, config: FeatureConfig, decision: RouteDecision, headers: Mapping[str, str]
+    ) -> Lookup:
+        mode = effective_mode(headers.get(CACHE_HEADER), config.answer_cache)
+        lookup = self._answers.lookup(
+            tenant=admitted.key.tenant,
+            model=decision.model,
+            body=admitted.body,
+            mode=mode,
+            threshold=config.semantic_threshold,
+            now=admitted.at,
+        )
+        emit_count(MetricName.ANSWER_CACHE_LOOKUPS, dimension=(MetricDimension.RESULT, lookup.result.value))
+        if lookup.guard_rejection is not None:
+            emit_count(MetricName.ANSWER_CACHE_GUARD_REJECTIONS)
+        if lookup.error is not None:
+            logger.error("answer cache: semantic lookup unavailable", extra={"reason": lookup.error})
+            emit_count(MetricName.ANSWER_CACHE_ERRORS)
+        logger.debug("answer cache", extra={"result": lookup.result.value, "detail": lookup.detail})
+        return lookup
+
+    def _serve_cached(
+        self, admitted: _Admitted, decision: RouteDecision, lookup: Lookup, answer: StoredAnswer
+    ) -> GatewayResponse:
+        """A stored answer: $0 upstream, recorded with the original answer's cost as this request's saving."""
+        request_id = f"costgate-{uuid.uuid4()}"
+        cost = price_usage(answer.model, TokenUsage(), admitted.at, self._book)
+        entry = LedgerEntry(
+            request_id=request_id,
+            at=admitted.at,
+            tenant=admitted.key.tenant,
+            feature=admitted.feature,
+            usage=TokenUsage(),
+            cost=cost,
+            baseline_cost_usd=answer.cost_usd,
+            savings={Strategy.ANSWER_CACHE: answer.cost_usd},
+            key_id=admitted.key.key_id,
+            requested_model=admitted.requested_model,
+            route_tier=_tier_name(decision) if decision.routed else None,
+            route_reason=decision.reason if decision.routed else None,
+        )
+        record_request(self._ledger, entry)
+        receipt = {
+            "x-costgate-cost-usd": format_usd(cost.total_usd),
+            "x-costgate-baseline-cost-usd": format_usd(answer.cost_usd),
+            "x-costgate-savings-answer-cache-usd": format_usd(answer.cost_usd),
+            "x-costgate-model": answer.model,
+            "x-costgate-route-reason": decision.reason,
+            "x-costgate-prompt-cache": "not-sent: answered from the answer cache",
+            "x-costgate-cache": lookup.result.value,
+            "x-costgate-price-version": cost.price_version,
+        }
+        headers = {"content-type": answer.content_type, "request-id": request_id, **receipt}
+        return GatewayResponse(status=200, headers=headers, body=answer.body)
+
+    def _remember_answer(
+        self, admitted: _Admitted, config: FeatureConfig, planned: _Planned, upstream: UpstreamResponse, cost: Cost
+    ) -> None:
+        """Store a fresh, complete answer for later hits; a failure here must not fail the answered request."""
+        lookup = planned.lookup
+        content_type = upstream.headers.get("content-type", "application/json")
+        if lookup.result is not CacheResult.MISS or not storable(upstream.status, content_type, upstream.body):
+            return
+        answer = StoredAnswer(
+            body=upstream.body,
+            content_type=content_type,
+            model=cost.model,
+            cost_usd=cost.total_usd,
+            question=lookup.semantic.question if lookup.semantic is not None else "",
+            created_at=admitted.at,
+            expires_at=admitted.at + timedelta(seconds=config.answer_cache_ttl_s),
+        )
+        try:
+            self._answers.remember(lookup, tenant=admitted.key.tenant, feature=admitted.feature, answer=answer)
+        except Exception:  # noqa: BLE001 - the client has its answer; storing it is best effort, made loud here
+            logger.exception("answer cache: could not store the answer")
+            emit_count(MetricName.ANSWER_CACHE_ERRORS)
+
+    def _plan(
+        self, admitted: _Admitted, config: FeatureConfig, decision: RouteDecision, lookup: Lookup, raw: bytes
+    ) -> _Planned:
         baseline_model: str | None = None
         if decision.routed:
             baseline_model = (
@@ -205,6 +298,7 @@ class Gateway:
         return _Planned(
             route=decision,
             baseline_model=baseline_model,
+            lookup=lookup,
             cache=cache,
             gap=gap,
             body=final,
@@ -259,7 +353,12 @@ class Gateway:
         return own + self._budgets.definitions(key.tenant, feature)
 
     def _settle(
-        self, admitted: _Admitted, planned: _Planned, upstream: UpstreamResponse, reservation: Reservation
+        self,
+        admitted: _Admitted,
+        config: FeatureConfig,
+        planned: _Planned,
+        upstream: UpstreamResponse,
+        reservation: Reservation,
     ) -> GatewayResponse:
         found = upstream.final_usage()
         request_id = upstream.headers.get("request-id") or f"costgate-{uuid.uuid4()}"
@@ -304,6 +403,8 @@ class Gateway:
         )
         if record_request(self._ledger, entry, reservation.holds) is RecordOutcome.DUPLICATE:
             release_reservation(self._budgets, reservation)
+        else:
+            self._remember_answer(admitted, config, planned, upstream, cost)
         receipt = _receipt(planned, cost, savings)
         if reservation.holds:
             remaining = remaining_after(self._budgets, reservation)
@@ -387,13 +488,6 @@ def _counted_tokens(upstream: UpstreamResponse) -> int | None:
     return tokens if isinstance(tokens, int) and not isinstance(tokens, bool) and tokens >= 0 else None
 
 
-def _cache_mode(headers: Mapping[str, str]) -> str:
-    mode = headers.get("x-costgate-cache", "semantic").strip().lower()
-    if mode not in CACHE_MODES:
-        raise InvalidRequestError(f"x-costgate-cache must be one of off|exact|semantic, got {mode!r}")
-    return mode
-
-
 def _receipt(planned: _Planned, cost: Cost, savings: Savings) -> dict[str, str]:
     receipt = {
         **_receipt_without_cost(planned),
@@ -416,7 +510,7 @@ def _receipt_without_cost(planned: _Planned) -> dict[str, str]:
         "x-costgate-model": planned.model,
         "x-costgate-route-reason": planned.route.reason,
         "x-costgate-prompt-cache": planned.cache.reason,
-        "x-costgate-cache": "bypass",
+        "x-costgate-cache": planned.lookup.result.value,
     }
 
 

@@ -30,6 +30,9 @@ class MetricName(StrEnum):
     SAVINGS_USD = "SavingsUsd"
     ROUTED_REQUESTS = "RoutedRequests"
     PROMPT_CACHE_DECISIONS = "PromptCacheDecisions"
+    ANSWER_CACHE_LOOKUPS = "AnswerCacheLookups"
+    ANSWER_CACHE_GUARD_REJECTIONS = "AnswerCacheGuardRejections"
+    ANSWER_CACHE_ERRORS = "AnswerCacheErrors"  # the semantic cache could not run, or an answer not be stored
 
 
 class MetricDimension(StrEnum):
@@ -38,6 +41,7 @@ class MetricDimension(StrEnum):
     STRATEGY = "Strategy"  # prompt_cache | batch | routing | answer_cache
     ROUTE_TIER = "RouteTier"  # simple | medium | complex
     DECISION = "Decision"  # a prompt_cache.CacheDecision
+    RESULT = "Result"  # an answer_cache.CacheResult: exact-hit | semantic-hit | miss | bypass
 
 
 _TOKENS = (
@@ -65,6 +69,9 @@ DIMENSION_SETS: Mapping[MetricName, frozenset[frozenset[MetricDimension]]] = {
     MetricName.UNPRICED_RESPONSES: frozenset({_SERVICE}),
     MetricName.ROUTED_REQUESTS: frozenset({_SERVICE, frozenset({MetricDimension.ROUTE_TIER})}),
     MetricName.PROMPT_CACHE_DECISIONS: frozenset({_SERVICE, frozenset({MetricDimension.DECISION})}),
+    MetricName.ANSWER_CACHE_LOOKUPS: frozenset({_SERVICE, frozenset({MetricDimension.RESULT})}),
+    MetricName.ANSWER_CACHE_GUARD_REJECTIONS: frozenset({_SERVICE}),
+    MetricName.ANSWER_CACHE_ERRORS: frozenset({_SERVICE}),
 }
 
 logger = Logger()

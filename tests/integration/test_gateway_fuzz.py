@@ -233,6 +233,8 @@ class Seen:
     """What the clients were told: every priced receipt, per key."""
 
     receipts: dict[str, list[Decimal]] = field(default_factory=lambda: {"rich": [], "poor": []})
+    # answers served from the answer cache: recorded in the ledger at $0, never held against a budget
+    hits: dict[str, int] = field(default_factory=lambda: {"rich": 0, "poor": 0})
     statuses: dict[int, int] = field(default_factory=dict)
 
 
@@ -334,7 +336,11 @@ def test_no_request_is_answered_with_a_5xx_and_the_books_balance(
         _check(answer, route)
         seen.statuses[answer.status] = seen.statuses.get(answer.status, 0) + 1
         if owner is not None and route == "/v1/messages" and answer.status == 200:
-            seen.receipts[owner].append(Decimal(answer.headers["x-costgate-cost-usd"]))
+            if answer.headers["x-costgate-cache"].endswith("-hit"):
+                assert answer.headers["x-costgate-cost-usd"] == "0"
+                seen.hits[owner] += 1
+            else:
+                seen.receipts[owner].append(Decimal(answer.headers["x-costgate-cost-usd"]))
 
     a_client_sends()
 
@@ -348,10 +354,11 @@ def test_no_request_is_answered_with_a_5xx_and_the_books_balance(
             spent = sum(seen.receipts[owner], Decimal(0))
             assert counter.committed_usd == counter.spent_usd == spent, owner
             assert counter.requests == len(seen.receipts[owner])
-    # and the ledger holds every priced answer once
+    # and the ledger holds every priced answer once, and every answer-cache hit
     today = datetime.now(UTC).date()
     rollups = list(DynamoLedgerStore().rollups(today - timedelta(days=1), today))
-    assert sum(r.requests for r in rollups) == sum(len(r) for r in seen.receipts.values())
+    answered = sum(len(r) for r in seen.receipts.values()) + sum(seen.hits.values())
+    assert sum(r.requests for r in rollups) == answered
     assert sum((r.cost_usd for r in rollups), Decimal(0)) == sum(
         (sum(r, Decimal(0)) for r in seen.receipts.values()), Decimal(0)
     )

@@ -7,12 +7,16 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+from costgate.answer_cache import AnswerCache
 from costgate.budgets import Budget, BudgetPeriod, estimate_worst_case
 from costgate.features import FeatureConfig
 from costgate.gateway import Gateway, GatewayRequest, GatewayResponse
 from costgate.keys import GatewayKey, issue_key
 from costgate.upstream import UpstreamResponse
+from costgate.vector_index import LshHasher
 from tests.fakes import (
+    FakeEmbedder,
+    InMemoryAnswerCacheStore,
     InMemoryBudgetStore,
     InMemoryFeatureStore,
     InMemoryKeyStore,
@@ -35,6 +39,8 @@ BODY = json.dumps(
 # 1000×4/1e6 + 500×20/1e6 = 0.004 + 0.01
 PLAIN_USAGE = {"input_tokens": 1000, "output_tokens": 500, "service_tier": "standard"}
 PLAIN_COST = Decimal("0.014")
+# The fake embedder's words are random vectors: the same words score 1, different ones far less.
+SEMANTIC_THRESHOLD = Decimal("0.9")
 
 
 # --- a scripted upstream ---------------------------------------------------------------------------------
@@ -136,6 +142,8 @@ class World:
     key: GatewayKey
     features: InMemoryFeatureStore
     prompt_cache: InMemoryPromptCacheStore
+    answers: InMemoryAnswerCacheStore
+    embedder: FakeEmbedder
 
     def request(self, body: bytes = BODY, **headers: str) -> GatewayRequest:
         """A request with this world's key; keyword headers use '_' for '-' (x_costgate_feature=…)."""
@@ -164,11 +172,14 @@ def make_world(
     key_feature: str | None = None,
     tenant: str = "acme",
     features: tuple[FeatureConfig, ...] = (),
+    embedder: FakeEmbedder | None = None,
 ) -> World:
     key_store = InMemoryKeyStore()
     budget_store = InMemoryBudgetStore(budgets)
     prompt_cache = InMemoryPromptCacheStore()
     feature_store = InMemoryFeatureStore(features)
+    answer_store = InMemoryAnswerCacheStore()
+    fake_embedder = embedder or FakeEmbedder()
     ledger = InMemoryLedgerStore(budgets=budget_store, prompt_cache=prompt_cache)
     upstream = ScriptedUpstream(list(replies) or [message_reply()])
     api_key, key = issue_key(
@@ -184,10 +195,28 @@ def make_world(
         ledger=ledger,
         features=feature_store,
         prompt_cache=prompt_cache,
+        answers=AnswerCache(
+            answer_store,
+            embedder=lambda: fake_embedder,
+            hasher_for=lambda e: LshHasher(e.dimensions, tables=4, bits=4, seed=7),
+            threshold_for=lambda e: SEMANTIC_THRESHOLD,
+        ),
         upstream=upstream,
         clock=FixedClock(),
     )
-    return World(gateway, upstream, key_store, budget_store, ledger, api_key, key, feature_store, prompt_cache)
+    return World(
+        gateway,
+        upstream,
+        key_store,
+        budget_store,
+        ledger,
+        api_key,
+        key,
+        feature_store,
+        prompt_cache,
+        answer_store,
+        fake_embedder,
+    )
 
 
 def worst_case(body: bytes = BODY) -> Decimal:

@@ -123,7 +123,7 @@ def test_the_receipt_of_a_plain_message() -> None:
     assert headers["x-costgate-baseline-cost-usd"] == "0.014"
     assert headers["x-costgate-model"] == OPUS
     assert headers["x-costgate-route-reason"] == ROUTE_REASON
-    assert headers["x-costgate-cache"] == "bypass"
+    assert headers["x-costgate-cache"] == "miss"
     book = default_price_book()
     assert headers["x-costgate-price-version"] == book.price_version(book.rates_at(OPUS, NOW))
     # and with no budget there is no remaining-budget header
@@ -324,8 +324,9 @@ def test_a_feature_budget_applies_to_the_feature_the_request_is_attributed_to() 
     world = make_world(message_reply(request_id="req_search"), message_reply(request_id="req_chat"), budgets=(chat,))
 
     # When one request is tagged "search" and one "chat"
-    search_headers = world.send(x_costgate_feature="search").headers
-    chat_headers = world.send(x_costgate_feature="chat").headers
+    # (the answer cache is off: the same body twice must reach Claude twice)
+    search_headers = world.send(x_costgate_feature="search", x_costgate_cache="off").headers
+    chat_headers = world.send(x_costgate_feature="chat", x_costgate_cache="off").headers
 
     # Then only the chat request is settled against it: 2 − 0.014 remains
     assert "x-costgate-budget-remaining-usd" not in search_headers
@@ -353,7 +354,7 @@ def test_an_upstream_error_is_passed_through_and_its_hold_released(failure: Upst
     assert (response.status, response.body) == (failure.status, failure.body)
     assert response.headers["x-costgate-cost-usd"] == "0"
     assert response.headers["x-costgate-model"] == OPUS
-    assert response.headers["x-costgate-cache"] == "bypass"
+    assert response.headers["x-costgate-cache"] == "miss"
     # and nothing is recorded, nothing stays held
     assert world.ledger.entries == {}
     assert world.counter(world.key_scope) == (Decimal(0), Decimal(0))
@@ -385,9 +386,9 @@ def test_a_duplicate_request_id_is_recorded_once_and_its_second_hold_released() 
     # Given an upstream that answers twice with the same request id
     world = make_world(message_reply(PLAIN_USAGE, request_id="req_011CVsame"), daily_budget_usd="1")
 
-    # When two requests go through
-    first = world.send()
-    second = world.send()
+    # When two requests go through (not answered from the answer cache)
+    first = world.send(x_costgate_cache="off")
+    second = world.send(x_costgate_cache="off")
 
     # Then both clients get the answer, but the ledger and the budget count it once
     assert first.status == second.status == 200
@@ -424,11 +425,11 @@ def test_a_request_that_does_not_fit_what_remains_is_a_429_naming_what_remains()
     world = make_world(daily_budget_usd="0.03")
     held = worst_case()
     assert Decimal("0.016") < held <= Decimal("0.03")
-    world.send()
+    world.send(x_costgate_cache="off")
 
-    # When a second request, whose worst case exceeds 0.016, arrives
+    # When a second request, whose worst case exceeds 0.016, arrives (not answered from the cache)
     with pytest.raises(BudgetExceededError) as caught:
-        world.send()
+        world.send(x_costgate_cache="off")
 
     # Then the 429 names the budget, its limit and what remains
     message = caught.value.message
@@ -543,17 +544,19 @@ def test_invalid_costgate_headers_are_a_400_before_any_spend(headers: dict[str, 
     assert named in str(error)
 
 
-@pytest.mark.parametrize("mode", ["off", "exact", "semantic", " OFF "])
-def test_every_documented_cache_mode_is_accepted(mode: str) -> None:
-    # Given a request with a valid x-costgate-cache mode (the answer cache itself is not built yet)
+@pytest.mark.parametrize(
+    ("mode", "result"), [("off", "bypass"), ("exact", "miss"), ("semantic", "miss"), (" OFF ", "bypass")]
+)
+def test_every_documented_cache_mode_is_accepted(mode: str, result: str) -> None:
+    # Given a request with a valid x-costgate-cache mode
     world = make_world()
 
     # When it arrives
     response = world.send(x_costgate_cache=mode)
 
-    # Then it is answered, and the receipt says the cache was bypassed
+    # Then it is answered, and the receipt says whether the cache was looked at
     assert response.status == 200
-    assert response.headers["x-costgate-cache"] == "bypass"
+    assert response.headers["x-costgate-cache"] == result
 
 
 @pytest.mark.parametrize(

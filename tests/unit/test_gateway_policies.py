@@ -244,8 +244,8 @@ def test_write_then_read_is_recorded_per_prefix_with_its_gaps() -> None:
         message_reply(first, model=OPUS, request_id="req_1"), message_reply(second, model=OPUS, request_id="req_2")
     )
 
-    one = world.send(body(OPUS, system=LONG_SYSTEM)).headers
-    two = world.send(body(OPUS, system=LONG_SYSTEM)).headers
+    one = world.send(body(OPUS, system=LONG_SYSTEM), x_costgate_cache="off").headers
+    two = world.send(body(OPUS, system=LONG_SYSTEM), x_costgate_cache="off").headers
 
     # first: 20×4e-6 + 4000×4e-6×1.25 + 100×20e-6 = 0.00008 + 0.02 + 0.002 = 0.02208; uncached 0.01808
     assert one["x-costgate-cost-usd"] == "0.02208"
@@ -271,7 +271,7 @@ def test_a_prefix_seen_forty_minutes_ago_is_a_gap_within_the_hour() -> None:
     world.prompt_cache.stats[key] = replace(earlier, last_seen=NOW - timedelta(minutes=40))
 
     world.upstream.replies = [message_reply(USAGE, model=OPUS, request_id="req_later")]
-    world.send(body(OPUS, system=LONG_SYSTEM))
+    world.send(body(OPUS, system=LONG_SYSTEM), x_costgate_cache="off")
 
     assert world.prompt_cache.gaps["default"] == GapHistogram(within_1h=1, beyond_1h=1)
     entry = world.ledger.entries["req_later"]

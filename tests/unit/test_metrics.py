@@ -8,6 +8,7 @@ import pytest
 
 from costgate.budgets import BudgetExceededError
 from costgate.observability import DIMENSION_SETS, MetricDimension, MetricName
+from tests.fakes import FakeEmbedder
 from tests.unit.gateway_world import make_world, message_reply, reply
 
 SERVICE = "costgate-test"
@@ -20,6 +21,15 @@ SIMPLE_AUTO = json.dumps(
         "messages": [{"role": "user", "content": "Translate 'refund' into Korean."}],
     }
 ).encode()
+
+
+def question(text: str) -> bytes:
+    return json.dumps({"model": HAIKU, "max_tokens": 64, "messages": [{"role": "user", "content": text}]}).encode()
+
+
+def _refuse(*_: object) -> None:
+    raise RuntimeError("the table is unavailable")
+
 
 type Emitted = dict[tuple[str, frozenset[str]], list[float]]
 
@@ -79,13 +89,22 @@ def test_a_routed_cached_request_emits_its_tier_decision_and_savings(
 def test_every_declared_dimension_set_is_emitted_by_some_request(
     metrics_on: None, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    # Given three requests: routed and cached, refused by a budget, answered without usage
+    # Given requests that are routed and prompt-cached, then answered from the answer cache, refused by
+    # a budget, answered without usage, refused a semantic hit by a guard, and not storable
     world = make_world(message_reply({"input_tokens": 1000, "output_tokens": 200}, model=HAIKU))
+    world.send(SIMPLE_AUTO)
     world.send(SIMPLE_AUTO)
     tight = make_world(daily_budget_usd="0.000001")
     with pytest.raises(BudgetExceededError):
         tight.send(SIMPLE_AUTO)
     make_world(reply(b'{"type": "message"}')).send(SIMPLE_AUTO)
+    same = [1.0] + [0.0] * 63
+    guarded = make_world(embedder=FakeEmbedder(vectors={"Where is order 48213": same, "Where is order 48231": same}))
+    guarded.send(question("Where is order 48213?"))
+    guarded.send(question("Where is order 48231?"))
+    failing = make_world()
+    failing.answers.put_exact = _refuse  # type: ignore[method-assign]
+    failing.send(question("What is Python?"))
     found = emitted(capsys.readouterr().out)
 
     # Then each declared (metric, dimension set) was printed at least once

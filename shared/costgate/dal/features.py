@@ -9,11 +9,12 @@ ConfigurationError naming the feature: the gateway must not quietly route that f
 import threading
 from datetime import datetime, timedelta
 
-from pynamodb.attributes import BooleanAttribute, UnicodeAttribute
+from pynamodb.attributes import BooleanAttribute, NumberAttribute, UnicodeAttribute
 from pynamodb.exceptions import DeleteError, DoesNotExist
 
+from costgate.answer_cache import AnswerCacheMode
 from costgate.clock import SystemClock
-from costgate.dal.table import CostgateItem
+from costgate.dal.table import CostgateItem, DecimalAttribute
 from costgate.errors import ConfigurationError, CostgateError
 from costgate.features import FeatureConfig, PromptCacheMode, PromptCacheTtl
 from costgate.ledger import validate_tag
@@ -25,10 +26,12 @@ _CONFIG_PK = "FEATURECFG"
 
 
 class FeatureConfigItem(CostgateItem, discriminator="feature_config"):
-    """A feature's routing and prompt-cache configuration.  PK: FEATURECFG  SK: <feature>
+    """A feature's routing, prompt-cache and answer-cache configuration.  PK: FEATURECFG  SK: <feature>
 
     One partition for every feature: listing them is one Query, sorted by feature name. Tiers are
     stored by name (simple|medium|complex); default_model is absent when the baseline is the medium tier.
+    answer_cache is off|exact|semantic; semantic_threshold is absent for the embedder's calibrated one.
+    Items written before the answer cache existed have no answer_cache* fields: FeatureConfig's defaults.
     """
 
     feature = UnicodeAttribute()
@@ -41,6 +44,9 @@ class FeatureConfigItem(CostgateItem, discriminator="feature_config"):
     override_explicit = BooleanAttribute()
     prompt_cache = UnicodeAttribute()
     prompt_cache_ttl = UnicodeAttribute()
+    answer_cache = UnicodeAttribute(null=True)
+    answer_cache_ttl_s = NumberAttribute(null=True)
+    semantic_threshold = DecimalAttribute(null=True)
 
 
 class DynamoFeatureStore:
@@ -82,6 +88,9 @@ class DynamoFeatureStore:
             override_explicit=route.override_explicit,
             prompt_cache=config.prompt_cache.value,
             prompt_cache_ttl=config.prompt_cache_ttl.value,
+            answer_cache=config.answer_cache.label,
+            answer_cache_ttl_s=config.answer_cache_ttl_s,
+            semantic_threshold=config.semantic_threshold,
         ).save()
         self._forget(config.feature)
 
@@ -125,6 +134,12 @@ def _to_config(item: FeatureConfigItem) -> FeatureConfig:
             default_model=item.default_model,
             prompt_cache=PromptCacheMode(item.prompt_cache),
             prompt_cache_ttl=PromptCacheTtl(item.prompt_cache_ttl),
+            # Absent (an item from before the answer cache): FeatureConfig's defaults, its class attributes.
+            answer_cache=FeatureConfig.answer_cache
+            if item.answer_cache is None
+            else AnswerCacheMode.parse(item.answer_cache, "answer_cache"),
+            answer_cache_ttl_s=_seconds(item.answer_cache_ttl_s),
+            semantic_threshold=item.semantic_threshold,
         )
     except (CostgateError, ValueError) as error:
         reason = error.message if isinstance(error, CostgateError) else str(error)
@@ -133,6 +148,14 @@ def _to_config(item: FeatureConfigItem) -> FeatureConfig:
             f"feature {feature!r}: its stored configuration is invalid ({reason}); "
             f"replace it with `costgate features set {feature} …` or delete it"
         ) from error
+
+
+def _seconds(stored: float | None) -> int:
+    if stored is None:
+        return FeatureConfig.answer_cache_ttl_s
+    if not isinstance(stored, int):
+        raise ValueError(f"answer cache TTL {stored!r} is not a whole number of seconds")
+    return stored
 
 
 def _tier(name: str) -> Tier:
