@@ -10,6 +10,7 @@ from decimal import Decimal
 
 import pytest
 
+from costgate.answer_cache import AnswerCacheMode
 from costgate.dal.features import DynamoFeatureStore, FeatureConfigItem
 from costgate.dal.ledger import DynamoLedgerStore
 from costgate.dal.table import bind_table
@@ -32,6 +33,9 @@ DEFAULTS = {
     "override_explicit": False,
     "prompt_cache": "auto",
     "prompt_cache_ttl": "auto",
+    "answer_cache": "semantic",
+    "answer_cache_ttl_s": 86400,
+    "semantic_threshold": None,
 }
 
 
@@ -89,6 +93,7 @@ def test_features_set_list_and_delete_round_trip(table: Table) -> None:
         "features", "set", "support-bot", "--default-model", "claude-opus-5-5", "--simple-model", "claude-haiku-4-5",
         "--medium-model", "claude-haiku-5-5", "--complex-model", "claude-sonnet-5-5", "--floor", "medium",
         "--ceiling", "medium", "--override-explicit", "--prompt-cache", "off", "--prompt-cache-ttl", "1h",
+        "--answer-cache", "exact", "--answer-cache-ttl", "3600", "--semantic-threshold", "0.97",
     )  # fmt: skip
     support = {
         "feature": "support-bot",
@@ -101,6 +106,9 @@ def test_features_set_list_and_delete_round_trip(table: Table) -> None:
         "override_explicit": True,
         "prompt_cache": "off",
         "prompt_cache_ttl": "1h",
+        "answer_cache": "exact",
+        "answer_cache_ttl_s": 3600,
+        "semantic_threshold": "0.97",
     }
     # Then each set prints the stored configuration as one JSON line
     assert ran.returncode == 0, ran.stderr
@@ -125,6 +133,9 @@ def test_features_set_list_and_delete_round_trip(table: Table) -> None:
         default_model="claude-opus-5-5",
         prompt_cache=PromptCacheMode.OFF,
         prompt_cache_ttl=PromptCacheTtl.ONE_HOUR,
+        answer_cache=AnswerCacheMode.EXACT,
+        answer_cache_ttl_s=3600,
+        semantic_threshold=Decimal("0.97"),
     )
     assert DynamoFeatureStore().get("chat") == FeatureConfig("chat")
 
