@@ -5,6 +5,7 @@ DynamoDB serialises writes per item itself. So requests reach moto one at a time
 as concurrent as they like, and the emulator behaves like the real, atomic service.
 """
 
+import copy
 import os
 import threading
 from collections.abc import Iterable, Iterator
@@ -15,7 +16,10 @@ from types import TracebackType
 from typing import Any, Self
 
 import boto3
+import moto.dynamodb.models as moto_dynamodb
+from moto.dynamodb.models import DynamoDBBackend
 from moto.dynamodb.models.dynamo_type import DynamoType
+from moto.dynamodb.models.table import Table
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
 from werkzeug.serving import BaseWSGIServer, make_server
 
@@ -37,6 +41,71 @@ def _exact_number(self: DynamoType, other: DynamoType, sign: int) -> DynamoType:
 # arithmetic). Replace its number arithmetic with exact Decimal in fixed-point notation.
 DynamoType.__add__ = lambda self, other: _exact_number(self, other, 1)  # type: ignore[method-assign]
 DynamoType.__sub__ = lambda self, other: _exact_number(self, other, -1)  # type: ignore[method-assign]
+
+
+class _SnapshotOnlyTouchedItems:
+    """Stands in for the `copy` module inside moto's DynamoDB backend while a transaction runs.
+
+    moto backs a transaction up by deep-copying the whole table once per item it writes, so every
+    transaction costs O(items in the table × items in the transaction): a few thousand items (answer
+    cache buckets, ledger rows) made each write take seconds. Inside `_transact_write_items` a table
+    is not copied; the items the transaction touches are saved instead and put back if it fails.
+    """
+
+    active = False
+
+    @classmethod
+    def deepcopy(cls, value: Any) -> Any:
+        if cls.active and isinstance(value, Table):
+            return value
+        return copy.deepcopy(value)
+
+
+_moto_transact_write_items = DynamoDBBackend.transact_write_items
+
+
+def _transact_write_items(self: DynamoDBBackend, transact_items: list[dict[str, Any]]) -> None:
+    saved: list[tuple[Table, DynamoType, DynamoType | None, Any]] = []
+    for entry in transact_items[:100]:  # moto itself refuses more than 100
+        _, op = next(iter(entry.items()))
+        table = self.tables.get(op.get("TableName", ""))
+        if table is None:
+            continue
+        key = op.get("Key") or op.get("Item") or {}
+        if table.hash_key_attr not in key:
+            continue
+        hash_key = DynamoType(key[table.hash_key_attr])
+        range_key = DynamoType(key[table.range_key_attr]) if table.range_key_attr in key else None
+        saved.append((table, hash_key, range_key, copy.deepcopy(table.get_item(hash_key, range_key))))
+    _SnapshotOnlyTouchedItems.active = True
+    try:
+        _moto_transact_write_items(self, transact_items)
+    except Exception:
+        for table, hash_key, range_key, item in reversed(saved):
+            _restore(table, hash_key, range_key, item)
+        raise
+    finally:
+        _SnapshotOnlyTouchedItems.active = False
+
+
+def _restore(table: Table, hash_key: DynamoType, range_key: DynamoType | None, item: Any) -> None:
+    if range_key is None:
+        if item is None:
+            table.items.pop(hash_key, None)
+        else:
+            table.items[hash_key] = item
+        return
+    partition = table.items[hash_key]
+    if item is None:
+        partition.pop(range_key, None)
+        if not partition:
+            del table.items[hash_key]
+    else:
+        partition[range_key] = item
+
+
+moto_dynamodb.copy = _SnapshotOnlyTouchedItems  # type: ignore[attr-defined,assignment]
+DynamoDBBackend.transact_write_items = _transact_write_items  # type: ignore[method-assign]
 
 
 class _OneAtATime:

@@ -4,8 +4,8 @@ The same `LshHasher` keys entries in DynamoDB and in `VectorIndex`, so a lookup 
 buckets in either place and re-ranks their vectors by exact cosine. Stored entries are only comparable
 with a hasher whose `hasher_id` matches the one they were written with.
 
-Memory uses each table's 16-bit buckets and 1,024 extra probes (cheap in memory, where a bucket is a
-binary search); the table is best keyed by a coarser prefix of the same buckets, `bucket_keys(bits=
+Memory uses each table's 16-bit buckets and 2,048 extra probes (cheap in memory, where a bucket is an
+array lookup); the table is best keyed by a coarser prefix of the same buckets, `bucket_keys(bits=
 STORE_KEY_BITS)`, since there every bucket read is a Query. bench/bench_semantic_index.py prints both.
 """
 
@@ -28,12 +28,16 @@ type Vector = npt.NDArray[np.float32]
 # vectors matching their distribution; it prints the trade-off behind each number.
 DEFAULT_TABLES: Final = 16
 DEFAULT_BITS: Final = 16
-DEFAULT_PROBES: Final = 1024
+DEFAULT_PROBES: Final = 2048
 DEFAULT_SEED: Final = 20261129
-# Multi-probe flips sets of a table's this many least-confident bits (1023 sets a table).
-PROBE_BITS: Final = 10
+# A true neighbour shares several of a query's probed buckets, most entries only one: re-rank only the
+# entries found in at least this many (collision counting, as in C2LSH).
+DEFAULT_MIN_COLLISIONS: Final = 2
+# Multi-probe flips sets of a table's this many least-confident bits (255 sets a table, 4,080 in all):
+# with 2,048 probes, 10 bits found fewer neighbours for more work.
+PROBE_BITS: Final = 8
 # An index whose matrix has at most this many rows compares a query with every row: exact, and
-# cheaper than computing 1,040 bucket keys (about 0.5 ms on this machine either way).
+# cheaper than computing 2,064 bucket keys (about 0.5 ms on this machine either way).
 EXACT_BELOW: Final = 4096
 # The table's bucket granularity: each table's top 8 bits. One Query per table then finds the nearest
 # stored neighbour at cosine >= 0.95 for ~96% of queries, reading ~7% of the scope's entries per lookup
@@ -51,6 +55,8 @@ _UNCENTERED_DIMENSIONS: Final = {
 }
 
 _FLOAT16_LE: Final = np.dtype("<f2")
+# Row s: the positions of the set bits of s, as 0/1 (which least-confident bits a probe flips).
+_SUBSET_MEMBERS: Final = (np.arange(1 << PROBE_BITS)[:, None] >> np.arange(PROBE_BITS)) & 1
 
 
 class UnknownEmbedderError(ConfigurationError, ValueError):
@@ -166,15 +172,15 @@ class LshHasher:
         return codes
 
     def probe_codes(
-        self, projections: npt.NDArray[np.float32], probes: int
+        self, projections: npt.NDArray[np.float32], probes: int, *, ordered: bool = True
     ) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.int64]]:
-        """(tables, codes) of the `probes` next most likely buckets after the vector's own, best first.
+        """(tables, codes) of the `probes` next most likely buckets after the vector's own.
 
         Query-directed multi-probe (Lv et al., 2007): a neighbour most likely disagrees on the bits
         whose hyperplane is closest to the query, so flipping a set of bits in one table costs the sum
         of their squared projections. Every set of each table's `PROBE_BITS` least-confident bits is
-        costed at once and the cheapest `probes` across all tables are kept. `projections` is
-        (tables, n) as in `bucket_codes`.
+        costed at once and the cheapest `probes` across all tables are kept, best first unless not
+        `ordered`. `projections` is (tables, n) as in `bucket_codes`.
         """
         if probes <= 0:
             return np.empty(0, dtype=np.intp), np.empty(0, dtype=np.int64)
@@ -182,17 +188,18 @@ class LshHasher:
         squared = projections * projections
         order = np.argsort(squared, axis=1)[:, :considered]
         ranked = np.take_along_axis(squared, order, axis=1)
-        # costs[:, s] is the cost of flipping the set of least-confident bits whose positions are the
-        # set bits of s, built one bit at a time (no matrix product: BLAS may thread one this size).
+        # costs[:, s]: the cost of flipping the set of least-confident bits at the set bits of s, built
+        # one bit at a time (no matrix product: BLAS may spread one over busy cores).
         costs = np.zeros((self.tables, 1 << considered), dtype=np.float32)
         for j in range(considered):
-            costs[:, 1 << j : 2 << j] = costs[:, : 1 << j] + ranked[:, j : j + 1]
+            np.add(costs[:, : 1 << j], ranked[:, j : j + 1], out=costs[:, 1 << j : 2 << j])
         flat = costs[:, 1:].ravel()  # column 0 flips nothing: the home bucket, already read
         count = min(probes, flat.size)
         best = np.argpartition(flat, count - 1)[:count] if count < flat.size else np.arange(flat.size)
-        best = best[np.argsort(flat[best], kind="stable")]
+        if ordered:
+            best = best[np.argsort(flat[best], kind="stable")]
         tables, subsets = np.divmod(best, costs.shape[1] - 1)
-        members = ((subsets[:, None] + 1) >> np.arange(considered)) & 1
+        members = _SUBSET_MEMBERS[subsets + 1, :considered]
         flips = (members * (np.int64(1) << order[tables].astype(np.int64))).sum(axis=1)
         return tables, self.bucket_codes(projections)[tables] ^ flips
 
@@ -291,15 +298,17 @@ class VectorIndex:
         probes: int = DEFAULT_PROBES,
         max_entries: int | None = None,
         exact_below: int = EXACT_BELOW,
+        min_collisions: int = DEFAULT_MIN_COLLISIONS,
     ) -> None:
-        if probes < 0 or exact_below < 0:
-            raise ValueError("probes and exact_below must be >= 0")
+        if probes < 0 or exact_below < 0 or min_collisions < 1:
+            raise ValueError("probes and exact_below must be >= 0, min_collisions >= 1")
         if max_entries is not None and max_entries < 1:
             raise ValueError("max_entries must be >= 1")
         self.hasher = hasher
         self.probes = probes
         self.max_entries = max_entries
         self.exact_below = exact_below
+        self.min_collisions = min_collisions
         self._lock = threading.Lock()
         self._matrix = np.zeros((0, hasher.dimensions), dtype=np.float32)
         # int8 copy for a first pass over many candidates: a quarter of the memory traffic of the
@@ -310,7 +319,6 @@ class VectorIndex:
         self._scratch = np.zeros((0, hasher.dimensions), dtype=np.float32)
         self._keys = np.zeros((0, hasher.tables), dtype=np.int64)  # each row's bucket key per table
         self._live = np.zeros(0, dtype=np.bool_)
-        self._seen = np.zeros(0, dtype=np.bool_)  # scratch for de-duplicating candidates, kept all False
         self._row_ids: list[str | None] = []
         self._free_rows: list[int] = []
         self._retired_rows: list[int] = []  # freed, but still named by keys in the sorted arrays
@@ -370,7 +378,7 @@ class VectorIndex:
                 return self._ranked(rows, _matvec(self._matrix, query)[rows], k)
         query, keys = self._lookup_keys(vector)
         with self._lock:
-            rows = self._candidate_rows(keys)
+            rows = self._candidate_rows(keys, k)
             if rows.size > _COARSE_PASS_FROM:
                 rows = self._shortlist(rows, query, k)
             return self._ranked(rows, _matvec(self._matrix[rows], query), k)
@@ -411,26 +419,32 @@ class VectorIndex:
         # Read without the lock: either path gives exact results over whatever rows exist by then.
         return self._matrix.shape[0] <= self.exact_below
 
-    def _bucket_keys(self, codes: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
-        """One int per (table, code): code * tables + table, so all tables share one sorted array."""
-        keys: npt.NDArray[np.int64] = codes * self.hasher.tables + np.arange(self.hasher.tables)
+    def _bucket_keys(
+        self, codes: npt.NDArray[np.int64], tables: npt.NDArray[np.intp] | None = None
+    ) -> npt.NDArray[np.int64]:
+        """One int per (table, code), table << bits | code: all tables share one key space."""
+        if tables is None:
+            tables = np.arange(self.hasher.tables)
+        keys: npt.NDArray[np.int64] = (tables.astype(np.int64) << self.hasher.bits) | codes
         return keys
 
     def _lookup_keys(self, vector: npt.ArrayLike) -> tuple[Vector, npt.NDArray[np.int64]]:
         query = _normalised(vector, self.hasher.dimensions)
         projections = self.hasher.projections(query)
-        tables, codes = self.hasher.probe_codes(projections, self.probes)
+        tables, codes = self.hasher.probe_codes(projections, self.probes, ordered=False)
         home = self._bucket_keys(self.hasher.bucket_codes(projections))
-        return query, np.concatenate([home, codes * self.hasher.tables + tables])
+        return query, np.concatenate([home, self._bucket_keys(codes, tables)])
 
-    def _candidate_rows(self, keys: npt.NDArray[np.int64]) -> npt.NDArray[np.intp]:
+    def _candidate_rows(self, keys: npt.NDArray[np.int64], k: int = 1) -> npt.NDArray[np.intp]:
+        """Live rows found in at least `min_collisions` of the buckets (in all of them if that leaves < k)."""
         keys = np.sort(keys)  # numpy's binary search resumes from the previous hit on ascending needles
-        rows = np.concatenate([self._merged.rows_for(keys), self._recent.rows_for(keys)])
+        rows: npt.NDArray[np.intp] = np.concatenate([self._merged.rows_for(keys), self._recent.rows_for(keys)])
         rows = rows[self._live[rows]]
-        self._seen[rows] = True
-        distinct = np.flatnonzero(self._seen)
-        self._seen[distinct] = False
-        return distinct
+        if not rows.size:
+            return rows
+        counts = np.bincount(rows)
+        repeated: npt.NDArray[np.intp] = np.flatnonzero(counts >= self.min_collisions)
+        return repeated if repeated.size >= k else np.flatnonzero(counts)
 
     def _id_at(self, row: int) -> str:
         entry_id = self._row_ids[row]
@@ -464,7 +478,6 @@ class VectorIndex:
             self._coarse_error = _grown(self._coarse_error, grown)
             self._keys = _grown(self._keys, grown)
             self._live = _grown(self._live, grown)
-            self._seen = np.zeros(grown, dtype=np.bool_)
             self._row_ids.extend([None] * (grown - capacity))
             self._free_rows = list(range(grown - 1, capacity - 1, -1))
         return self._free_rows.pop()
@@ -481,15 +494,18 @@ class VectorIndex:
             _MERGE_MIN_KEYS, merged_size // 4
         ):
             return
-        combined = self._merged.merge(self._recent)
-        live = self._live[combined.rows]
-        self._merged = _Buckets(combined.keys[live], combined.rows[live])
+        merged, recent = self._merged, self._recent
+        kept, added = self._live[merged.rows], self._live[recent.rows]
+        keys, rows = _inserted(merged.keys[kept], merged.rows[kept], recent.keys[added], recent.rows[added])
+        self._merged = _Buckets(keys, rows, space=self.hasher.tables << self.hasher.bits)
         self._recent = _Buckets.empty()
         self._free_rows.extend(self._retired_rows)
         self._retired_rows = []
 
 
 _MERGE_MIN_KEYS: Final = 16_384
+# Merged buckets use a direct offsets array up to this many possible keys (tables << bits): 4M slots, 32 MB.
+_DIRECT_SPACE: Final = 1 << 22
 # Below this many candidates the float32 rows are read directly; above, an int8 pass shortlists them.
 _COARSE_PASS_FROM: Final = 256
 # Margin for float32 rounding in the int8 pass's own sums (worst case ~1e-4, typically ~1e-6).
@@ -497,13 +513,21 @@ _COARSE_ROUNDING: Final = 1e-3
 
 
 class _Buckets:
-    """Bucket keys sorted ascending with the row each one names, and where each distinct key starts."""
+    """Bucket keys sorted ascending with the row each one names, and where each bucket's rows start.
 
-    def __init__(self, keys: npt.NDArray[np.int64], rows: npt.NDArray[np.intp]) -> None:
+    Where each bucket starts is found by binary search over the distinct keys, or, given `space` (the
+    number of possible keys) small enough, looked up in an offsets array with a slot per possible key:
+    the merged buckets of 16 tables x 16 bits take 4 MB that way and no search.
+    """
+
+    def __init__(self, keys: npt.NDArray[np.int64], rows: npt.NDArray[np.intp], space: int | None = None) -> None:
         self.keys = keys
         self.rows = rows
-        starts = np.flatnonzero(np.diff(keys)) + 1
-        self._distinct = keys[np.concatenate([[0], starts])] if keys.size else keys
+        self._offsets: npt.NDArray[np.intp] | None = None
+        if space is not None and space <= _DIRECT_SPACE and keys.size:
+            self._offsets = np.concatenate([[0], np.cumsum(np.bincount(keys, minlength=space))]).astype(np.intp)
+        starts = np.flatnonzero(np.diff(keys)) + 1 if self._offsets is None else np.zeros(0, dtype=np.intp)
+        self._distinct = keys[np.concatenate([[0], starts]).astype(np.intp)] if keys.size else keys
         self._starts = np.concatenate([[0], starts, [keys.size]]).astype(np.intp)
 
     @classmethod
@@ -519,23 +543,21 @@ class _Buckets:
         return cls(flat_keys[order], flat_rows[order])
 
     def merge(self, other: "_Buckets") -> "_Buckets":
-        """Both sets of keys, still sorted: one pass inserting `other` at its places, O(len(self) + len(other))."""
-        if not other.keys.size:
-            return self
-        if not self.keys.size:
-            return other
-        places = np.searchsorted(self.keys, other.keys)
-        return _Buckets(np.insert(self.keys, places, other.keys), np.insert(self.rows, places, other.rows))
+        return _Buckets(*_inserted(self.keys, self.rows, other.keys, other.rows))
 
     def rows_for(self, wanted: npt.NDArray[np.int64]) -> npt.NDArray[np.intp]:
         """Every row under any of the `wanted` keys (distinct, ascending), in no particular order."""
         if not self.keys.size:
             return np.zeros(0, dtype=np.intp)
-        at = np.searchsorted(self._distinct, wanted)
-        inside = at < self._distinct.size
-        at = at[inside][self._distinct[at[inside]] == wanted[inside]]
-        first = self._starts[at]
-        counts = self._starts[at + 1] - first
+        if self._offsets is not None:
+            first = self._offsets[wanted]
+            counts = self._offsets[wanted + 1] - first
+        else:
+            at = np.searchsorted(self._distinct, wanted)
+            inside = at < self._distinct.size
+            at = at[inside][self._distinct[at[inside]] == wanted[inside]]
+            first = self._starts[at]
+            counts = self._starts[at + 1] - first
         total = int(counts.sum())
         if not total:
             return np.zeros(0, dtype=np.intp)
@@ -543,6 +565,17 @@ class _Buckets:
         offsets = np.repeat(first - (np.cumsum(counts) - counts), counts) + np.arange(total)
         rows: npt.NDArray[np.intp] = self.rows[offsets]
         return rows
+
+
+def _inserted(
+    keys: npt.NDArray[np.int64],
+    rows: npt.NDArray[np.intp],
+    more_keys: npt.NDArray[np.int64],
+    more_rows: npt.NDArray[np.intp],
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.intp]]:
+    """Two key-sorted (keys, rows) arrays as one, still sorted: O(len(keys) + len(more_keys))."""
+    places = np.searchsorted(keys, more_keys)
+    return np.insert(keys, places, more_keys), np.insert(rows, places, more_rows)
 
 
 def _quantised(units: Vector) -> tuple[npt.NDArray[np.int8], Vector, Vector]:

