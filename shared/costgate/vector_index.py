@@ -156,7 +156,11 @@ class LshHasher:
         if array.ndim == 2:
             units = _normalised_rows(array, self.dimensions)
             centered = units - self._center if self._center is not None else units
-            projected: npt.NDArray[np.float32] = (centered @ self._planes.T).astype(np.float32)
+            # BLAS for a bulk load; a few rows through einsum, for the reason `_matvec` gives.
+            if len(array) >= 64:
+                projected: npt.NDArray[np.float32] = (centered @ self._planes.T).astype(np.float32)
+            else:
+                projected = np.stack([_matvec(self._planes, row) for row in centered]).reshape(len(array), -1)
             return projected.reshape(len(array), self.tables, self.bits)
         unit = _normalised(array, self.dimensions)
         centered = unit - self._center if self._center is not None else unit
@@ -281,14 +285,20 @@ def default_hasher(embedder_id: str) -> LshHasher:
 
 
 class VectorIndex:
-    """In-memory nearest-neighbour index over unit vectors, thread-safe.
+    """In-memory nearest-neighbour index over unit vectors, thread-safe (one lock).
 
-    Vectors sit in one contiguous float32 matrix, a row per entry. The buckets are two sorted arrays of
-    (bucket key, row): a large one rebuilt now and then, and a small one that takes new entries until it
-    is merged in, so a lookup finds its `tables + probes` buckets with `np.searchsorted` instead of one
-    dict access each. A removed or replaced entry's row stays out of use, and out of results, until the
-    next merge drops its keys. `nearest` ranks the distinct candidates by exact cosine. With `max_entries`,
-    adding to a full index evicts the oldest entry; replacing an entry makes it the newest.
+    Vectors sit in one contiguous float32 matrix, a row per entry, with an int8 copy. A lookup hashes the
+    query, reads its bucket in every table plus the `probes` likeliest neighbouring buckets, keeps the
+    entries found in at least `min_collisions` of them (a true neighbour shares several; most entries
+    share one), and ranks those by exact cosine; over 256 of them, an int8 pass whose error is bounded
+    first drops those that cannot make the top k. An index of at most `exact_below` rows skips the
+    hashing and compares the query with every entry.
+
+    Buckets are (key, row) arrays sorted by key: a merged one, with an offsets array to find a bucket
+    without searching, and a small recent one that takes new entries until it is merged in. A removed
+    or replaced entry's row is out of results at once and reused after the next merge drops its keys.
+    With `max_entries`, adding to a full index evicts the oldest entry; replacing an entry makes it the
+    newest. Memory: ~2.7 KB an entry (100,000 entries: ~270 MB).
     """
 
     def __init__(
@@ -345,15 +355,18 @@ class VectorIndex:
         keys = self._bucket_keys(self.hasher.bucket_codes(self.hasher.projections(units)))
         coarse, scale, error = _quantised(units)
         with self._lock:
-            retired_before = len(self._retired_rows)
             rows = np.array([self._claim_row(entry_id) for entry_id in latest], dtype=np.intp)
-            self._matrix[rows] = units
-            self._coarse[rows], self._coarse_scale[rows], self._coarse_error[rows] = coarse, scale, error
-            self._keys[rows] = keys
+            # A batch larger than max_entries evicts some of its own entries: only the rest go in.
+            current = np.array(
+                [self._entries.get(entry_id) == row for entry_id, row in zip(latest, rows.tolist(), strict=True)]
+            )
+            rows = rows[current]
+            self._matrix[rows] = units[current]
+            self._coarse[rows], self._coarse_scale[rows] = coarse[current], scale[current]
+            self._coarse_error[rows] = error[current]
+            self._keys[rows] = keys[current]
             self._live[rows] = True
-            # A batch larger than max_entries evicts some of its own rows: they must stay dead.
-            self._live[self._retired_rows[retired_before:]] = False
-            self._recent = self._recent.merge(_Buckets.of(keys, rows))
+            self._recent = self._recent.merge(_Buckets.of(keys[current], rows))
             self._maybe_merge()
 
     def remove(self, entry_id: str) -> None:
@@ -366,8 +379,9 @@ class VectorIndex:
     def nearest(self, vector: npt.ArrayLike, k: int = 1) -> list[tuple[str, float]]:
         """Up to `k` (entry id, cosine) among the LSH candidates, best first; [] when there are none.
 
-        The cosines are exact (float32) for the entries returned; an entry can only be missed by not
-        sharing a probed bucket with the query, never by the int8 pass, whose error is bounded.
+        The cosines are exact (float32). An entry is missed only when it shares fewer than
+        `min_collisions` of the query's probed buckets (if no entry shares that many, all found count),
+        never by the int8 pass.
         """
         if k < 1:
             raise ValueError("k must be >= 1")
@@ -472,28 +486,40 @@ class VectorIndex:
         if not self._free_rows:
             capacity = self._matrix.shape[0]
             grown = max(64, capacity * 2)
-            self._matrix = _grown(self._matrix, grown)
-            self._coarse = _grown(self._coarse, grown)
-            self._coarse_scale = _grown(self._coarse_scale, grown)
-            self._coarse_error = _grown(self._coarse_error, grown)
-            self._keys = _grown(self._keys, grown)
-            self._live = _grown(self._live, grown)
-            self._row_ids.extend([None] * (grown - capacity))
-            self._free_rows = list(range(grown - 1, capacity - 1, -1))
+            if self.max_entries is not None:
+                # Room for max_entries and the rows retired between merges; past it, merge to free them.
+                grown = min(grown, self.max_entries + max(64, self.max_entries // 16))
+            if grown <= capacity and self._retired_rows:
+                self._merge()
+            else:
+                self._grow(max(grown, capacity + 1))
         return self._free_rows.pop()
 
-    def _maybe_merge(self) -> None:
-        """Fold the recent buckets into the merged ones once they hold 1/32 as many keys.
+    def _grow(self, rows: int) -> None:
+        capacity = self._matrix.shape[0]
+        self._matrix = _grown(self._matrix, rows)
+        self._coarse = _grown(self._coarse, rows)
+        self._coarse_scale = _grown(self._coarse_scale, rows)
+        self._coarse_error = _grown(self._coarse_error, rows)
+        self._keys = _grown(self._keys, rows)
+        self._live = _grown(self._live, rows)
+        self._row_ids.extend([None] * (rows - capacity))
+        self._free_rows = list(range(rows - 1, capacity - 1, -1))
 
-        Adding to the recent array costs O(its size), a merge O(all keys) once per 1/32 of them: both
+    def _maybe_merge(self) -> None:
+        """Fold the recent buckets into the merged ones once they hold 1/64 as many keys.
+
+        Adding to the recent array costs O(its size), a merge O(all keys) once per 1/64 of them: both
         stay small per add. Removed rows' keys are dropped at a merge, forced when they reach 1/4.
         """
         merged_size = self._merged.keys.size
         stale = len(self._retired_rows) * self.hasher.tables
-        if self._recent.keys.size <= max(_MERGE_MIN_KEYS, merged_size // 32) and stale <= max(
+        if self._recent.keys.size > max(_MERGE_MIN_KEYS, merged_size // 64) or stale > max(
             _MERGE_MIN_KEYS, merged_size // 4
         ):
-            return
+            self._merge()
+
+    def _merge(self) -> None:
         merged, recent = self._merged, self._recent
         kept, added = self._live[merged.rows], self._live[recent.rows]
         keys, rows = _inserted(merged.keys[kept], merged.rows[kept], recent.keys[added], recent.rows[added])
@@ -523,12 +549,10 @@ class _Buckets:
     def __init__(self, keys: npt.NDArray[np.int64], rows: npt.NDArray[np.intp], space: int | None = None) -> None:
         self.keys = keys
         self.rows = rows
-        self._offsets: npt.NDArray[np.intp] | None = None
-        if space is not None and space <= _DIRECT_SPACE and keys.size:
-            self._offsets = np.concatenate([[0], np.cumsum(np.bincount(keys, minlength=space))]).astype(np.intp)
-        starts = np.flatnonzero(np.diff(keys)) + 1 if self._offsets is None else np.zeros(0, dtype=np.intp)
-        self._distinct = keys[np.concatenate([[0], starts]).astype(np.intp)] if keys.size else keys
-        self._starts = np.concatenate([[0], starts, [keys.size]]).astype(np.intp)
+        self._space = space if space is not None and space <= _DIRECT_SPACE else None
+        self._offsets: npt.NDArray[np.intp] | None = None  # built on the first lookup, not per add
+        self._distinct: npt.NDArray[np.int64] | None = None
+        self._starts: npt.NDArray[np.intp] | None = None
 
     @classmethod
     def empty(cls) -> "_Buckets":
@@ -549,15 +573,7 @@ class _Buckets:
         """Every row under any of the `wanted` keys (distinct, ascending), in no particular order."""
         if not self.keys.size:
             return np.zeros(0, dtype=np.intp)
-        if self._offsets is not None:
-            first = self._offsets[wanted]
-            counts = self._offsets[wanted + 1] - first
-        else:
-            at = np.searchsorted(self._distinct, wanted)
-            inside = at < self._distinct.size
-            at = at[inside][self._distinct[at[inside]] == wanted[inside]]
-            first = self._starts[at]
-            counts = self._starts[at + 1] - first
+        first, counts = self._ranges(wanted)
         total = int(counts.sum())
         if not total:
             return np.zeros(0, dtype=np.intp)
@@ -565,6 +581,24 @@ class _Buckets:
         offsets = np.repeat(first - (np.cumsum(counts) - counts), counts) + np.arange(total)
         rows: npt.NDArray[np.intp] = self.rows[offsets]
         return rows
+
+    def _ranges(self, wanted: npt.NDArray[np.int64]) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]:
+        """Where each wanted key's rows start in `rows`, and how many there are."""
+        if self._space is not None:
+            if self._offsets is None:
+                counts = np.bincount(self.keys, minlength=self._space)
+                self._offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.intp)
+            first = self._offsets[wanted]
+            return first, self._offsets[wanted + 1] - first
+        if self._distinct is None or self._starts is None:
+            starts = np.flatnonzero(np.diff(self.keys)) + 1
+            self._distinct = self.keys[np.concatenate([[0], starts]).astype(np.intp)]
+            self._starts = np.concatenate([[0], starts, [self.keys.size]]).astype(np.intp)
+        at = np.searchsorted(self._distinct, wanted)
+        inside = at < self._distinct.size
+        at = at[inside][self._distinct[at[inside]] == wanted[inside]]
+        first = self._starts[at]
+        return first, self._starts[at + 1] - first
 
 
 def _inserted(

