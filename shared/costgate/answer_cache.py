@@ -11,8 +11,9 @@ Exact
     "how do i reset it" are different: case is kept, since it can change the meaning of code or names).
 
 Semantic
-    Eligible only: exactly one message, from the user, whose content is text (a string or text blocks);
-    no `tools`, no `tool_choice`, no images or documents anywhere, no extended thinking. The scope of an
+    Eligible only: exactly one message, from the user, whose content is text (a string or text blocks)
+    of at most MAX_SEMANTIC_QUESTION_CHARS characters; no `tools`, no `tool_choice`, no images or
+    documents anywhere, no extended thinking. The scope of an
     entry is everything but the question: tenant, model, system, every other parameter, the question's
     language, the embedder and the LSH hasher. Nothing is ever compared across scopes. Within a scope
     the nearest stored question is served only if its cosine clears the threshold AND
@@ -59,6 +60,9 @@ MAX_WARM_ENTRIES_PER_SCOPE = 5_000
 # STORE_KEY_BITS-bit keys and none, a cold lookup finds a neighbour at cosine >= 0.95 about 96% of the
 # time (bench/bench_semantic_index.py); 16 more Queries would make it 99%.
 TABLE_PROBES = 0
+# A longer text is not a question a cache should answer by meaning: the embedder reads only its first
+# 512 tokens (two texts differing after that would embed alike), and embedding it costs ~100s of ms.
+MAX_SEMANTIC_QUESTION_CHARS = 1_000
 _STOP_REASONS = frozenset({"end_turn", "stop_sequence"})
 _TRAILING_PUNCTUATION = "?!.。？！~…,;:"
 _SPACE = re.compile(r"\s+")
@@ -156,6 +160,8 @@ def semantic_question(body: Mapping[str, Any]) -> str | None:
     if text is None:
         return None
     question = normalise_question(text)
+    if len(question) > MAX_SEMANTIC_QUESTION_CHARS:
+        return None
     return question or None
 
 

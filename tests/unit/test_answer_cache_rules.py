@@ -6,6 +6,7 @@ from typing import Any
 import pytest
 
 from costgate.answer_cache import (
+    MAX_SEMANTIC_QUESTION_CHARS,
     MAX_STORED_BODY_BYTES,
     AnswerCacheMode,
     effective_mode,
@@ -96,6 +97,10 @@ def test_the_exact_key_does_not_depend_on_the_model_field_the_client_sent() -> N
 # --- semantic eligibility ------------------------------------------------------------------------------
 
 
+def test_a_question_at_the_length_limit_is_still_eligible() -> None:
+    assert semantic_question(ask("x" * MAX_SEMANTIC_QUESTION_CHARS)) == "x" * MAX_SEMANTIC_QUESTION_CHARS
+
+
 def test_a_single_text_question_is_eligible_and_normalised() -> None:
     assert semantic_question(ask(" 파이썬이란? ")) == "파이썬이란"
     blocks = [{"type": "text", "text": "What is"}, {"type": "text", "text": "Python?"}]
@@ -117,6 +122,7 @@ IMAGE = {"type": "image", "source": {"type": "base64", "media_type": "image/png"
         ask([{"type": "document", "source": {"type": "text", "media_type": "text/plain", "data": "x"}}]),
         ask("Prove it.", thinking={"type": "enabled", "budget_tokens": 2048}),
         ask("..."),  # nothing left after normalising
+        ask("x" * (MAX_SEMANTIC_QUESTION_CHARS + 1)),  # a document, not a question
         ask([]),
         {"model": MODEL, "max_tokens": 10},
     ],
