@@ -148,7 +148,9 @@ class Gateway:
         """POST /v1/messages: route, plan caching, reserve the worst case, call Claude, record, settle."""
         admitted = self._admit(request)
         config = self._feature_config(admitted.feature)
-        decision = self._route(admitted, config)
+        decision = route(admitted.body, config.route)
+        if decision.routed:
+            emit_count(MetricName.ROUTED_REQUESTS, dimension=(MetricDimension.ROUTE_TIER, _tier_name(decision)))
         lookup = self._look_up_answer(admitted, config, decision, request.headers)
         if lookup.answer is not None:
             return self._serve_cached(admitted, decision, lookup, lookup.answer)
@@ -174,7 +176,7 @@ class Gateway:
         """POST /v1/messages/count_tokens: as the Claude API (for the model routing picks), plus the input cost."""
         admitted = self._admit(request)
         config = self._feature_config(admitted.feature)
-        decision = self._route(admitted, config)
+        decision = route(admitted.body, config.route)  # counted in RoutedRequests only for messages
         raw = request.body if decision.model == admitted.requested_model else _encode(_with_model(admitted, decision))
         upstream = _checked(self._upstream.post("/v1/messages/count_tokens", raw, request.headers, request.deadline))
         receipt = {"x-costgate-model": decision.model, "x-costgate-route-reason": decision.reason}
@@ -281,7 +283,11 @@ class Gateway:
                 config.baseline_model if admitted.requested_model == AUTO_MODEL else admitted.requested_model
             )
             # The baseline must be priceable for this request (speed, geography) before anything is spent.
-            estimate_worst_case(baseline_model, admitted.body, admitted.at, self._book)
+            # Only speed and geography decide that; no second worst-case estimate of the whole body.
+            speed = "fast" if admitted.body.get("speed") == "fast" else "standard"
+            geo = admitted.body.get("inference_geo")
+            no_tokens = TokenUsage(speed=speed, inference_geo=geo if isinstance(geo, str) else None)
+            price_usage(baseline_model, no_tokens, admitted.at, self._book)
         body = _with_model(admitted, decision)
         cache = plan_prompt_cache(
             body,
@@ -307,12 +313,6 @@ class Gateway:
 
     def _feature_config(self, feature: str) -> FeatureConfig:
         return self._features.get(feature) or FeatureConfig(feature)
-
-    def _route(self, admitted: _Admitted, config: FeatureConfig) -> RouteDecision:
-        decision = route(admitted.body, config.route)
-        if decision.routed:
-            emit_count(MetricName.ROUTED_REQUESTS, dimension=(MetricDimension.ROUTE_TIER, _tier_name(decision)))
-        return decision
 
     def _choose_ttl(self, config: FeatureConfig, model: str, at: datetime) -> TtlChoice:
         if config.prompt_cache_ttl is PromptCacheTtl.FIVE_MINUTES:

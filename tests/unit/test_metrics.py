@@ -113,3 +113,14 @@ def test_every_declared_dimension_set_is_emitted_by_some_request(
         (name.value, frozenset(d.value for d in dims)) for name, sets in DIMENSION_SETS.items() for dims in sets
     }
     assert declared == printed
+
+
+def test_count_tokens_is_routed_but_not_counted_as_a_routing_decision(
+    metrics_on: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    world = make_world(reply(b'{"input_tokens": 1000}'))
+
+    response = world.gateway.count_tokens(world.request(SIMPLE_AUTO))
+
+    assert response.headers["x-costgate-model"] == HAIKU
+    assert (MetricName.ROUTED_REQUESTS, frozenset()) not in emitted(capsys.readouterr().out)
