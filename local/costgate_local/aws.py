@@ -2,28 +2,42 @@
 
 moto's backends are not thread-safe (concurrent writers corrupt its dicts mid-iteration), while
 DynamoDB serialises writes per item itself. So requests reach moto one at a time: clients may be
-as concurrent as they like, and the emulator behaves like the real, atomic service.
+as concurrent as they like, and the emulator behaves like the real, atomic service. An SQS long
+poll is the exception that proves the rule: it is served as short polls, so waiting for a message
+never holds every other client up.
 """
 
 import copy
+import io
+import itertools
+import json
 import os
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from decimal import Decimal
 from types import TracebackType
 from typing import Any, Self
+from urllib.parse import quote_plus
 
 import boto3
 import moto.dynamodb.models as moto_dynamodb
+import moto.s3.notifications as moto_s3_notifications
 from moto.dynamodb.models import DynamoDBBackend
 from moto.dynamodb.models.dynamo_type import DynamoType
 from moto.dynamodb.models.table import Table
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
 from werkzeug.serving import BaseWSGIServer, make_server
 
-from costgate_local.template import bucket_setup_calls, load_template, table_create_args, table_ttl_attribute
+from costgate_local.template import (
+    bucket_setup_calls,
+    load_template,
+    s3_event_notification,
+    table_create_args,
+    table_ttl_attribute,
+)
 
 REGION = "us-east-1"
 # moto accepts any credentials; fixed ones keep boto3 from looking for a real profile.
@@ -108,16 +122,91 @@ moto_dynamodb.copy = _SnapshotOnlyTouchedItems  # type: ignore[attr-defined,assi
 DynamoDBBackend.transact_write_items = _transact_write_items  # type: ignore[method-assign]
 
 
+_moto_s3_event = moto_s3_notifications._get_s3_event
+# Strictly increasing within the process, fixed width: S3 compares sequencers of one key as hex strings.
+_sequencers = itertools.count(time.time_ns())
+
+
+def _s3_event_as_s3_sends_it(event_name: str, bucket: Any, key: Any, notification_id: str) -> dict[str, Any]:
+    """moto's S3 notification, plus the object's `versionId` (in a versioned bucket) and `sequencer`,
+    and its key encoded as S3 encodes it.
+
+    moto leaves both fields out, while ingest identifies a document by bucket, key and version:
+    without them every upload of a key would look like the same ("null") version locally. And moto
+    form-encodes "/" in the key (%2F), which S3 leaves as it is.
+    """
+    event: dict[str, Any] = _moto_s3_event(event_name, bucket, key, notification_id)
+    for record in event["Records"]:
+        obj = record["s3"]["object"]
+        obj["key"] = quote_plus(key.name, safe="/")
+        if bucket.is_versioned:
+            obj["versionId"] = key.version_id
+        obj["sequencer"] = f"{next(_sequencers):018X}"
+    return event
+
+
+# `send_event` looks the function up in its module at each call, so replacing it there is enough.
+moto_s3_notifications._get_s3_event = _s3_event_as_s3_sends_it
+
+# How often a long poll asks moto again while the queue is empty (between asks, others get their turn).
+_LONG_POLL_STEP_S = 0.05
+_RECEIVE_MESSAGE_TARGET = "AmazonSQS.ReceiveMessage"
+
+
 class _OneAtATime:
-    """WSGI middleware that lets one request at a time into the wrapped app."""
+    """WSGI middleware that lets one request at a time into the wrapped app.
+
+    moto serves an SQS long poll by sleeping inside the request until a message comes: under the lock
+    that would stall every other client (and the S3 upload that would send the message) for the whole
+    wait. So a long poll (boto3's JSON protocol) becomes short polls, each under the lock, until a
+    message comes or the wait is over: what a client sees is the same.
+    """
 
     def __init__(self, app: Any) -> None:
         self._app = app
         self._lock = threading.Lock()
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        if environ.get("HTTP_X_AMZ_TARGET") == _RECEIVE_MESSAGE_TARGET:
+            return self._receive(environ, start_response)
         with self._lock:
             return list(self._app(environ, start_response))
+
+    def _receive(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        raw = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+        try:
+            request = json.loads(raw)
+            wait_s = float(request.get("WaitTimeSeconds") or 0)
+        except (ValueError, AttributeError, TypeError):
+            request, wait_s = None, 0.0  # moto answers what it cannot parse itself
+        if request is not None and wait_s > 0:
+            raw = json.dumps({**request, "WaitTimeSeconds": 0}).encode()
+        deadline = time.monotonic() + wait_s
+        while True:
+            short = {**environ, "wsgi.input": io.BytesIO(raw), "CONTENT_LENGTH": str(len(raw))}
+            status, headers, body = self._call(short)
+            if time.monotonic() >= deadline or not status.startswith("200") or _has_messages(body):
+                start_response(status, headers)
+                return body
+            time.sleep(_LONG_POLL_STEP_S)
+
+    def _call(self, environ: dict[str, Any]) -> tuple[str, list[tuple[str, str]], list[bytes]]:
+        response: list[Any] = []
+
+        def capture(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            response[:] = [status, headers]
+            return lambda data: None
+
+        with self._lock:
+            body = list(self._app(environ, capture))
+        return response[0], response[1], body
+
+
+def _has_messages(body: list[bytes]) -> bool:
+    try:
+        return bool(json.loads(b"".join(body) or b"{}").get("Messages"))
+    except ValueError:
+        return True  # not an answer to wait on: hand it over as it is
 
 
 @dataclass(frozen=True)
@@ -183,6 +272,20 @@ def create_bucket(endpoints: LocalAwsEndpoints, bucket_name: str) -> None:
     client.create_bucket(Bucket=bucket_name)
     for method, kwargs in bucket_setup_calls(load_template(), bucket_name):
         getattr(client, method)(**kwargs)
+
+
+def create_event_queue(endpoints: LocalAwsEndpoints, bucket_name: str, queue_name: str, function: str) -> str:
+    """An SQS queue that receives the bucket's notifications for `function`'s S3 event (template.yaml's
+    event types and key filter); its URL. Locally a queue stands in for S3 invoking the function."""
+    sqs = _client("sqs", endpoints)
+    queue_url: str = sqs.create_queue(QueueName=queue_name)["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    events = s3_event_notification(load_template(), function)
+    notification = {"Id": f"{function}-events", "QueueArn": queue_arn, **events}
+    _client("s3", endpoints).put_bucket_notification_configuration(
+        Bucket=bucket_name, NotificationConfiguration={"QueueConfigurations": [notification]}
+    )
+    return queue_url
 
 
 def create_secret(endpoints: LocalAwsEndpoints, name: str, value: str) -> None:

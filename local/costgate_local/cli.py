@@ -5,14 +5,17 @@ costgate report   the ledger's rollups for a date range, as a table or JSON
 costgate keys / budgets / features   gateway keys, spend limits, per-feature routing and prompt caching
 costgate prompt-cache   what each cached prompt prefix wrote, read and saved
 costgate cache calibrate   the semantic cache's similarity threshold from labelled sentence pairs
+costgate batch submit / status   upload a folder as a batch summarisation job, follow its progress
 costgate demo     the local stack: moto as AWS, a day of sample traffic through the ledger, the report
 """
 
 import argparse
 import json
+import mimetypes
 import os
 import sys
-from collections.abc import Iterable, Sequence
+import time
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
 from pathlib import Path
@@ -22,12 +25,14 @@ from costgate.cost import CostComponent, format_usd, price_usage
 from costgate.errors import ConfigurationError, CostgateError, InvalidRequestError
 from costgate.report import CostReport, CostReportRequest, GroupBy, build_report
 from costgate.routing import DEFAULT_MODELS, Tier
-from costgate.settings import CliSettings
+from costgate.settings import CliBucketSettings, CliSettings
 from costgate_local.simulator import add_simulator_arguments, simulator_options_from_args
 
 if TYPE_CHECKING:
+    from costgate.batches import JobStatus
     from costgate.calibration import Calibration
     from costgate.embedding import Embedder
+    from costgate.ports import ObjectStore
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -50,18 +55,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     demo = commands.add_parser("demo", help="run the local demo (what `make run` does)")
     demo.add_argument("--day", type=date.fromisoformat, help="the UTC day to simulate (default: today)")
 
-    serve = commands.add_parser(
-        "serve",
-        help="the local stack: moto as AWS, the Claude API simulator, the API on 127.0.0.1; prints one JSON ready line",
-    )
-    serve.add_argument("--port", type=int, default=8090, help="port of the costgate API (0: any free port)")
-    serve.add_argument(
-        "--upstream",
-        choices=["simulator", "anthropic"],
-        default="simulator",
-        help="where Claude requests go: the local simulator, or the real API (needs ANTHROPIC_API_KEY)",
-    )
-    add_simulator_arguments(serve)
+    _add_serve_command(commands)
 
     keys = commands.add_parser("keys", help="gateway keys in the table (COSTGATE_TABLE): create, list, revoke")
     key_commands = keys.add_subparsers(dest="keys_command", required=True)
@@ -91,6 +85,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     _add_feature_commands(commands)
     _add_cache_commands(commands)
+    _add_batch_commands(commands)
 
     args = parser.parse_args(argv)
     try:
@@ -110,6 +105,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return prompt_cache_command(args)
         if args.command == "cache":
             return cache_command(args)
+        if args.command == "batch":
+            return batch_command(args)
         return demo_command(args.day or datetime.now(UTC).date())
     except CostgateError as error:
         print(f"costgate: {error.message}", file=sys.stderr)
@@ -249,12 +246,46 @@ def _money(value: Decimal) -> str:
     return f"{value.quantize(Decimal('0.000001'), rounding=ROUND_HALF_EVEN):,}"
 
 
+def _add_serve_command(commands: Any) -> None:
+    serve = commands.add_parser(
+        "serve",
+        help="the local stack: moto as AWS, the Claude API simulator, the API on 127.0.0.1; prints one JSON ready line",
+    )
+    serve.add_argument("--port", type=int, default=8090, help="port of the costgate API (0: any free port)")
+    serve.add_argument(
+        "--upstream",
+        choices=["simulator", "anthropic"],
+        default="simulator",
+        help="where Claude requests go: the local simulator, or the real API (needs ANTHROPIC_API_KEY)",
+    )
+    serve.add_argument(
+        "--batch-interval", type=_positive_seconds, default=2.0, metavar="S",
+        help="seconds between two runs of the batch scheduler (BatchFunction's schedule; default 2)",
+    )  # fmt: skip
+    add_simulator_arguments(serve)
+
+
 def serve_command(args: argparse.Namespace) -> int:
     from costgate_local.serve import ServeOptions, serve  # noqa: PLC0415 - moto is only needed here
 
     return serve(
-        ServeOptions(port=args.port, upstream=args.upstream, simulator=simulator_options_from_args(args, port=0))
+        ServeOptions(
+            port=args.port,
+            upstream=args.upstream,
+            simulator=simulator_options_from_args(args, port=0),
+            batch_interval_s=args.batch_interval,
+        )
     )
+
+
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError("must be more than 0 seconds")
+    return value
 
 
 def keys_command(args: argparse.Namespace) -> int:
@@ -737,3 +768,166 @@ def demo_command(day: date) -> int:
     from costgate_local.demo import run_demo  # noqa: PLC0415 - moto is only needed here
 
     return run_demo(day)
+
+
+# --- costgate batch ----------------------------------------------------------------------------------
+
+WATCH_INTERVAL_S = 2.0
+WATCH_LIMIT_S = 30 * 60.0
+# A job just submitted has no documents until ingest has registered its first upload (seconds).
+WATCH_FIRST_DOCUMENT_S = 120.0
+PROGRESS_WIDTH = 20
+# What an upload's Content-Type says; S3 stores it, and a browser opening the file uses it.
+_CONTENT_TYPES = {
+    ".txt": "text/plain; charset=utf-8",
+    ".md": "text/markdown; charset=utf-8",
+    ".jsonl": "application/jsonl",
+    ".json": "application/json",
+}
+
+
+def _add_batch_commands(commands: Any) -> None:
+    """`costgate batch submit|status`."""
+    batch = commands.add_parser("batch", help="batch summarisation: upload a folder as a job, follow its progress")
+    batch_commands = batch.add_subparsers(dest="batch_command", required=True)
+    submit = batch_commands.add_parser(
+        "submit", help="upload every file under DIR to incoming/<job>/ in the documents bucket (COSTGATE_BUCKET)"
+    )
+    submit.add_argument("dir", type=Path, help="the folder; subfolders keep their relative paths")
+    submit.add_argument("--job", help="the job's name (default: the folder's name)")
+    submit.add_argument("--bucket", help="the documents bucket (default: COSTGATE_BUCKET)")
+    status = batch_commands.add_parser("status", help="a job's documents done, failed and pending, and their cost")
+    status.add_argument("job", help="the job's name")
+    status.add_argument("--json", action="store_true", help="the figures as one JSON line")
+    status.add_argument(
+        "--watch", action="store_true", help="refresh until no document is pending (at most 30 minutes)"
+    )
+
+
+def batch_command(args: argparse.Namespace) -> int:
+    import logging  # noqa: PLC0415
+
+    from costgate.observability import logger  # noqa: PLC0415 - keeps `costgate price` free of Powertools
+
+    logger.setLevel(logging.WARNING)  # the services' info lines go to stdout, which holds the output
+    if args.batch_command == "submit":
+        from costgate.dal.objects import S3ObjectStore  # noqa: PLC0415 - keeps `costgate price` free of boto
+
+        bucket = args.bucket or CliBucketSettings.from_env(os.environ).bucket
+        return submit_batch(args.dir, args.job, S3ObjectStore(bucket), sys.stdout, sys.stderr)
+    from costgate.batches import job_status  # noqa: PLC0415
+    from costgate.dal.batches import DynamoBatchStore  # noqa: PLC0415
+
+    job = _job_name(args.job)
+    _bind_table()
+    store = DynamoBatchStore()
+    return show_batch_status(lambda: job_status(store, job), as_json=args.json, watch=args.watch, out=sys.stdout)
+
+
+def submit_batch(directory: Path, job: str | None, objects: "ObjectStore", out: TextIO, err: TextIO) -> int:
+    """Upload every regular file under `directory` to incoming/<job>/<relative path>, `_job.json` first.
+
+    The job's settings go first because ingest reads `_job.json` when each document registers (S3
+    reads after writes are consistent), so every document of the job is registered with them.
+    """
+    from costgate.batch_input import INCOMING, JOB_CONFIG_NAME  # noqa: PLC0415
+
+    if not directory.is_dir():
+        raise InvalidRequestError(f"{directory} is not a folder")
+    name = _job_name(job or directory.resolve().name, hint="" if job else " (the folder's name; choose one with --job)")
+    files = sorted(
+        ((path.relative_to(directory).as_posix(), path) for path in directory.rglob("*") if path.is_file()),
+        key=lambda item: (item[0] != JOB_CONFIG_NAME, item[0]),
+    )
+    if not files:
+        raise InvalidRequestError(f"{directory} holds no files to submit")
+    prefix = f"{INCOMING}{name}/"
+    total = 0
+    for relative, path in files:
+        objects.put_file(prefix + relative, path, _content_type(relative))
+        total += path.stat().st_size
+    print(f"job {name}: {len(files):,} file(s), {total:,} bytes uploaded to {prefix}", file=out)
+    print(f"follow it with: costgate batch status {name} --watch", file=err)
+    return 0
+
+
+def _job_name(name: str, hint: str = "") -> str:
+    from costgate.batch_input import JOB_NAME  # noqa: PLC0415 - the rule ingest applies to the job folder
+
+    if not JOB_NAME.fullmatch(name):
+        raise InvalidRequestError(
+            f"job name {name!r}{hint} is invalid: use 1-64 letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit"
+        )
+    return name
+
+
+def _content_type(relative: str) -> str:
+    suffix = Path(relative).suffix.lower()
+    return _CONTENT_TYPES.get(suffix) or mimetypes.guess_type(relative)[0] or "application/octet-stream"
+
+
+def show_batch_status(
+    read: "Callable[[], JobStatus]",
+    *,
+    as_json: bool,
+    watch: bool,
+    out: TextIO,
+    sleep: Callable[[float], None] = time.sleep,
+    monotonic: Callable[[], float] = time.monotonic,
+) -> int:
+    """Print the job's status once, or with `watch` each time it changes until nothing is pending.
+
+    Exit status: 0, or 1 when a document failed, the job has no documents, or the watch gave up
+    (30 minutes; 2 minutes if no document was ever registered).
+    """
+    started = monotonic()
+    shown = ""
+    while True:
+        status = read()
+        line = json.dumps(_status_json(status)) if as_json else render_batch_status(status)
+        if line != shown:
+            print(line, file=out, flush=True)
+            shown = line
+        settled = status.documents > 0 and status.pending == 0
+        if not watch or settled:
+            break
+        waited = monotonic() - started
+        if waited >= WATCH_LIMIT_S or (status.documents == 0 and waited >= WATCH_FIRST_DOCUMENT_S):
+            print(f"costgate: stopped watching job {status.job} after {waited / 60:.0f} min", file=sys.stderr)
+            return 1
+        sleep(WATCH_INTERVAL_S)
+    if status.documents == 0:
+        print(f"costgate: job {status.job} has no registered documents", file=sys.stderr)
+        return 1
+    return 1 if status.failed else 0
+
+
+def render_batch_status(status: "JobStatus") -> str:
+    """`[#####...............] 12/40 done, 1 failed, 27 pending` and the job's totals so far."""
+    finished = status.done + status.failed
+    filled = PROGRESS_WIDTH * finished // status.documents if status.documents else 0
+    bar = "#" * filled + "." * (PROGRESS_WIDTH - filled)
+    progress = f"[{bar}] {status.done:,}/{status.documents:,} done, {status.failed:,} failed"
+    if status.pending:
+        progress += f", {status.pending:,} pending"
+    totals = (
+        f"{_money(status.cost_usd)} USD, {status.input_tokens:,} input / {status.output_tokens:,} output tokens"
+        f" ({status.cache_read_tokens:,} cache read, {status.cache_write_tokens:,} cache write)"
+    )
+    return f"job {status.job}: {progress}; {totals}"
+
+
+def _status_json(status: "JobStatus") -> dict[str, Any]:
+    return {
+        "job": status.job,
+        "documents": status.documents,
+        "done": status.done,
+        "failed": status.failed,
+        "pending": status.pending,
+        "cost_usd": format_usd(status.cost_usd),
+        "input_tokens": status.input_tokens,
+        "output_tokens": status.output_tokens,
+        "cache_read_tokens": status.cache_read_tokens,
+        "cache_write_tokens": status.cache_write_tokens,
+    }

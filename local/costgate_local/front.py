@@ -32,6 +32,8 @@ STAGE = "local"
 ACCOUNT_ID = "123456789012"
 
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
+# A variable of a !Sub string: ${Name}, ${Resource.Attribute} or ${AWS::Pseudo} (${!Literal} is not one).
+_SUB_VARIABLE = re.compile(r"\$\{(?P<name>[^}!][^}]*)\}")
 
 
 @dataclass(frozen=True)
@@ -124,8 +126,7 @@ class LocalFunction:
             memory_mb=int(properties.get("MemorySize", globals_.get("MemorySize", 128))),
             timeout_s=float(properties.get("Timeout", globals_.get("Timeout", 3))),
             environment={
-                name: _resolve(value, defaults | dict(refs), f"{logical_id}.{name}")
-                for name, value in variables.items()
+                name: resolve(value, defaults | dict(refs), f"{logical_id}.{name}") for name, value in variables.items()
             },
             routes=routes,
         )
@@ -144,11 +145,21 @@ def _load_module(path: Path, name: str) -> ModuleType:
     return module
 
 
-def _resolve(value: Any, refs: Mapping[str, str], where: str) -> str:
+def resolve(value: Any, refs: Mapping[str, str], where: str) -> str:
+    """A template value as CloudFormation would give it: `!Ref X` and `!Sub "...${X}..."` from `refs`
+    (parameters, resources' names and pseudo parameters such as AWS::StackName), scalars as strings."""
     if isinstance(value, dict) and set(value) == {"Ref"}:
         if value["Ref"] not in refs:
             raise ValueError(f"{where}: the local stack has no value for !Ref {value['Ref']}")
         return refs[value["Ref"]]
+    if isinstance(value, dict) and set(value) == {"Fn::Sub"} and isinstance(value["Fn::Sub"], str):
+
+        def substitute(match: re.Match[str]) -> str:
+            if match.group("name") not in refs:
+                raise ValueError(f"{where}: the local stack has no value for ${{{match.group('name')}}} in !Sub")
+            return refs[match.group("name")]
+
+        return _SUB_VARIABLE.sub(substitute, value["Fn::Sub"])
     if isinstance(value, str | int | float | bool):
         return str(value).lower() if isinstance(value, bool) else str(value)
     raise ValueError(f"{where}: the local stack cannot resolve {value!r}")

@@ -120,6 +120,20 @@ def bucket_setup_calls(template: dict[str, Any], bucket_name: str) -> list[tuple
     return [(method, {"Bucket": bucket_name, **kwargs}) for method, kwargs in calls]
 
 
+def s3_event_notification(template: dict[str, Any], function: str) -> dict[str, Any]:
+    """The function's S3 event as an S3 notification configuration's `Events` and `Filter` (API shape)."""
+    properties = _properties(template, function, "AWS::Serverless::Function")
+    sources = [e["Properties"] for e in properties.get("Events", {}).values() if e.get("Type") == "S3"]
+    if len(sources) != 1:
+        raise ValueError(f"{function} has {len(sources)} S3 events; the local stack handles exactly one")
+    (source,) = sources
+    events = source["Events"]
+    notification: dict[str, Any] = {"Events": events if isinstance(events, list) else [events]}
+    if rules := source.get("Filter", {}).get("S3Key", {}).get("Rules"):
+        notification["Filter"] = {"Key": {"FilterRules": [{"Name": r["Name"], "Value": r["Value"]} for r in rules]}}
+    return notification
+
+
 def _lifecycle(lifecycle: dict[str, Any]) -> dict[str, Any]:
     """CloudFormation's lifecycle rule shape → the S3 API's."""
     rules = []

@@ -261,7 +261,9 @@ def estimate_prompt_tokens(body: Mapping[str, Any]) -> int:
     return len(text.encode()) + sum(fixed)
 
 
-def estimate_worst_case(model: str, body: Mapping[str, Any], at: datetime, book: PriceBook | None = None) -> Decimal:
+def estimate_worst_case(
+    model: str, body: Mapping[str, Any], at: datetime, book: PriceBook | None = None, *, batch: bool = False
+) -> Decimal:
     """An upper bound on what this Messages request can cost, priced by the cost engine itself.
 
     The worst-case usage is priced at `at` with the model's rates:
@@ -271,7 +273,8 @@ def estimate_worst_case(model: str, body: Mapping[str, Any], at: datetime, book:
         output   = max_tokens;
         searches = Σ max_uses of the web_search* tools (DEFAULT_WEB_SEARCH_USES for one without);
     at the fast rates when `speed` is "fast", the request's `inference_geo` multiplier, the prompt band
-    the estimated prompt falls in (Haiku 5.5 above 100K), and the dearest non-batch service tier.
+    the estimated prompt falls in (Haiku 5.5 above 100K), and the dearest non-batch service tier (the
+    batch tier when `batch`: a Message Batches request is billed at it).
     Raises UnknownModelError for a model without a price, PricingError for a speed or geography the
     model has no price for, InvalidRequestError for a missing or invalid `max_tokens`.
 
@@ -299,7 +302,7 @@ def estimate_worst_case(model: str, body: Mapping[str, Any], at: datetime, book:
         cache_write_5m_tokens=prompt if ttls and "1h" not in ttls else 0,
         output_tokens=max_tokens,
         web_search_requests=_web_search_uses(body.get("tools")),
-        service_tier=_dearest_tier(book),
+        service_tier="batch" if batch else _dearest_tier(book),
         inference_geo=geo,
         speed="fast" if speed == "fast" else "standard",
     )

@@ -103,3 +103,18 @@ class UpstreamUnavailableError(OverloadedError):
     def __init__(self, reason: str) -> None:
         super().__init__(f"upstream Claude API unreachable: {reason}")
         self.reason = reason
+
+
+class ConflictError(CostgateError):
+    """A record was not in the state a conditional write expected: someone else moved it first."""
+
+    error_type = "conflict_error"
+    status = 409
+
+
+class BatchRejectedError(UpstreamError):
+    """Claude answered a batch create with a refusal: no batch was created, the requests may go again."""
+
+
+class BatchSubmitUncertainError(UpstreamError):
+    """A batch create got no answer (timeout, lost connection, 5xx): the batch may or may not exist."""

@@ -33,6 +33,11 @@ class MetricName(StrEnum):
     ANSWER_CACHE_LOOKUPS = "AnswerCacheLookups"
     ANSWER_CACHE_GUARD_REJECTIONS = "AnswerCacheGuardRejections"
     ANSWER_CACHE_ERRORS = "AnswerCacheErrors"  # the semantic cache could not run, or an answer not be stored
+    # BatchFunction, per scheduler tick: documents finished with a result file, or with an error file,
+    # and requests sent to Claude in new Message Batches.
+    BATCH_DOCUMENTS_DONE = "BatchDocumentsDone"
+    BATCH_DOCUMENTS_FAILED = "BatchDocumentsFailed"
+    BATCH_REQUESTS_SUBMITTED = "BatchRequestsSubmitted"
 
 
 class MetricDimension(StrEnum):
@@ -51,6 +56,12 @@ _TOKENS = (
     MetricName.CACHE_WRITE_1H_TOKENS,
     MetricName.CACHE_READ_TOKENS,
     MetricName.WEB_SEARCH_REQUESTS,
+)
+# What BatchFunction counts after each scheduler tick (emit_count, service-only).
+BATCH_COUNTS = (
+    MetricName.BATCH_DOCUMENTS_DONE,
+    MetricName.BATCH_DOCUMENTS_FAILED,
+    MetricName.BATCH_REQUESTS_SUBMITTED,
 )
 _SERVICE: frozenset[MetricDimension] = frozenset()
 # Every dimension set (besides `service`, always present) each metric is emitted with: what a dashboard
@@ -72,6 +83,7 @@ DIMENSION_SETS: Mapping[MetricName, frozenset[frozenset[MetricDimension]]] = {
     MetricName.ANSWER_CACHE_LOOKUPS: frozenset({_SERVICE, frozenset({MetricDimension.RESULT})}),
     MetricName.ANSWER_CACHE_GUARD_REJECTIONS: frozenset({_SERVICE}),
     MetricName.ANSWER_CACHE_ERRORS: frozenset({_SERVICE}),
+    **{name: frozenset({_SERVICE}) for name in BATCH_COUNTS},
 }
 
 logger = Logger()

@@ -6,10 +6,13 @@ Production adapters live in `costgate.dal`; unit tests use in-memory fakes.
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import date, datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING, Protocol
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from costgate.answer_cache import SemanticCandidate, SemanticEntry, StoredAnswer
+    from costgate.batch_api import RemoteBatch
+    from costgate.batch_model import BatchRecord, BatchState, Document, DocumentStatus, Unit, UnitState, UsageTotals
     from costgate.budgets import Budget, BudgetPeriod, Hold
     from costgate.features import FeatureConfig
     from costgate.keys import GatewayKey
@@ -180,4 +183,194 @@ class AnswerCacheStore(Protocol):
 
     def purge(self, tenant: str, feature: str | None = None) -> int:
         """Delete every entry of the tenant (or of one feature of it), exact and semantic; the count deleted."""
+        ...
+
+
+class BatchStore(Protocol):
+    """Jobs, documents, units and batches (see `costgate.batch_model` for the states).
+
+    Every method is one conditional write (or one transaction) unless it says otherwise, so a crash
+    between two calls leaves each record in a state the scheduler resumes from. Queue reads
+    (`pending_units`, `open_batches`, `documents_to_check`, `jobs_to_manifest`) may be a little stale
+    and may list a record that has just moved on: the conditional write that follows decides.
+    """
+
+    # --- ingest -------------------------------------------------------------------------------------
+    def document(self, job: str, doc_id: str) -> "Document | None":
+        """The document, read strongly consistently; None if it is not registered."""
+        ...
+
+    def put_units(self, units: "Sequence[Unit]") -> None:
+        """Create each (PENDING, queued) unit unless it exists in another state (then it is left alone)."""
+        ...
+
+    def register_document(self, document: "Document") -> bool:
+        """Store the document unless it exists (False, nothing changed); marks its job's manifest dirty."""
+        ...
+
+    # --- packing ------------------------------------------------------------------------------------
+    def pending_units(self, limit: int) -> "list[Unit]":
+        """Up to `limit` queued units, oldest `queued_at` first, across every job."""
+        ...
+
+    def documents(self, job: str, doc_ids: "Sequence[str]") -> "dict[str, Document]":
+        """The job's documents among doc_ids (missing ones left out), by doc_id."""
+        ...
+
+    def create_batch(self, batch: "BatchRecord") -> None:
+        """Store a new PACKING batch (listed by open_batches) - its id must be new."""
+        ...
+
+    def pack_unit(self, unit: "Unit", batch_id: str, reserved_usd: Decimal) -> bool:
+        """PENDING -> PACKED in batch_id with its worst case, off the queue; False if it is not PENDING."""
+        ...
+
+    def reserve_batch(self, batch: "BatchRecord", holds: "Sequence[Hold]") -> "BatchRecord":
+        """PACKING -> RESERVED and every hold added to its budget window, in one transaction.
+
+        Raises BudgetExceededError (nothing changed) when a hold does not fit, ConflictError when the
+        batch is no longer PACKING.
+        """
+        ...
+
+    def set_batch_state(self, batch: "BatchRecord", new_state: "BatchState", **changes: Any) -> "BatchRecord":
+        """batch.state -> new_state with `changes` (remote_id, submit_started_at, ended_at, note).
+
+        Moving to SUBMITTED with a remote_id also records that id (see batch_for_remote). Moving to
+        COLLECTED takes the batch off the open list. ConflictError if the stored state is not batch.state.
+        """
+        ...
+
+    def abort_batch(self, batch: "BatchRecord", note: str) -> None:
+        """batch.state -> ABORTED, off the open list, releasing its holds (if any) in the same transaction.
+
+        ConflictError if the stored state is not batch.state.
+        """
+        ...
+
+    def batch_for_remote(self, remote_id: str) -> "BatchRecord | None":
+        """The batch that Claude's batch `remote_id` was recorded for, if any."""
+        ...
+
+    def open_batches(self) -> "list[BatchRecord]":
+        """Every batch in an OPEN_BATCH_STATES state, oldest first."""
+        ...
+
+    def packed_units(self, batch: "BatchRecord") -> "Iterator[Unit]":
+        """Every unit PACKED in this batch (a scan of its job's units: for recovery, not the hot path)."""
+        ...
+
+    def unpack_unit(self, unit: "Unit", batch_id: str) -> bool:
+        """PACKED in batch_id -> PENDING (queued again, reservation cleared); False if not so packed."""
+        ...
+
+    # --- collecting ---------------------------------------------------------------------------------
+    def units(self, job: str, custom_ids: "Sequence[str]") -> "dict[str, Unit]":
+        """The job's units among custom_ids (`<doc_id>-<seq>`), read strongly consistently, by custom_id."""
+        ...
+
+    def finish_unit(
+        self,
+        unit: "Unit",
+        batch: "BatchRecord",
+        state: "UnitState",
+        *,
+        release: "Sequence[Hold]" = (),
+        totals: "UsageTotals | None" = None,
+        model: str | None = None,
+        output_key: str | None = None,
+        error: str | None = None,
+        queued_at: datetime | None = None,
+    ) -> bool:
+        """The unit's outcome, once: PACKED in batch.batch_id -> `state`, in one transaction with
+        releasing `release` (holds whose amounts are given back) and flagging its document for a check.
+
+        state PENDING re-queues it (at `queued_at`, attempts + 1, reservation cleared); DONE stores
+        totals, model and output_key; FAILED stores error. False, changing nothing, if the unit is not
+        PACKED in that batch (already finished).
+        """
+        ...
+
+    # --- finishing documents ------------------------------------------------------------------------
+    def documents_to_check(self, limit: int) -> "list[Document]":
+        """Up to `limit` documents flagged by finish_unit."""
+        ...
+
+    def units_of(self, document: "Document") -> "list[Unit]":
+        """Every unit of the document, by seq, read strongly consistently."""
+        ...
+
+    def add_unit(self, unit: "Unit") -> bool:
+        """Create a (PENDING, queued) unit; False, changing nothing, if it exists."""
+        ...
+
+    def clear_check(self, document: "Document") -> None:
+        """Take the document off the check list (it is still waiting for units)."""
+        ...
+
+    def finish_document(
+        self,
+        document: "Document",
+        status: "DocumentStatus",
+        *,
+        result_key: str,
+        totals: "UsageTotals",
+        finished_at: datetime,
+        model: str | None = None,
+        error: str | None = None,
+    ) -> bool:
+        """PENDING -> DONE or FAILED, off the check list, its job's manifest marked dirty; False if not PENDING."""
+        ...
+
+    # --- manifests ----------------------------------------------------------------------------------
+    def jobs_to_manifest(self, limit: int) -> "list[tuple[str, int]]":
+        """Jobs whose manifest is dirty, each with its change count."""
+        ...
+
+    def job_documents(self, job: str) -> "Iterator[Document]":
+        """Every document of the job, page by page (never all in memory at once)."""
+        ...
+
+    def manifest_written(self, job: str, changes: int) -> None:
+        """Mark the manifest clean, unless the job changed again since `changes` was read."""
+        ...
+
+
+class ObjectStore(Protocol):
+    """The documents bucket."""
+
+    def read(self, key: str, version_id: str | None = None, *, max_bytes: int) -> bytes:
+        """The object's bytes. NotFoundError if it (or that version) is gone; RequestTooLargeError above max_bytes."""
+        ...
+
+    def lines(self, key: str, version_id: str | None = None) -> "Iterator[bytes]":
+        """The object's lines (without line ends), streamed."""
+        ...
+
+    def put(self, key: str, body: bytes, content_type: str) -> None: ...
+
+    def put_file(self, key: str, path: Path, content_type: str) -> None:
+        """Upload a local file (multipart when large): results and manifests built on disk."""
+        ...
+
+
+class ClaudeBatches(Protocol):
+    """The Message Batches API (the real one, or the local simulator)."""
+
+    def create(self, body_path: Path) -> "RemoteBatch":
+        """POST the file's bytes (`{"requests": [...]}`) as a new batch, never retried blindly.
+
+        Raises BatchRejectedError when Claude answered that it did not create it (4xx, 429, 529) and
+        BatchSubmitUncertainError when no answer came (timeout, connection lost, other 5xx): it may exist.
+        """
+        ...
+
+    def retrieve(self, remote_id: str) -> "RemoteBatch": ...
+
+    def created_since(self, since: datetime) -> "Iterator[RemoteBatch]":
+        """The workspace's batches created at or after `since`, newest first."""
+        ...
+
+    def results(self, remote_id: str) -> "Iterator[Mapping[str, Any]]":
+        """An ended batch's result lines (`{"custom_id", "result": {...}}`), streamed, in Claude's order."""
         ...

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Self
 
-from costgate.errors import ConfigurationError
+from costgate.errors import ConfigurationError, CostgateError
 
 
 def _env(name: str) -> dict[str, str]:
@@ -51,3 +51,39 @@ class CliSettings(_Settings):
     """The `costgate` command: the table it reads and writes (the same one the functions use)."""
 
     table_name: str = field(metadata=_env("COSTGATE_TABLE"))
+
+
+@dataclass(frozen=True)
+class IngestSettings(_Settings):
+    """IngestFunction: the table documents are registered in, their bucket, and who pays by default."""
+
+    table_name: str = field(metadata=_env("COSTGATE_TABLE"))
+    bucket: str = field(metadata=_env("COSTGATE_BUCKET"))
+    # The tenant billed for a job whose `_job.json` names none.
+    batch_tenant: str = field(metadata=_env("COSTGATE_BATCH_TENANT"))
+
+    def __post_init__(self) -> None:
+        # The tenant becomes part of ledger keys: a bad one must fail the deployment's first event, not a document.
+        from costgate.ledger import validate_tag  # noqa: PLC0415 - keeps settings (and `costgate price`) light
+
+        try:
+            validate_tag(self.batch_tenant, "COSTGATE_BATCH_TENANT")
+        except CostgateError as error:
+            raise ConfigurationError(error.message) from None
+
+
+@dataclass(frozen=True)
+class BatchSettings(_Settings):
+    """BatchFunction: the table and bucket it works through, where the Message Batches API is, its key's secret."""
+
+    table_name: str = field(metadata=_env("COSTGATE_TABLE"))
+    bucket: str = field(metadata=_env("COSTGATE_BUCKET"))
+    upstream_url: str = field(metadata=_env("COSTGATE_UPSTREAM_URL"))
+    claude_key_secret: str = field(metadata=_env("COSTGATE_CLAUDE_KEY_SECRET"))
+
+
+@dataclass(frozen=True)
+class CliBucketSettings(_Settings):
+    """`costgate batch submit`: the documents bucket (a separate model: the other commands need no bucket)."""
+
+    bucket: str = field(metadata=_env("COSTGATE_BUCKET"))

@@ -1,5 +1,6 @@
 """template.yaml against the code it deploys: metric names, settings, table keys, API shape, runtimes."""
 
+import copy
 import json
 import re
 from pathlib import Path
@@ -11,9 +12,11 @@ import yaml
 from moto import mock_aws
 
 from costgate import observability
-from costgate.dal import table
+from costgate.dal import batches, table
+from costgate.errors import InvalidRequestError
+from costgate.ledger import validate_tag
 from costgate.observability import MetricDimension, MetricName
-from costgate.settings import ApiSettings
+from costgate.settings import ApiSettings, BatchSettings, IngestSettings
 from costgate_local.template import (
     DEFAULT_TEMPLATE,
     bucket_setup_calls,
@@ -105,11 +108,14 @@ def _search_metrics(expression: str) -> list[tuple[str, str, dict[str, str | Non
 
 
 def _alarm_metrics(template: dict[str, Any]) -> list[tuple[str, str, dict[str, str | None]]]:
+    """Every (namespace, metric name, dimensions) an alarm watches, but AWS services' own (AWS/SQS ...)."""
     found: list[tuple[str, str, dict[str, str | None]]] = []
     for alarm in _resources(template, "AWS::CloudWatch::Alarm").values():
         props = alarm["Properties"]
         metrics = [props] if "MetricName" in props else [q["MetricStat"]["Metric"] for q in props["Metrics"]]
         for metric in metrics:
+            if metric["Namespace"].startswith("AWS/"):
+                continue
             dims = {d["Name"]: d["Value"] for d in metric.get("Dimensions", [])}
             found.append((metric["Namespace"], metric["MetricName"], dims))
     return found
@@ -145,6 +151,9 @@ def test_alarm_and_dashboard_metrics_are_the_ones_observability_emits(template: 
         MetricName.SAVINGS_USD,
         MetricName.ROUTED_REQUESTS,
         MetricName.PROMPT_CACHE_DECISIONS,
+        MetricName.BATCH_DOCUMENTS_DONE,
+        MetricName.BATCH_DOCUMENTS_FAILED,
+        MetricName.BATCH_REQUESTS_SUBMITTED,
     }
 
 
@@ -170,16 +179,29 @@ def test_powertools_globals_match_observability(template: dict[str, Any]) -> Non
     assert variables["POWERTOOLS_SERVICE_NAME"] == "costgate"
 
 
-def test_api_function_environment_is_exactly_its_settings(template: dict[str, Any]) -> None:
-    # Given ApiFunction's effective environment (globals overlaid by its own variables)
-    own = template["Resources"]["ApiFunction"]["Properties"]["Environment"]["Variables"]
+# Each function's settings model: what its handler reads from the environment, and all it reads.
+FUNCTION_SETTINGS: dict[str, type[ApiSettings | IngestSettings | BatchSettings]] = {
+    "ApiFunction": ApiSettings,
+    "IngestFunction": IngestSettings,
+    "BatchFunction": BatchSettings,
+}
+
+
+def test_every_function_has_a_settings_model(template: dict[str, Any]) -> None:
+    assert set(_resources(template, "AWS::Serverless::Function")) == set(FUNCTION_SETTINGS)
+
+
+@pytest.mark.parametrize("function", sorted(FUNCTION_SETTINGS))
+def test_function_environment_is_exactly_its_settings(template: dict[str, Any], function: str) -> None:
+    # Given the function's effective environment (globals overlaid by its own variables)
+    own = template["Resources"][function]["Properties"]["Environment"]["Variables"]
     variables = _global_function(template)["Environment"]["Variables"] | own
 
     # When Powertools' own variables are set aside
     names = {name for name in variables if not name.startswith("POWERTOOLS_")}
 
-    # Then the template sets every variable ApiSettings reads, and nothing it does not
-    assert names == ApiSettings.env_names()
+    # Then the template sets every variable the settings model reads, and nothing it does not
+    assert names == FUNCTION_SETTINGS[function].env_names()
 
 
 def test_table_matches_the_data_access_layer(template: dict[str, Any]) -> None:
@@ -192,7 +214,14 @@ def test_table_matches_the_data_access_layer(template: dict[str, Any]) -> None:
 
     # Then they are the pynamodb model's string keys, TTL attribute, with PITR and on-demand billing
     assert keys == {"HASH": table.PARTITION_KEY, "RANGE": table.SORT_KEY}
-    assert types == {table.PARTITION_KEY: "S", table.SORT_KEY: "S"}
+    assert types == {table.PARTITION_KEY: "S", table.SORT_KEY: "S", "queue": "S", "queue_at": "S"}
+    # And the one GSI is the batch store's queue index as pynamodb declares it (same keys, whole items)
+    [index] = properties["GlobalSecondaryIndexes"]
+    declared = batches.QueueIndex._get_schema()
+    assert index["IndexName"] == declared["index_name"] == batches.QUEUE_INDEX
+    assert index["KeySchema"] == declared["key_schema"]
+    assert index["Projection"] == declared["projection"] == {"ProjectionType": "ALL"}
+    assert all(types[a["AttributeName"]] == a["AttributeType"] for a in declared["attribute_definitions"])
     assert table_ttl_attribute(template) == table.TTL_ATTRIBUTE
     assert properties["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] is True
     assert properties["BillingMode"] == "PAY_PER_REQUEST"
@@ -384,3 +413,272 @@ def test_local_bucket_gets_the_templates_settings(template: dict[str, Any]) -> N
         assert all(block.values())
         lifecycle = s3.get_bucket_lifecycle_configuration(Bucket="costgate-test-docs")["Rules"]
         assert lifecycle[0]["NoncurrentVersionExpiration"] == {"NoncurrentDays": 30}
+
+
+# --- batch summarisation: IngestFunction, BatchFunction and the documents bucket ------------------------------
+
+INGEST_PREFIX = "incoming/"
+STACK_NAME = "costgate"  # samconfig.toml's stack_name
+
+
+def _names_in(value: Any) -> set[str]:
+    """Every resource or parameter name an intrinsic inside `value` refers to (pseudo parameters left out)."""
+    found: set[str] = set()
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            if key == "Ref":
+                found.add(inner)
+            elif key == "Fn::GetAtt":
+                found.add(inner[0] if isinstance(inner, list) else inner.split(".")[0])
+            elif key == "Fn::Sub":
+                text, variables = (inner[0], inner[1]) if isinstance(inner, list) else (inner, {})
+                found |= {m.group("name").split(".")[0] for m in SUB_VARIABLE.finditer(text)} - set(variables)
+                found |= _names_in(variables)
+            else:
+                found |= _names_in(inner)
+    elif isinstance(value, list):
+        for inner in value:
+            found |= _names_in(inner)
+    return {name for name in found if not name.startswith("AWS::")}
+
+
+def _dependency_cycle(template: dict[str, Any]) -> list[str] | None:
+    """A cycle among the resources as CloudFormation will see them after the SAM transform, or None.
+
+    A function's own properties make it depend on what they name; its event sources go the other way
+    (SAM writes the function into the bucket's notification configuration, the API's integration, the
+    rule's target), so a referenced event source depends on the function.
+    """
+    resources = template["Resources"]
+    edges: dict[str, set[str]] = {name: set() for name in resources}
+    for name, resource in resources.items():
+        properties = dict(resource.get("Properties", {}))
+        events = properties.pop("Events", {}) if resource["Type"] == "AWS::Serverless::Function" else {}
+        depends_on = resource.get("DependsOn", [])
+        edges[name] |= (_names_in(properties) | set([depends_on] if isinstance(depends_on, str) else depends_on)) & set(
+            resources
+        )
+        for source in _names_in(events) & set(resources):
+            edges[source].add(name)
+    state: dict[str, str] = {}
+
+    def visit(node: str, path: list[str]) -> list[str] | None:
+        state[node] = "open"
+        for target in sorted(edges[node]):
+            if state.get(target) == "open":
+                return [*path[path.index(target) :], target] if target in path else [node, target]
+            if target not in state and (cycle := visit(target, [*path, target])):
+                return cycle
+        state[node] = "done"
+        return None
+
+    for start in sorted(resources):
+        if start not in state and (cycle := visit(start, [start])):
+            return cycle
+    return None
+
+
+def _bucket_name_sub(template: dict[str, Any]) -> str:
+    sub: str = template["Resources"]["Bucket"]["Properties"]["BucketName"]["Fn::Sub"]
+    return sub
+
+
+def test_the_template_has_no_dependency_cycle(template: dict[str, Any]) -> None:
+    # Given the resources, with SAM's reversed edges for event sources (bucket → IngestFunction)
+    # When / Then CloudFormation can order them
+    assert _dependency_cycle(template) is None
+
+
+def test_naming_the_bucket_by_ref_in_ingest_would_be_a_cycle(template: dict[str, Any]) -> None:
+    # Given the template with IngestFunction naming its bucket by !Ref, the obvious way
+    changed = copy.deepcopy(template)
+    changed["Resources"]["IngestFunction"]["Properties"]["Environment"]["Variables"]["COSTGATE_BUCKET"] = {
+        "Ref": "Bucket"
+    }
+
+    # When / Then the check above sees the cycle CloudFormation would refuse (why the name is a !Sub)
+    cycle = _dependency_cycle(changed)
+    assert cycle is not None
+    assert {"Bucket", "IngestFunction"} <= set(cycle)
+
+
+def test_ingest_names_the_bucket_exactly_as_the_bucket_is_named(template: dict[str, Any]) -> None:
+    # Given the bucket's name expression
+    name = _bucket_name_sub(template)
+    ingest = template["Resources"]["IngestFunction"]["Properties"]
+
+    # Then IngestFunction's setting and its S3 policies use that same name, never the bucket resource
+    assert ingest["Environment"]["Variables"]["COSTGATE_BUCKET"] == {"Fn::Sub": name}
+    policies = ingest["Policies"]
+    assert {"S3ReadPolicy": {"BucketName": {"Fn::Sub": name}}} in policies
+    writes = [s for p in policies if "Statement" in p for s in p["Statement"] if s["Action"] == "s3:PutObject"]
+    assert [s["Resource"] for s in writes] == [{"Fn::Sub": f"arn:${{AWS::Partition}}:s3:::{name}/results/*"}]
+    assert "Bucket" not in _names_in({k: v for k, v in ingest.items() if k != "Events"})
+    # and the name is one S3 accepts for the default stack, and unique per account and region
+    resolved = _resolve_sub(template, [name, {"AWS::StackName": STACK_NAME}])
+    assert re.fullmatch(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", resolved), resolved
+    assert {"${AWS::AccountId}", "${AWS::Region}"} <= set(re.findall(r"\$\{[^}]+\}", name))
+
+
+def test_ingest_function_is_notified_of_uploads_and_keeps_what_it_fails_on(template: dict[str, Any]) -> None:
+    # Given IngestFunction
+    ingest = template["Resources"]["IngestFunction"]["Properties"]
+
+    # Then the bucket invokes it for every object created under incoming/, and nothing else
+    (event,) = ingest["Events"].values()
+    assert event["Type"] == "S3"
+    assert event["Properties"]["Bucket"] == {"Ref": "Bucket"}
+    assert event["Properties"]["Events"] == "s3:ObjectCreated:*"
+    assert event["Properties"]["Filter"]["S3Key"]["Rules"] == [{"Name": "prefix", "Value": INGEST_PREFIX}]
+    # and an event it still fails on after two retries goes to a queue an alarm watches
+    invoke = ingest["EventInvokeConfig"]
+    assert invoke["MaximumRetryAttempts"] == 2
+    assert invoke["DestinationConfig"]["OnFailure"] == {
+        "Type": "SQS",
+        "Destination": {"Fn::GetAtt": ["IngestDeadLetterQueue", "Arn"]},
+    }
+    alarm = template["Resources"]["IngestDeadLetterAlarm"]["Properties"]
+    assert (alarm["Namespace"], alarm["MetricName"]) == ("AWS/SQS", "ApproximateNumberOfMessagesVisible")
+    queue_name = {"Fn::GetAtt": ["IngestDeadLetterQueue", "QueueName"]}
+    assert alarm["Dimensions"] == [{"Name": "QueueName", "Value": queue_name}]
+    assert (alarm["Threshold"], alarm["ComparisonOperator"]) == (1, "GreaterThanOrEqualToThreshold")
+    assert {"Ref": "AlertsTopic"} in alarm["AlarmActions"]
+    # and it runs long enough for a 256 MB requests file, with the default batch tenant from the parameter
+    assert (ingest["Timeout"], ingest["MemorySize"]) == (900, 1024)
+    assert ingest["Environment"]["Variables"]["COSTGATE_BATCH_TENANT"] == {"Ref": "BatchTenant"}
+
+
+def test_batch_function_runs_alone_on_the_schedule_parameter(template: dict[str, Any]) -> None:
+    # Given BatchFunction
+    batch = template["Resources"]["BatchFunction"]["Properties"]
+
+    # Then one tick runs at a time, on the schedule the parameter sets, and a tick that cannot run is dropped
+    assert batch["ReservedConcurrentExecutions"] == 1
+    (event,) = batch["Events"].values()
+    assert event["Type"] == "Schedule"
+    assert event["Properties"]["Schedule"] == {"Ref": "BatchScheduleRate"}
+    assert batch["EventInvokeConfig"]["MaximumRetryAttempts"] == 0
+    # and it has room to build a 256 MB request body on disk
+    assert batch["EphemeralStorage"]["Size"] >= 4096
+    assert (batch["Timeout"], batch["MemorySize"]) == (900, 2048)
+
+
+def test_batch_function_reads_inputs_writes_results_and_reads_the_claude_key(template: dict[str, Any]) -> None:
+    # Given BatchFunction's policy statements
+    policies = template["Resources"]["BatchFunction"]["Properties"]["Policies"]
+    statements = [s for p in policies if "Statement" in p for s in p["Statement"]]
+
+    def resources(action: str) -> list[Any]:
+        return [r for s in statements if action in _as_list(s["Action"]) for r in _as_list(s["Resource"])]
+
+    # Then it reads incoming/ (and its own work/), writes results/ (and work/), never the whole bucket
+    assert {"Fn::Sub": "${Bucket.Arn}/incoming/*"} in resources("s3:GetObject")
+    assert {"Fn::Sub": "${Bucket.Arn}/results/*"} in resources("s3:PutObject")
+    assert {"Fn::Sub": "${Bucket.Arn}/incoming/*"} not in resources("s3:PutObject")
+    assert {"Fn::Sub": "${Bucket.Arn}/*"} not in resources("s3:GetObject") + resources("s3:PutObject")
+    # and reads the same secret ApiFunction does
+    api = template["Resources"]["ApiFunction"]["Properties"]["Policies"]
+    api_statements = [s for p in api if "Statement" in p for s in p["Statement"]]
+    api_secret = [s["Resource"] for s in api_statements if s["Action"] == "secretsmanager:GetSecretValue"]
+    assert resources("secretsmanager:GetSecretValue") == api_secret
+    assert {"DynamoDBCrudPolicy": {"TableName": {"Ref": "Table"}}} in policies
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+@pytest.mark.parametrize("function", ["IngestFunction", "BatchFunction"])
+def test_batch_functions_do_not_carry_the_embedder(template: dict[str, Any], function: str) -> None:
+    layers = template["Resources"][function]["Properties"]["Layers"]
+    assert layers == [{"Ref": "SharedLayer"}, {"Ref": "DependenciesLayer"}]
+
+
+@pytest.mark.parametrize(
+    ("tenant", "valid"),
+    [
+        ("documents", True),
+        ("team-a:batch/2026.q4_x", True),
+        ("A", True),
+        ("x" * 64, True),
+        ("", False),
+        ("-x", False),
+        ("has space", False),
+        ("x" * 65, False),
+        ("émile", False),
+    ],
+)
+def test_batch_tenant_parameter_allows_exactly_the_ledger_tags(
+    template: dict[str, Any], tenant: str, valid: bool
+) -> None:
+    # Given the BatchTenant parameter's pattern (CloudFormation matches it against the whole value)
+    parameter = template["Parameters"]["BatchTenant"]
+    pattern = re.compile(parameter["AllowedPattern"])
+
+    # Then it accepts what the ledger accepts as a tenant, and the default is one
+    assert bool(pattern.fullmatch(tenant)) is valid
+    try:
+        validate_tag(tenant, "tenant")
+        ledger_accepts = True
+    except InvalidRequestError:
+        ledger_accepts = False
+    assert ledger_accepts is valid
+    assert pattern.fullmatch(parameter["Default"])
+
+
+@pytest.mark.parametrize(
+    ("expression", "valid"),
+    [
+        ("rate(2 minutes)", True),
+        ("rate(1 minute)", True),
+        ("rate(10 minutes)", True),
+        ("rate(1 hour)", True),
+        ("cron(0/5 * * * ? *)", True),
+        ("rate(1 minutes)", False),
+        ("rate(0 minutes)", False),
+        ("rate(2 minute)", False),
+        ("every 2 minutes", False),
+        ("rate(2 minutes) ", False),
+    ],
+)
+def test_batch_schedule_parameter_takes_eventbridge_expressions(
+    template: dict[str, Any], expression: str, valid: bool
+) -> None:
+    parameter = template["Parameters"]["BatchScheduleRate"]
+    pattern = re.compile(parameter["AllowedPattern"])
+    assert bool(pattern.fullmatch(expression)) is valid
+    assert parameter["Default"] == "rate(2 minutes)"
+
+
+def test_batch_documents_failed_alarm_fires_on_one_failure_in_five_minutes(template: dict[str, Any]) -> None:
+    alarm = template["Resources"]["BatchDocumentsFailedAlarm"]["Properties"]
+    assert (alarm["Namespace"], alarm["MetricName"]) == (observability.NAMESPACE, MetricName.BATCH_DOCUMENTS_FAILED)
+    assert alarm["Dimensions"] == [{"Name": SERVICE_DIMENSION, "Value": _service_name(template)}]
+    assert (alarm["Statistic"], alarm["Period"], alarm["EvaluationPeriods"]) == ("Sum", 300, 1)
+    assert (alarm["Threshold"], alarm["ComparisonOperator"]) == (1, "GreaterThanOrEqualToThreshold")
+    assert alarm["TreatMissingData"] == "notBreaching"
+    assert {"Ref": "AlertsTopic"} in alarm["AlarmActions"]
+
+
+@pytest.mark.parametrize("scenario", sorted(p.stem for p in (EVENTS_DIR / "ingest").glob("*.json")))
+def test_ingest_event_fixtures_are_events_the_bucket_sends(template: dict[str, Any], scenario: str) -> None:
+    # Given an IngestFunction fixture and the notification the template declares
+    (record,) = load_event("ingest", scenario)["Records"]
+    (event,) = template["Resources"]["IngestFunction"]["Properties"]["Events"].values()
+
+    # Then it is an event of that kind, under its prefix, from the bucket the default stack creates
+    declared = event["Properties"]["Events"].removeprefix("s3:").removesuffix("*")
+    assert record["eventName"].startswith(declared)
+    assert record["s3"]["object"]["key"].startswith(INGEST_PREFIX)
+    bucket = _resolve_sub(
+        template, [_bucket_name_sub(template), {"AWS::StackName": STACK_NAME, "AWS::Region": record["awsRegion"]}]
+    )
+    assert record["s3"]["bucket"]["name"] == bucket
+
+
+def test_batch_event_fixture_comes_from_an_eventbridge_rule(template: dict[str, Any]) -> None:
+    event = load_event("batch", "scheduled")
+    (declared,) = template["Resources"]["BatchFunction"]["Properties"]["Events"].values()
+    assert declared["Type"] == "Schedule"  # an EventBridge rule: its events name the rule in resources
+    assert event["detail-type"] == "Scheduled Event"
+    assert ":rule/" in event["resources"][0]

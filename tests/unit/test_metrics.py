@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from costgate.budgets import BudgetExceededError
-from costgate.observability import DIMENSION_SETS, MetricDimension, MetricName
+from costgate.observability import BATCH_COUNTS, DIMENSION_SETS, MetricDimension, MetricName, emit_count
 from tests.fakes import FakeEmbedder
 from tests.unit.gateway_world import make_world, message_reply, reply
 
@@ -107,12 +107,32 @@ def test_every_declared_dimension_set_is_emitted_by_some_request(
     failing.send(question("What is Python?"))
     found = emitted(capsys.readouterr().out)
 
-    # Then each declared (metric, dimension set) was printed at least once
+    # Then each declared (metric, dimension set) was printed at least once, but BatchFunction's counts
+    # (emitted by its handler after a scheduler tick, see the next test)
     printed = {(name, dimensions) for name, dimensions in found if not name.endswith("=")}
     declared = {
-        (name.value, frozenset(d.value for d in dims)) for name, sets in DIMENSION_SETS.items() for dims in sets
+        (name.value, frozenset(d.value for d in dims))
+        for name, sets in DIMENSION_SETS.items()
+        for dims in sets
+        if name not in BATCH_COUNTS
     }
     assert declared == printed
+
+
+def test_batch_counts_are_emitted_on_their_declared_dimension_sets(
+    metrics_on: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given what BatchFunction counts after a tick
+    # When each is counted, zero included (an alarm's Sum needs the data point, not a gap)
+    for value, name in enumerate(BATCH_COUNTS):
+        emit_count(name, value)
+    found = emitted(capsys.readouterr().out)
+
+    # Then each is one blob on exactly the dimension sets observability declares for it
+    for value, name in enumerate(BATCH_COUNTS):
+        assert found[(name.value, frozenset())] == [value]
+        assert DIMENSION_SETS[name] == {frozenset()}
+    assert len(found) == len(BATCH_COUNTS)
 
 
 def test_count_tokens_is_routed_but_not_counted_as_a_routing_decision(

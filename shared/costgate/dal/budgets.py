@@ -4,7 +4,9 @@ DynamoDB conditions cannot add, so a reservation turns "committed + amount <= li
 "committed <= limit − amount" with the right side computed here, exactly, per hold. Every hold of a
 reservation goes into ONE TransactWrite: all budgets fit or none is touched. Settlement is not a
 method here: `settle_updates` returns the updates for the ledger's own transaction, so a request is
-settled exactly when (and only once when) its ledger row is written.
+settled exactly when (and only once when) its ledger row is written. Likewise `reserve_update` and
+`release_update` build one hold's conditional update, for this store's transactions and for those
+that move a record in the same write (a batch reserved, a unit finished, a batch aborted).
 """
 
 import threading
@@ -15,6 +17,7 @@ from decimal import Context, Decimal, Inexact, localcontext
 
 from pynamodb.attributes import NumberAttribute, UnicodeAttribute
 from pynamodb.exceptions import DeleteError, DoesNotExist, TransactWriteError
+from pynamodb.expressions.condition import Condition
 from pynamodb.expressions.update import Action
 from pynamodb.transactions import TransactWrite
 
@@ -119,6 +122,50 @@ def settle_updates(holds: Sequence[Hold], actual_usd: Decimal) -> list[tuple[Cos
     return updates
 
 
+def reserve_update(hold: Hold) -> tuple[BudgetCounterItem, list[Action], Condition]:
+    """The counter update that holds `hold`, for a TransactWrite: (item, actions, condition).
+
+    committed += amount on condition that committed <= limit − amount (or the window has no counter
+    yet: it is created). A refused condition means the hold did not fit when it was written; read
+    `committed_usd` to tell a full window from one that room came back to. An amount above the whole
+    limit passes on a window without a counter: check that first (`reserve_budget` does).
+    """
+    actions: list[Action] = [
+        BudgetCounterItem.entity.set(BudgetCounterItem),
+        BudgetCounterItem.scope.set(hold.budget.scope),
+        BudgetCounterItem.period.set(hold.budget.period.value),
+        BudgetCounterItem.window.set(hold.window),
+        BudgetCounterItem.limit_usd.set(hold.budget.limit_usd),
+        BudgetCounterItem.expires_at.set(_expires_at(hold)),
+        BudgetCounterItem.committed_usd.add(hold.amount_usd),
+    ]
+    condition = BudgetCounterItem.committed_usd.does_not_exist() | (
+        BudgetCounterItem.committed_usd <= reservation_ceiling(hold)
+    )
+    return BudgetCounterItem(*_counter_key(hold)), actions, condition
+
+
+def release_update(hold: Hold) -> tuple[BudgetCounterItem, list[Action], Condition]:
+    """The counter update that gives `hold` back, for a TransactWrite: (item, actions, condition).
+
+    committed −= amount on condition that the counter exists: a refusal means the hold was never
+    reserved, a bug the caller reports rather than a counter created below zero.
+    """
+    with localcontext(_EXACT):
+        amount = -hold.amount_usd
+    actions: list[Action] = [BudgetCounterItem.committed_usd.add(amount)]
+    return BudgetCounterItem(*_counter_key(hold)), actions, BudgetCounterItem.committed_usd.exists()
+
+
+def committed_usd(hold: Hold) -> Decimal:
+    """What the hold's window has committed, read strongly consistently (0 without a counter)."""
+    try:
+        item = BudgetCounterItem.get(*_counter_key(hold), consistent_read=True)
+    except DoesNotExist:
+        return Decimal(0)
+    return item.committed_usd
+
+
 class DynamoBudgetStore:
     """BudgetStore over the single table. Definitions are cached per store (one per warm container) for 30 s."""
 
@@ -192,7 +239,7 @@ class DynamoBudgetStore:
                 return
             if "ConditionalCheckFailed" in codes:
                 hold = holds[codes.index("ConditionalCheckFailed")]
-                committed = self._committed(hold)
+                committed = committed_usd(hold)
                 if committed > reservation_ceiling(hold):
                     raise BudgetExceededError(hold.budget, remaining_in(hold.budget, committed), hold.amount_usd)
                 # Room was given back between the refusal and the read (a release or a settlement): try again.
@@ -207,13 +254,8 @@ class DynamoBudgetStore:
             try:
                 with TransactWrite(connection=transaction_connection()) as transaction:
                     for hold in holds:
-                        with localcontext(_EXACT):
-                            amount = -hold.amount_usd
-                        transaction.update(
-                            BudgetCounterItem(*_counter_key(hold)),
-                            actions=[BudgetCounterItem.committed_usd.add(amount)],
-                            condition=BudgetCounterItem.committed_usd.exists(),
-                        )
+                        item, actions, condition = release_update(hold)
+                        transaction.update(item, actions=actions, condition=condition)
             except TransactWriteError as error:
                 codes = cancellation_codes(error)
                 if "ConditionalCheckFailed" in codes:
@@ -243,36 +285,14 @@ class DynamoBudgetStore:
         try:
             with TransactWrite(connection=transaction_connection()) as transaction:
                 for hold in holds:
-                    ceiling = reservation_ceiling(hold)
-                    transaction.update(
-                        BudgetCounterItem(*_counter_key(hold)),
-                        actions=[
-                            BudgetCounterItem.entity.set(BudgetCounterItem),
-                            BudgetCounterItem.scope.set(hold.budget.scope),
-                            BudgetCounterItem.period.set(hold.budget.period.value),
-                            BudgetCounterItem.window.set(hold.window),
-                            BudgetCounterItem.limit_usd.set(hold.budget.limit_usd),
-                            BudgetCounterItem.expires_at.set(_expires_at(hold)),
-                            BudgetCounterItem.committed_usd.add(hold.amount_usd),
-                        ],
-                        condition=(
-                            BudgetCounterItem.committed_usd.does_not_exist()
-                            | (BudgetCounterItem.committed_usd <= ceiling)
-                        ),
-                    )
+                    item, actions, condition = reserve_update(hold)
+                    transaction.update(item, actions=actions, condition=condition)
         except TransactWriteError as error:
             codes = cancellation_codes(error)
             if "ConditionalCheckFailed" not in codes and not is_transaction_conflict(error):
                 raise
             return codes
         return None
-
-    def _committed(self, hold: Hold) -> Decimal:
-        try:
-            item = BudgetCounterItem.get(*_counter_key(hold), consistent_read=True)
-        except DoesNotExist:
-            return Decimal(0)
-        return item.committed_usd
 
 
 def _to_budget(item: BudgetDefinitionItem) -> Budget:
