@@ -349,7 +349,8 @@ def run_scheduler(services: SchedulerServices, deadline: float) -> TickReport:
 @dataclass(frozen=True)
 class _Planned:
     unit: Unit
-    line: bytes  # {"custom_id", "params"} as sent
+    offset: int  # of its {"custom_id", "params"} line in the plan's lines file
+    length: int
     worst_usd: Decimal
 
 
@@ -359,6 +360,7 @@ class _Tick:
         self.store = services.store
         self.deadline = deadline
         self.report = TickReport()
+        self.waiting: set[str] = set()  # custom ids left for lack of budget room, counted once per tick
 
     def time_left(self) -> bool:
         if self.s.monotonic() < self.deadline:
@@ -380,6 +382,9 @@ class _Tick:
             self._finish_documents()
         if self.time_left():
             self._submit()
+        self.report.waiting_for_budget = len(self.waiting)
+        if self.waiting:
+            logger.info("batch: waiting for budget", extra={"requests": len(self.waiting)})
         if self.time_left():
             self._write_manifests()
 
@@ -567,9 +572,17 @@ class _Tick:
             fresh = [doc for doc in self.store.documents_to_check(100) if doc.doc_id not in checked]
             if not fresh:
                 return  # a stale index may list a document just cleared: it was checked this tick
-            for document in fresh:
-                checked.add(document.doc_id)
-                self._check(document)
+            checked.update(document.doc_id for document in fresh)
+            with ThreadPoolExecutor(max_workers=PARALLEL) as pool:
+                list(pool.map(self._check_safely, fresh))
+
+    def _check_safely(self, document: Document) -> None:
+        try:
+            self._check(document)
+        except CostgateError as error:
+            # Left flagged: the next tick tries again; the other documents go on.
+            self.report.errors.append(f"document {document.key}: {error.message}")
+            logger.warning("batch: could not finish a document", extra={"key": document.key, "error": error.message})
 
     def _check(self, document: Document) -> None:
         if document.status is not DocumentStatus.PENDING:
@@ -694,38 +707,61 @@ class _Tick:
             pending = self.store.pending_units(MAX_BATCH_REQUESTS)
             if not pending:
                 return
-            groups: dict[str, list[Unit]] = {}
+            jobs: dict[str, list[Unit]] = {}
             for unit in pending:
-                groups.setdefault(unit.job, []).append(unit)
+                jobs.setdefault(unit.job, []).append(unit)
             progressed = False
-            for job, units in groups.items():
-                if not self.time_left():
-                    return
-                try:
-                    progressed |= self._submit_job(job, units)
-                except BatchSubmitUncertainError as error:
-                    self.report.errors.append(f"job {job}: {error.message}")
-                    return  # Claude is not answering: the next tick recovers this batch first
+            for job, units in jobs.items():
+                documents = self.store.documents(job, sorted({unit.doc_id for unit in units}))
+                # One batch per job and billing owner: each holds against its own tenant's and feature's
+                # budgets, so an owner out of budget does not hold up the others.
+                owners: dict[tuple[str, str], list[Unit]] = {}
+                for unit in units:
+                    document = documents.get(unit.doc_id)
+                    if document is not None and document.status is DocumentStatus.PENDING:
+                        owners.setdefault((document.tenant, document.feature), []).append(unit)
+                for (tenant, feature), ready in owners.items():
+                    if not self.time_left():
+                        return
+                    try:
+                        progressed |= self._submit_group(job, tenant, feature, ready, documents)
+                    except BatchSubmitUncertainError as error:
+                        self.report.errors.append(f"job {job}: {error.message}")
+                        return  # Claude is not answering: the next tick recovers this batch first
+                    except CostgateError as error:
+                        self.report.errors.append(f"job {job}: {error.message}")
+                        logger.warning("batch: could not submit", extra={"job": job, "error": error.message})
             if not progressed:
                 return
 
-    def _submit_job(self, job: str, units: Sequence[Unit]) -> bool:
-        documents = self.store.documents(job, sorted({unit.doc_id for unit in units}))
-        ready = [u for u in units if u.doc_id in documents and documents[u.doc_id].status is DocumentStatus.PENDING]
-        if not ready:
-            return False
-        first = documents[ready[0].doc_id]
-        ready = [
-            u
-            for u in ready
-            if (documents[u.doc_id].tenant, documents[u.doc_id].feature) == (first.tenant, first.feature)
-        ]
+    def _submit_group(
+        self, job: str, tenant: str, feature: str, ready: Sequence[Unit], documents: Mapping[str, Document]
+    ) -> bool:
         now = self.s.clock.now()
-        planned = self._plan(ready, documents, now)
-        budgets = _strictest(self.s.budgets.definitions(first.tenant, first.feature))
-        planned = self._fit_budget(planned, budgets, now)
-        if not planned:
+        budgets = _strictest(self.s.budgets.definitions(tenant, feature))
+        room = (
+            self.s.budgets.remaining([Hold(budget, budget.window(now), Decimal(0)) for budget in budgets])
+            if budgets
+            else None
+        )
+        if room is not None and room <= 0:
+            self.waiting.update(unit.custom_id for unit in ready)  # not even read until there is room
             return False
+        lines_path = self.s.work_dir / f"plan-{secrets.token_hex(6)}.jsonl"
+        try:
+            planned = self._plan(ready, documents, now, lines_path, room)
+            planned_ids = {entry.unit.custom_id for entry in planned}
+            if room is not None:
+                self.waiting.update(unit.custom_id for unit in ready if unit.custom_id not in planned_ids)
+            if not planned:
+                return False
+            return self._send(job, planned, budgets, now, lines_path)
+        finally:
+            lines_path.unlink(missing_ok=True)
+
+    def _send(
+        self, job: str, planned: Sequence["_Planned"], budgets: Sequence[Budget], now: datetime, lines_path: Path
+    ) -> bool:
         batch = BatchRecord(
             batch_id=f"{now:%Y%m%dT%H%M%S}-{secrets.token_hex(4)}",
             job=job,
@@ -745,10 +781,11 @@ class _Tick:
         try:
             batch = self.store.reserve_batch(replace(batch, reserved_usd=total), holds)
         except BudgetExceededError as refused:
+            # Room went to the gateway's own requests between the look and the hold: try again next tick.
             self._abort(batch, refused.message)
-            self.report.waiting_for_budget += len(planned)
+            self.waiting.update(p.unit.custom_id for p in planned)
             return False
-        body = self._write_body(batch, planned)
+        body = self._write_body(batch, planned, lines_path)
         batch = self.store.set_batch_state(batch, BatchState.SUBMITTING, submit_started_at=self.s.clock.now())
         try:
             remote = self.s.claude.create(body)
@@ -773,39 +810,54 @@ class _Tick:
         self.report.submitted_requests += len(planned)
         return True
 
-    def _fit_budget(self, planned: list[_Planned], budgets: Sequence[Budget], now: datetime) -> list[_Planned]:
-        """The longest prefix whose worst case fits every budget's room now (all of it without budgets)."""
-        if not budgets:
-            return planned
-        room = self.s.budgets.remaining([Hold(budget, budget.window(now), Decimal(0)) for budget in budgets])
-        kept: list[_Planned] = []
-        total = Decimal(0)
-        for entry in planned:
-            if room is not None and total + entry.worst_usd > room:
-                break
-            kept.append(entry)
-            total += entry.worst_usd
-        if len(kept) < len(planned):
-            self.report.waiting_for_budget += len(planned) - len(kept)
-            logger.info(
-                "batch: waiting for budget", extra={"requests": len(planned) - len(kept), "room_usd": str(room)}
-            )
-        return kept
-
-    def _plan(self, units: Sequence[Unit], documents: Mapping[str, Document], now: datetime) -> list[_Planned]:
-        """Each unit's request line and worst case, in queue order, within one batch's limits."""
+    def _plan(
+        self,
+        units: Sequence[Unit],
+        documents: Mapping[str, Document],
+        now: datetime,
+        lines_path: Path,
+        room: Decimal | None,
+    ) -> list["_Planned"]:
+        """Each unit's request line (written to `lines_path`, not kept in memory) and worst case, in queue
+        order, while they fit one batch's limits and the budgets' `room` (None: no budget applies).
+        Documents are read PARALLEL at a time, in order; one whose input is gone fails its units."""
         planned: list[_Planned] = []
         size = 0
-        for doc_id, group in _by_document(units):
-            document = documents[doc_id]
-            for unit, params in self._params(document, group):
-                line = json.dumps({"custom_id": unit.custom_id, "params": params}, ensure_ascii=False).encode()
-                if len(planned) == MAX_BATCH_REQUESTS or size + len(line) + 1 > MAX_BATCH_BYTES:
-                    return planned
-                worst = estimate_worst_case(str(params["model"]), params, now, batch=True)
-                planned.append(_Planned(unit, line, worst))
-                size += len(line) + 1
+        total = Decimal(0)
+        with lines_path.open("wb") as out, ThreadPoolExecutor(max_workers=PARALLEL) as pool:
+            for window in _windows(_by_document(units), PARALLEL * 4):
+                for document, requests in pool.map(lambda group: self._requests(documents[group[0]], group[1]), window):
+                    if requests is None:
+                        self._input_gone(document)
+                        continue
+                    for unit, params in requests:
+                        line = json.dumps({"custom_id": unit.custom_id, "params": params}, ensure_ascii=False).encode()
+                        if len(planned) == MAX_BATCH_REQUESTS or size + len(line) + 1 > MAX_BATCH_BYTES:
+                            return planned
+                        worst = estimate_worst_case(str(params["model"]), params, now, batch=True)
+                        if room is not None and total + worst > room:
+                            return planned
+                        planned.append(_Planned(unit, out.tell(), len(line), worst))
+                        out.write(line)
+                        size += len(line) + 1
+                        total += worst
         return planned
+
+    def _requests(
+        self, document: Document, units: Sequence[Unit]
+    ) -> tuple[Document, list[tuple[Unit, Mapping[str, Any]]] | None]:
+        """The document and its units' requests; None when its input (or a part summary) is gone."""
+        try:
+            return document, list(self._params(document, units))
+        except NotFoundError:
+            return document, None
+
+    def _input_gone(self, document: Document) -> None:
+        reason = f"{document.name} (version {document.version_id}) was deleted before it could be summarised"
+        error = json.dumps({"type": "errored", "error": {"type": "not_found_error", "message": reason}})
+        for unit in self.store.units_of(document):
+            if unit.state is UnitState.PENDING:
+                self.store.fail_pending_unit(unit, error)
 
     def _params(self, document: Document, units: Sequence[Unit]) -> Iterator[tuple[Unit, Mapping[str, Any]]]:
         if document.kind is DocumentKind.REQUESTS:
@@ -851,14 +903,15 @@ class _Tick:
             "messages": [{"role": "user", "content": content}],
         }
 
-    def _write_body(self, batch: BatchRecord, planned: Sequence[_Planned]) -> Path:
+    def _write_body(self, batch: BatchRecord, planned: Sequence[_Planned], lines_path: Path) -> Path:
         path = self.s.work_dir / f"{batch.batch_id}.json"
-        with path.open("wb") as out:
+        with path.open("wb") as out, lines_path.open("rb") as lines:
             out.write(b'{"requests":[')
             for index, entry in enumerate(planned):
                 if index:
                     out.write(b",")
-                out.write(entry.line)
+                lines.seek(entry.offset)
+                out.write(lines.read(entry.length))
             out.write(b"]}")
         return path
 
@@ -880,25 +933,29 @@ class _Tick:
 
 
 def write_manifest(path: Path, job: str, documents: Iterable[Document], at: datetime) -> None:
-    """results/<job>/_manifest.json: every document's status, model, tokens and cost, by file name."""
-    rows: list[tuple[str, dict[str, Any]]] = []
+    """results/<job>/_manifest.json: every document's status, model, tokens and cost, by file name.
+
+    One file per line (compact JSON), so a 100,000-document manifest stays quick to write and to grep.
+    """
+    rows: list[tuple[str, str]] = []
     totals = UsageTotals()
     counts = {status.value: 0 for status in DocumentStatus}
     for document in documents:
         counts[document.status.value] += 1
         totals = totals + document.totals
-        rows.append((document.name, _manifest_row(document)))
-    rows.sort(key=lambda row: row[0])
-    manifest = {
+        rows.append((document.name, json.dumps(_manifest_row(document), ensure_ascii=False)))
+    rows.sort()
+    head = {
         "job": job,
         "generated_at": at.isoformat(),
         "documents": len(rows),
         "status": counts,
         "totals": _totals_json(totals),
-        "files": [row for _, row in rows],
     }
     with path.open("w", encoding="utf-8") as out:
-        json.dump(manifest, out, ensure_ascii=False, indent=1)
+        out.write(json.dumps(head, ensure_ascii=False)[:-1] + ',\n"files": [\n')
+        out.write(",\n".join(row for _, row in rows))
+        out.write("\n]}\n")
 
 
 def _manifest_row(document: Document) -> dict[str, Any]:

@@ -201,11 +201,11 @@ class BatchStore(Protocol):
         ...
 
     def put_units(self, units: "Sequence[Unit]") -> None:
-        """Create each (PENDING, queued) unit unless it exists in another state (then it is left alone)."""
+        """Create each (PENDING, queued) unit unless it exists (then it is left alone, attempts and all)."""
         ...
 
     def register_document(self, document: "Document") -> bool:
-        """Store the document unless it exists (False, nothing changed); marks its job's manifest dirty."""
+        """Store the document unless it exists (False); either way marks its job's manifest dirty."""
         ...
 
     # --- packing ------------------------------------------------------------------------------------
@@ -267,6 +267,11 @@ class BatchStore(Protocol):
     # --- collecting ---------------------------------------------------------------------------------
     def units(self, job: str, custom_ids: "Sequence[str]") -> "dict[str, Unit]":
         """The job's units among custom_ids (`<doc_id>-<seq>`), read strongly consistently, by custom_id."""
+        ...
+
+    def fail_pending_unit(self, unit: "Unit", error: str) -> bool:
+        """PENDING -> FAILED with `error`, off the queue, its document flagged for a check, in one
+        transaction (its input is gone, so it can never be sent); False if it is not PENDING."""
         ...
 
     def finish_unit(

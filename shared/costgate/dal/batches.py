@@ -250,14 +250,18 @@ class DynamoBatchStore:
                     pass  # iterating re-raises a worker's error
 
     def register_document(self, document: Document) -> bool:
-        item = _document_item(document)
-
-        def write(transaction: TransactWrite) -> None:
-            transaction.save(item, condition=DocumentItem.pk.does_not_exist())
-            transaction.update(JobItem(_job_pk(document.job), _META), actions=_job_changed(document))
-
-        codes = self._transact(f"register document {document.doc_id}", write)
-        return codes is None
+        try:
+            _document_item(document).save(condition=DocumentItem.pk.does_not_exist())
+            registered = True
+        except PutError as error:
+            if error.cause_response_code != "ConditionalCheckFailedException":
+                raise
+            registered = False
+        # Not in one transaction with the put: every upload of a job updates this one item, and
+        # concurrent transactions on an item cancel each other where plain updates queue. A crash in
+        # between is healed by the event's redelivery, which lands here again (a duplicate re-marks).
+        JobItem(_job_pk(document.job), _META).update(actions=_job_changed(document))
+        return registered
 
     # --- packing ------------------------------------------------------------------------------------
 
@@ -443,6 +447,37 @@ class DynamoBatchStore:
         found = (_to_unit(item) for item in UnitItem.batch_get(keys, consistent_read=True))
         return {unit.custom_id: unit for unit in found}
 
+    def fail_pending_unit(self, unit: Unit, error: str) -> bool:
+        flagged_at = f"{_iso(self._clock.now())}#{unit.job}#{unit.doc_id}"
+
+        def write(transaction: TransactWrite) -> None:
+            transaction.update(
+                UnitItem(_job_pk(unit.job), _unit_sk(unit.doc_id, unit.seq)),
+                actions=[
+                    UnitItem.state.set(UnitState.FAILED.value),
+                    UnitItem.error.set(error),
+                    UnitItem.queue.remove(),
+                    UnitItem.queue_at.remove(),
+                ],
+                condition=UnitItem.state == UnitState.PENDING.value,
+            )
+            transaction.update(
+                DocumentItem(_job_pk(unit.job), _doc_sk(unit.doc_id)),
+                actions=[
+                    DocumentItem.queue.set(_CHECK),
+                    DocumentItem.queue_at.set(DocumentItem.queue_at | flagged_at),
+                    DocumentItem.flags.add(1),
+                ],
+                condition=DocumentItem.pk.exists(),
+            )
+
+        codes = self._transact(f"fail unit {unit.custom_id}", write)
+        if codes is None:
+            return True
+        if codes[0] == _CONDITION_FAILED:
+            return False
+        raise ConflictError(f"unit {unit.custom_id}'s document is not registered in job {unit.job}")
+
     def finish_unit(
         self,
         unit: Unit,
@@ -624,11 +659,11 @@ class DynamoBatchStore:
 
     def _put_unit(self, unit: Unit) -> None:
         try:
-            _unit_item(unit).save(condition=UnitItem.pk.does_not_exist() | (UnitItem.state == UnitState.PENDING.value))
+            _unit_item(unit).save(condition=UnitItem.pk.does_not_exist())
         except PutError as error:
             if error.cause_response_code != "ConditionalCheckFailedException":
                 raise
-            # Already packed or finished: that unit is in flight and stays as it is.
+            # It exists: queued, in flight or finished, with its own attempts; it stays as it is.
 
     def _transact(self, what: str, write: Callable[[TransactWrite], None]) -> list[str | None] | None:
         """One TransactWrite, retried on conflicts: None once written, or each item's cancellation reason."""
