@@ -76,6 +76,8 @@ def serve(options: ServeOptions) -> int:
         return 2
     stop = threading.Event()
     ready_line = _claim_stdout()
+    # Before the ready line: a client may signal as soon as it has read it.
+    _stop_on_signals(stop)
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # per-request access lines from every server
     _log_to_stderr()
     template = load_template()
@@ -143,7 +145,6 @@ def serve(options: ServeOptions) -> int:
         }
         ready_line.write(json.dumps(ready) + "\n")
         ready_line.close()
-        _stop_on_signals(stop)
         while not stop.wait(timeout=1.0):
             pass
     print("costgate serve: stopped", file=sys.stderr)
