@@ -22,6 +22,7 @@ from typing import Any
 
 from costgate.batch_input import (
     COMBINE_NOTE,
+    DEFAULT_FEATURE,
     INCOMING,
     JOB_CONFIG_NAME,
     MANIFEST_NAME,
@@ -176,14 +177,13 @@ def register_object(
     if path.role is ObjectRole.FOLDER:
         return IngestOutcome.IGNORED
     now = services.clock.now()
-    error_key = f"{RESULTS}{path.job}/{path.name}.error.json"
     if path.role is ObjectRole.JOB_CONFIG:
         try:
             raw = services.objects.read(key, version_id, max_bytes=MAX_JOB_CONFIG_BYTES)
             parse_job_config(raw, services.default_tenant, now)
         except (InputRejectedError, RequestTooLargeError, NotFoundError) as error:
             reason = error.reason if isinstance(error, InputRejectedError) else error.message
-            _write_error(services.objects, error_key, key=key, version_id=version_id, reason=reason, at=now)
+            _write_error(services.objects, path.error_key, key=key, version_id=version_id, reason=reason, at=now)
         return IngestOutcome.JOB_CONFIG
 
     version = version_id or "null"
@@ -318,7 +318,7 @@ def _reject(
         size=size,
         units=0,
         tenant=config.tenant if config else services.default_tenant,
-        feature=config.feature if config else "batch-summary",
+        feature=config.feature if config else DEFAULT_FEATURE,
         result_key=error_key,
         error=reason,
         finished_at=now,
