@@ -12,7 +12,7 @@ BIN := $(VENV)/bin
 # sam build (no Docker) needs python3.13 itself on PATH.
 SAM := PATH="$(dir $(PYTHON313)):$$PATH" SAM_CLI_TELEMETRY=0 $(SAM_VENV)/bin/sam
 
-.PHONY: help run test lint format typecheck template pytest bench build lock clean check-python
+.PHONY: help run test lint format typecheck template pytest bench build lock clean check-python browser
 
 help:
 	@echo "make run    - the local demo: moto as AWS, a day of sample usage through the ledger, the cost report"
@@ -62,8 +62,21 @@ template: $(VENV)/.installed $(SAM_VENV)/.installed
 build: $(SAM_VENV)/.installed
 	$(SAM) build
 
-pytest: $(VENV)/.installed
+pytest: $(VENV)/.installed browser
 	$(BIN)/pytest -q
+
+# The HTML report's render test drives Debian's Chromium through Playwright (never Playwright's own download).
+# apt-get update only when the install fails: a fresh package index costs a minute on every CI run.
+browser:
+	@if [ -x /usr/bin/chromium ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ]; then \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get install -y --no-install-recommends chromium \
+	    || { apt-get update && apt-get install -y --no-install-recommends chromium; }; \
+	else \
+	  echo "warning: /usr/bin/chromium is missing and installing it needs root (apt-get install chromium):" \
+	    "the HTML report's browser test will fail in CI (CI is set) and be skipped here." >&2; \
+	fi
 
 bench: $(VENV)/.installed
 	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done

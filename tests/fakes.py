@@ -1,7 +1,7 @@
 """In-memory fakes of costgate's ports for unit tests, and a builder for the ledger entries they hold."""
 
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -17,11 +17,11 @@ from costgate.budgets import (
     reservation_ceiling,
     tenant_scope,
 )
-from costgate.cost import Cost, CostComponent, price_usage
+from costgate.cost import Cost, CostComponent, Strategy, price_usage
 from costgate.errors import InvalidRequestError, UpstreamError
 from costgate.features import FeatureConfig
 from costgate.keys import GatewayKey
-from costgate.ledger import LedgerEntry, Rollup, validate_tag
+from costgate.ledger import LedgerEntry, RejectionCount, Rollup, utc_day, validate_tag
 from costgate.prompt_cache import GapBucket, GapHistogram, PrefixStats, PrefixUse
 from costgate.usage import TokenUsage
 from costgate.vector_index import decode_vector, encode_vector
@@ -29,6 +29,7 @@ from costgate.vector_index import decode_vector, encode_vector
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 
 type RollupKey = tuple[date, str, str, str]
+type RejectionKey = tuple[date, str, str]
 
 
 @dataclass
@@ -42,11 +43,12 @@ class ManualClock:
 
 
 class InMemoryLedgerStore:
-    """LedgerStore in two dicts: entries by request id, rollups by (UTC day, tenant, feature, model).
+    """LedgerStore in dicts: entries by request id, rollups by (UTC day, tenant, feature, model) and
+    budget rejection counts by (UTC day, tenant, feature).
 
     Same contract as DynamoLedgerStore: a request id already stored changes nothing and returns
-    False, whatever the second entry holds (its holds and prompt-cache use included); rollups come day
-    by day, then in sort-key order.
+    False, whatever the second entry holds (its holds and prompt-cache use included); rollups and
+    rejection counts come day by day, then in sort-key order.
     """
 
     def __init__(
@@ -54,6 +56,7 @@ class InMemoryLedgerStore:
     ) -> None:
         self.entries: dict[str, LedgerEntry] = {}
         self.rollup_items: dict[RollupKey, Rollup] = {}
+        self.rejection_counts: dict[RejectionKey, int] = {}
         self._budgets = budgets
         self._prompt_cache = prompt_cache
 
@@ -72,6 +75,7 @@ class InMemoryLedgerStore:
         key = (entry.day, entry.tenant, entry.feature, entry.model)
         current = self.rollup_items.get(key) or _empty_rollup(key)
         usage = entry.usage
+        applied = entry.applied_strategies
         self.rollup_items[key] = replace(
             current,
             requests=current.requests + 1,
@@ -87,6 +91,17 @@ class InMemoryLedgerStore:
                 strategy: current.savings_usd.get(strategy, Decimal(0)) + entry.savings.get(strategy, Decimal(0))
                 for strategy in {*current.savings_usd, *entry.savings}
             },
+            strategy_requests={
+                **current.strategy_requests,
+                **{strategy: current.strategy_requests.get(strategy, 0) + 1 for strategy in applied},
+            },
+            strategy_cost_usd={
+                **current.strategy_cost_usd,
+                **{
+                    strategy: current.strategy_cost_usd.get(strategy, Decimal(0)) + entry.cost.total_usd
+                    for strategy in applied
+                },
+            },
         )
         return True
 
@@ -95,6 +110,16 @@ class InMemoryLedgerStore:
         for key in sorted(self.rollup_items):
             if first <= key[0] <= last:
                 yield self.rollup_items[key]
+
+    def count_rejection(self, at: datetime, tenant: str, feature: str) -> None:
+        key = (utc_day(at), validate_tag(tenant, "tenant"), validate_tag(feature, "feature"))
+        self.rejection_counts[key] = self.rejection_counts.get(key, 0) + 1
+
+    def rejections(self, first: date, last: date) -> Iterator[RejectionCount]:
+        for key in sorted(self.rejection_counts):
+            day, tenant, feature = key
+            if first <= day <= last:
+                yield RejectionCount(day=day, tenant=tenant, feature=feature, count=self.rejection_counts[key])
 
 
 def _empty_rollup(key: RollupKey) -> Rollup:
@@ -130,10 +155,12 @@ def make_entry(
     route_tier: str | None = None,
     route_reason: str | None = None,
     prompt_cache: PrefixUse | None = None,
+    savings: Mapping[Strategy, str] | None = None,
 ) -> LedgerEntry:
     """A ledger entry priced by the real cost engine, or with a literal `cost_usd` (all of it input).
 
-    The baseline defaults to the same usage priced with no prompt caching (or to the literal cost).
+    The baseline defaults to the same usage priced with no prompt caching (or to the literal cost);
+    with `savings` (exact strings per strategy), to the cost plus those savings.
     """
     usage = usage or TokenUsage(input_tokens=1000, output_tokens=500)
     if cost_usd is None:
@@ -151,6 +178,9 @@ def make_entry(
             confirmed=True,
         )
         baseline = total
+    by_strategy = {strategy: Decimal(amount) for strategy, amount in (savings or {}).items()}
+    if by_strategy:
+        baseline = cost.total_usd + sum(by_strategy.values(), Decimal(0))
     if baseline_usd is not None:
         baseline = Decimal(baseline_usd)
     return LedgerEntry(
@@ -161,6 +191,7 @@ def make_entry(
         usage=usage,
         cost=cost,
         baseline_cost_usd=baseline,
+        savings=by_strategy,
         requested_model=requested_model,
         route_tier=route_tier,
         route_reason=route_reason,

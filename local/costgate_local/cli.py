@@ -1,12 +1,13 @@
 """`costgate`: the operator's command line. Works against local (moto) or real AWS resources.
 
 costgate price    JSON lines {"model", "usage", "at"?} on stdin → one cost line each on stdout
-costgate report   the ledger's rollups for a date range, as a table or JSON
+costgate report   the ledger's rollups for a date range and savings per strategy: a table, JSON, or HTML
 costgate keys / budgets / features   gateway keys, spend limits, per-feature routing and prompt caching
 costgate prompt-cache   what each cached prompt prefix wrote, read and saved
 costgate cache calibrate   the semantic cache's similarity threshold from labelled sentence pairs
 costgate batch submit / status   upload a folder as a batch summarisation job, follow its progress
-costgate demo     the local stack: moto as AWS, a day of sample traffic through the ledger, the report
+costgate replay  a recorded request log re-priced under other policies and price dates (what-if)
+costgate demo     the sample workload through the local stack, the savings per strategy, the HTML report
 """
 
 import argparse
@@ -23,9 +24,10 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from costgate.cost import CostComponent, format_usd, price_usage
 from costgate.errors import ConfigurationError, CostgateError, InvalidRequestError
-from costgate.report import CostReport, CostReportRequest, GroupBy, build_report
+from costgate.report import CostReport, CostReportRequest, GroupBy, ReportRow, StrategyTotals, build_report
 from costgate.routing import DEFAULT_MODELS, Tier
 from costgate.settings import CliBucketSettings, CliSettings
+from costgate_local.replay_cli import add_replay_command, replay_command
 from costgate_local.simulator import add_simulator_arguments, simulator_options_from_args
 
 if TYPE_CHECKING:
@@ -35,7 +37,7 @@ if TYPE_CHECKING:
     from costgate.ports import ObjectStore
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:  # noqa: PLR0915 - one branch per subcommand
     parser = argparse.ArgumentParser(
         prog="costgate", description="Exact Claude API costs, per feature, tenant and day."
     )
@@ -51,9 +53,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     report.add_argument("--group-by", choices=[g.value for g in GroupBy], default=GroupBy.DAY.value)
     report.add_argument("--tenant", help="only this tenant")
     report.add_argument("--json", action="store_true", help="exact figures as JSON instead of a table")
+    report.add_argument("--html", metavar="PATH", help="also write the report as an HTML page with charts to PATH")
 
-    demo = commands.add_parser("demo", help="run the local demo (what `make run` does)")
-    demo.add_argument("--day", type=date.fromisoformat, help="the UTC day to simulate (default: today)")
+    demo = commands.add_parser(
+        "demo", help="the sample workload through the local stack, savings per strategy (what `make run` does)"
+    )
+    demo.add_argument("--out", type=Path, default=Path("out"), help="where the HTML report and logs go (default: out)")
 
     _add_serve_command(commands)
 
@@ -86,6 +91,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     _add_feature_commands(commands)
     _add_cache_commands(commands)
     _add_batch_commands(commands)
+    add_replay_command(commands)
 
     args = parser.parse_args(argv)
     try:
@@ -107,7 +113,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cache_command(args)
         if args.command == "batch":
             return batch_command(args)
-        return demo_command(args.day or datetime.now(UTC).date())
+        if args.command == "replay":
+            return replay_command(args)
+        return demo_command(args.out)
     except CostgateError as error:
         print(f"costgate: {error.message}", file=sys.stderr)
         return 2
@@ -186,47 +194,86 @@ def report_command(args: argparse.Namespace) -> int:
         group_by=GroupBy(args.group_by),
         tenant=args.tenant,
     )
-    report = build_report(DynamoLedgerStore(), request)
+    store = DynamoLedgerStore()
+    report = build_report(store, request)
     if args.json:
         print(json.dumps(report.as_json(), indent=2))
     else:
         print(render_report(report))
+        print(f"\nSavings by strategy, {_range_text(request)}")
+        print(render_strategy_table(report))
+    if args.html:
+        from costgate_local.html_report import write_html_report  # noqa: PLC0415 - only --html needs it
+
+        path = Path(args.html)
+        try:
+            write_html_report(store, request, path)
+        except OSError as error:
+            print(f"costgate: could not write the HTML report to {path}: {error.strerror or error}", file=sys.stderr)
+            return 1
+        # With --json, stdout stays one JSON document.
+        print(f"HTML report: {path.resolve()}", file=sys.stderr if args.json else sys.stdout)
     return 0
 
 
 def render_report(report: CostReport, title: str | None = None) -> str:
     """A fixed-width table; money rounded to 6 decimals for display only (the ledger keeps it exact)."""
     request = report.request
-    heading = title or f"Claude cost by {request.group_by.value}, {request.first} to {request.last}"
-    if request.tenant:
-        heading += f" (tenant {request.tenant})"
+    heading = title or f"Claude cost by {request.group_by.value}, {_range_text(request)}"
     columns = ["", "requests", "cost USD", "baseline USD", "saved", "input", "output", "cache write", "cache read"]
-    rows = [_report_cells(row) for row in [*report.rows, report.total]]
-    widths = [max(len(str(cells[i])) for cells in [columns, *rows]) for i in range(len(columns))]
+    body = [_report_cells(row) for row in report.rows]
+    table = _fixed_width(columns, body, _report_cells(report.total), empty="(no requests in this range)")
+    return "\n".join([heading, "-" * len(table[0]), *table])
+
+
+def render_strategy_table(report: CostReport) -> str:
+    """Per strategy that changed at least one request: those requests, what they would have cost
+    without it (baseline), what they cost, and the saving; then the report's total over every request.
+
+    Money is rounded to 6 decimals for display only, like `render_report`.
+    """
+    columns = ["strategy", "requests", "baseline USD", "actual USD", "saving USD", "saving %"]
+    body = [_strategy_cells(s.value, totals) for s, totals in report.total.strategies.items() if totals.requests]
+    table = _fixed_width(
+        columns, body, _strategy_cells("total", report.total.overall), empty="(no request changed by a strategy)"
+    )
+    if body:
+        table.append("A request can count under several strategies, so the strategy rows do not add up to the total.")
+    if report.budget_rejections:
+        table.append(f"Budget rejections: {report.budget_rejections:,} (requests refused with a 429: budget exhausted)")
+    return "\n".join(table)
+
+
+def _range_text(request: CostReportRequest) -> str:
+    text = f"{request.first} to {request.last}"
+    return f"{text} (tenant {request.tenant})" if request.tenant else text
+
+
+def _fixed_width(columns: Sequence[str], body: Sequence[Sequence[str]], total: Sequence[str], empty: str) -> list[str]:
+    """Header, rule, body rows (or `empty`), rule, total: first column left-aligned, the others right."""
+    widths = [max(len(cells[i]) for cells in [columns, *body, total]) for i in range(len(columns))]
 
     def line(cells: Sequence[str]) -> str:
         first, *rest = cells
         return "  ".join([first.ljust(widths[0]), *(c.rjust(w) for c, w in zip(rest, widths[1:], strict=True))])
 
     rule = "-" * len(line(columns))
-    body = [line(cells) for cells in rows[:-1]] or ["(no requests in this range)"]
-    return "\n".join([heading, rule, line(columns), rule, *body, rule, line(rows[-1]), *_strategy_lines(report.total)])
+    return [line(columns), rule, *([line(cells) for cells in body] or [empty]), rule, line(total)]
 
 
-def _strategy_lines(total: Any) -> list[str]:
-    """What each strategy saved over the whole range (negative: it cost more than it saved)."""
-    used = [(strategy, amount) for strategy, amount in total.savings_by_strategy.items() if amount]
-    if not used:
-        return []
-    width = max(len(strategy.value) for strategy, _ in used)
-    lines = ["saved by strategy:"]
-    for strategy, amount in used:
-        share = f"{amount / total.baseline_cost_usd:.1%} of baseline" if total.baseline_cost_usd else "-"
-        lines.append(f"  {strategy.value.ljust(width)}  {_money(amount):>12}  {share}")
-    return lines
+def _strategy_cells(name: str, totals: StrategyTotals) -> list[str]:
+    fraction = totals.saving_fraction
+    return [
+        name,
+        f"{totals.requests:,}",
+        _money(totals.baseline_cost_usd),
+        _money(totals.cost_usd),
+        _money(totals.savings_usd),
+        "-" if fraction is None else f"{fraction:.1%}",
+    ]
 
 
-def _report_cells(row: Any) -> list[str]:
+def _report_cells(row: ReportRow) -> list[str]:
     saved = f"{row.savings_usd / row.baseline_cost_usd:.1%}" if row.baseline_cost_usd else "-"
     tokens = row.tokens
     return [
@@ -764,10 +811,10 @@ def _write_threshold_defaults(path: Path, result: "Calibration") -> None:
     path.write_text(json.dumps(entries, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
-def demo_command(day: date) -> int:
-    from costgate_local.demo import run_demo  # noqa: PLC0415 - moto is only needed here
+def demo_command(out: Path) -> int:
+    from costgate_local.demo import run_demo  # noqa: PLC0415 - the SDK and the stack are only needed here
 
-    return run_demo(day)
+    return run_demo(out)
 
 
 # --- costgate batch ----------------------------------------------------------------------------------

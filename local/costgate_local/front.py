@@ -30,6 +30,8 @@ from costgate_local.template import REPO_ROOT
 DEFAULT_INTEGRATION_TIMEOUT_S = 29.0
 STAGE = "local"
 ACCOUNT_ID = "123456789012"
+# Concurrent execution environments of one function; more concurrent invocations wait for one.
+MAX_CONTAINERS = 16
 
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
 # A variable of a !Sub string: ${Name}, ${Resource.Attribute} or ${AWS::Pseudo} (${!Literal} is not one).
@@ -82,9 +84,25 @@ class LambdaContext:
         return max(0, int((self.timeout_s - (time.monotonic() - self.started)) * 1000))
 
 
+class _Containers:
+    """A function's warm execution environments that are not running an invocation."""
+
+    def __init__(self) -> None:
+        self.free = threading.Condition()
+        self.idle: list[Handler] = []
+        self.started = 0
+
+
 @dataclass(frozen=True)
 class LocalFunction:
-    """One AWS::Serverless::Function from the template, loaded in-process."""
+    """One AWS::Serverless::Function from the template, loaded in-process.
+
+    Lambda runs one invocation at a time per execution environment and starts another environment
+    for a concurrent one; the handler's module globals (Powertools' resolver holds the current
+    event) belong to one environment. So each concurrent invocation here gets a handler module of
+    its own, loaded afresh by `load` (a cold start), up to MAX_CONTAINERS; without `load`,
+    invocations of `handler` wait for each other.
+    """
 
     logical_id: str
     handler: Handler
@@ -92,6 +110,32 @@ class LocalFunction:
     timeout_s: float
     environment: Mapping[str, str]
     routes: tuple[Route, ...]
+    load: Callable[[int], Handler] | None = None  # the handler of a new environment, numbered from 1
+    _containers: _Containers = field(default_factory=_Containers, compare=False, repr=False)
+
+    def invoke(self, event: dict[str, Any]) -> Any:
+        """Run one invocation in a free environment, starting one if all are busy."""
+        handler = self._take()
+        try:
+            return handler(event, self.context())
+        finally:
+            with self._containers.free:
+                self._containers.idle.append(handler)
+                self._containers.free.notify()
+
+    def _take(self) -> Handler:
+        containers, load = self._containers, self.load
+        with containers.free:
+            if containers.started == 0:
+                containers.started = 1
+                return self.handler
+            if not containers.idle and (load is None or containers.started >= MAX_CONTAINERS):
+                containers.free.wait_for(lambda: bool(containers.idle))
+            if containers.idle or load is None:
+                return containers.idle.pop()
+            containers.started += 1
+            number = containers.started - 1
+        return load(number)
 
     @classmethod
     def from_template(cls, template: dict[str, Any], logical_id: str, refs: Mapping[str, str]) -> "LocalFunction":
@@ -105,7 +149,13 @@ class LocalFunction:
         properties = resource["Properties"]
         globals_ = template.get("Globals", {}).get("Function", {})
         module_name, function_name = properties["Handler"].rsplit(".", 1)
-        module = _load_module(REPO_ROOT / properties["CodeUri"] / f"{module_name}.py", f"lambda_{logical_id}")
+        path = REPO_ROOT / properties["CodeUri"] / f"{module_name}.py"
+        module = _load_module(path, f"lambda_{logical_id}")
+
+        def load(number: int) -> Handler:
+            handler: Handler = getattr(_load_module(path, f"lambda_{logical_id}_{number}"), function_name)
+            return handler
+
         variables = {
             **globals_.get("Environment", {}).get("Variables", {}),
             **properties.get("Environment", {}).get("Variables", {}),
@@ -129,6 +179,7 @@ class LocalFunction:
                 name: resolve(value, defaults | dict(refs), f"{logical_id}.{name}") for name, value in variables.items()
             },
             routes=routes,
+            load=load,
         )
 
     def context(self) -> LambdaContext:
@@ -189,7 +240,7 @@ class ApiFront:
 
         def run() -> None:
             try:
-                outcome["response"] = self._function.handler(event, self._function.context())
+                outcome["response"] = self._function.invoke(event)
             except Exception as error:  # noqa: BLE001 - an unhandled error in a Lambda is a 502 at the gateway
                 outcome["error"] = error
 

@@ -248,7 +248,7 @@ class S3EventBridge:
             return
         receives = int(message.get("Attributes", {}).get("ApproximateReceiveCount", 1))
         try:
-            self._function.handler(event, self._function.context())
+            self._function.invoke(event)
         except Exception:  # as in Lambda: a failed invocation is retried, not fatal
             if receives >= self._max_receives:
                 log.exception(
@@ -295,7 +295,7 @@ class ScheduleLoop:
 
     def tick(self) -> None:
         try:
-            self._function.handler(scheduled_event(self._rule_arn, datetime.now(UTC)), self._function.context())
+            self._function.invoke(scheduled_event(self._rule_arn, datetime.now(UTC)))
         except Exception:  # a failed tick is the next tick's work, as with EventBridge
             log.exception("schedule loop: %s failed", self._function.logical_id)
 

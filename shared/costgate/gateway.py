@@ -9,8 +9,9 @@ a gateway timeout) can stop that, because the invocation runs to its end.
 """
 
 import json
+import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -46,7 +47,14 @@ from costgate.errors import (
 from costgate.features import FeatureConfig, PromptCacheMode, PromptCacheTtl
 from costgate.keys import GatewayKey, authenticate
 from costgate.ledger import LedgerEntry, RecordOutcome, record_request, validate_tag
-from costgate.observability import MetricDimension, MetricName, emit_count, logger
+from costgate.observability import (
+    MetricDimension,
+    MetricName,
+    emit_count,
+    emit_gateway_overhead,
+    emit_upstream_latency,
+    logger,
+)
 from costgate.ports import BudgetStore, Clock, FeatureStore, KeyStore, LedgerStore, PromptCacheStore, Upstream
 from costgate.pricing import PriceBook, default_price_book
 from costgate.prompt_cache import (
@@ -133,7 +141,10 @@ class Gateway:
         upstream: Upstream,
         clock: Clock,
         book: PriceBook | None = None,
+        timer: Callable[[], float] = time.perf_counter,
     ) -> None:
+        """`timer` (seconds, monotonic) times the upstream call and the gateway's own overhead around it."""
+        self._timer = timer
         self._keys = keys
         self._budgets = budgets
         self._ledger = ledger
@@ -146,6 +157,7 @@ class Gateway:
 
     def create_message(self, request: GatewayRequest) -> GatewayResponse:
         """POST /v1/messages: route, plan caching, reserve the worst case, call Claude, record, settle."""
+        started = self._timer()
         admitted = self._admit(request)
         config = self._feature_config(admitted.feature)
         decision = route(admitted.body, config.route)
@@ -161,16 +173,27 @@ class Gateway:
             reservation = reserve_budget(self._budgets, budgets, worst, admitted.at)
         except BudgetExceededError:
             emit_count(MetricName.BUDGET_REJECTIONS)
+            try:
+                self._ledger.count_rejection(admitted.at, admitted.key.tenant, admitted.feature)
+            except Exception:  # noqa: BLE001 - the client's 429 must not become a 500; a lost count is made loud here
+                logger.exception("ledger: could not count a budget rejection", extra={"feature": admitted.feature})
             raise
+        sent_at = self._timer()
         try:
             upstream = _checked(self._upstream.post("/v1/messages", planned.raw, request.headers, request.deadline))
         except BaseException:
             release_reservation(self._budgets, reservation)
             raise
+        upstream_s = self._timer() - sent_at  # every attempt and retry wait: upstream time, not overhead
         if upstream.status != 200:
             release_reservation(self._budgets, reservation)
-            return _passthrough(upstream, _receipt_without_cost(planned))
-        return self._settle(admitted, config, planned, upstream, reservation)
+            response = _passthrough(upstream, _receipt_without_cost(planned))
+        else:
+            if upstream.latency_s is not None:  # an Upstream that does not time its answers (a fake) has none
+                emit_upstream_latency(planned.model, upstream.latency_s)
+            response = self._settle(admitted, config, planned, upstream, reservation)
+        emit_gateway_overhead(self._timer() - started - upstream_s)
+        return response
 
     def count_tokens(self, request: GatewayRequest) -> GatewayResponse:
         """POST /v1/messages/count_tokens: as the Claude API (for the model routing picks), plus the input cost."""

@@ -61,16 +61,26 @@ class LedgerEntry:
 
     @property
     def day(self) -> date:
-        return self.at.astimezone(UTC).date()
+        return utc_day(self.at)
 
     @property
     def model(self) -> str:
         return self.cost.model
 
+    @property
+    def applied_strategies(self) -> tuple[Strategy, ...]:
+        """The strategies that changed this request's cost: a non-zero saving, negative ones included."""
+        return tuple(strategy for strategy in Strategy if self.savings.get(strategy, 0) != 0)
+
 
 @dataclass(frozen=True)
 class Rollup:
-    """Totals for one UTC day × tenant × feature × model."""
+    """Totals for one UTC day × tenant × feature × model.
+
+    Per strategy: `savings_usd` what it saved, `strategy_requests` how many requests it changed (see
+    `LedgerEntry.applied_strategies`) and `strategy_cost_usd` what those requests cost. A strategy that
+    changed no request is absent from the last two.
+    """
 
     day: date
     tenant: str
@@ -86,6 +96,25 @@ class Rollup:
     cache_read_tokens: int
     web_search_requests: int
     savings_usd: Mapping[Strategy, Decimal] = field(default_factory=dict)
+    strategy_requests: Mapping[Strategy, int] = field(default_factory=dict)
+    strategy_cost_usd: Mapping[Strategy, Decimal] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RejectionCount:
+    """Requests refused for want of budget (429) on one UTC day, by tenant and feature."""
+
+    day: date
+    tenant: str
+    feature: str
+    count: int
+
+
+def utc_day(at: datetime) -> date:
+    """The UTC day an instant belongs to; the ledger's days are UTC days."""
+    if at.tzinfo is None:
+        raise ValueError("a ledger time must be timezone-aware")
+    return at.astimezone(UTC).date()
 
 
 class RecordOutcome(StrEnum):

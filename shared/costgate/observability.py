@@ -38,6 +38,23 @@ class MetricName(StrEnum):
     BATCH_DOCUMENTS_DONE = "BatchDocumentsDone"
     BATCH_DOCUMENTS_FAILED = "BatchDocumentsFailed"
     BATCH_REQUESTS_SUBMITTED = "BatchRequestsSubmitted"
+    # ApiFunction's calls to Claude's messages endpoints (HttpUpstream): one per HTTP attempt, retries
+    # included, so that errors / calls is the share of attempts Claude (or the way to it) failed.
+    UPSTREAM_CALLS = "UpstreamCalls"
+    # An attempt that ended in a timeout, a connection error, 408, 429, 529 or another 5xx (ErrorType
+    # says which); never a 4xx the request itself caused, nor 401/403 (costgate's own key, logged loud).
+    UPSTREAM_ERRORS = "UpstreamErrors"
+    # Milliseconds from sending a /v1/messages request to Claude's response headers, for answers that
+    # succeeded (200): for a stream that is its time to first byte, not to its end.
+    UPSTREAM_LATENCY = "UpstreamLatency"
+    # Milliseconds a /v1/messages request that Claude answered spent in the gateway outside its upstream
+    # call (auth, budget, caches, routing, pricing, the ledger write). The call itself, its retries and
+    # their waits included, is upstream time, not overhead.
+    GATEWAY_OVERHEAD = "GatewayOverhead"
+    # SpendWatchFunction, every five minutes: the ledger's total for the UTC day so far, and that
+    # total projected linearly to the end of the day (costgate.spend.project_day_spend).
+    SPEND_TODAY_USD = "SpendTodayUsd"
+    PROJECTED_DAILY_SPEND_USD = "ProjectedDailySpendUsd"
 
 
 class MetricDimension(StrEnum):
@@ -47,6 +64,8 @@ class MetricDimension(StrEnum):
     ROUTE_TIER = "RouteTier"  # simple | medium | complex
     DECISION = "Decision"  # a prompt_cache.CacheDecision
     RESULT = "Result"  # an answer_cache.CacheResult: exact-hit | semantic-hit | miss | bypass
+    # an upstream.UpstreamErrorType: timeout | connection | rate_limited | overloaded | server_error
+    ERROR_TYPE = "ErrorType"
 
 
 _TOKENS = (
@@ -63,6 +82,9 @@ BATCH_COUNTS = (
     MetricName.BATCH_DOCUMENTS_FAILED,
     MetricName.BATCH_REQUESTS_SUBMITTED,
 )
+# What HttpUpstream counts per attempt (emit_upstream_attempt), and SpendWatchFunction's gauges (emit_spend).
+UPSTREAM_COUNTS = (MetricName.UPSTREAM_CALLS, MetricName.UPSTREAM_ERRORS)
+SPEND_GAUGES = (MetricName.SPEND_TODAY_USD, MetricName.PROJECTED_DAILY_SPEND_USD)
 _SERVICE: frozenset[MetricDimension] = frozenset()
 # Every dimension set (besides `service`, always present) each metric is emitted with: what a dashboard
 # widget or an alarm may ask for. A unit test checks the emitters against it, the template test reads it.
@@ -84,6 +106,11 @@ DIMENSION_SETS: Mapping[MetricName, frozenset[frozenset[MetricDimension]]] = {
     MetricName.ANSWER_CACHE_GUARD_REJECTIONS: frozenset({_SERVICE}),
     MetricName.ANSWER_CACHE_ERRORS: frozenset({_SERVICE}),
     **{name: frozenset({_SERVICE}) for name in BATCH_COUNTS},
+    MetricName.UPSTREAM_CALLS: frozenset({_SERVICE}),
+    MetricName.UPSTREAM_ERRORS: frozenset({_SERVICE, frozenset({MetricDimension.ERROR_TYPE})}),
+    MetricName.UPSTREAM_LATENCY: frozenset({_SERVICE, frozenset({MetricDimension.MODEL})}),
+    MetricName.GATEWAY_OVERHEAD: frozenset({_SERVICE}),
+    **{name: frozenset({_SERVICE}) for name in SPEND_GAUGES},
 }
 
 logger = Logger()
@@ -133,3 +160,40 @@ def emit_count(name: MetricName, value: int = 1, dimension: tuple[MetricDimensio
     _flush(None, {name: (MetricUnit.Count, float(value))})
     if dimension is not None:
         _flush(dimension, {name: (MetricUnit.Count, float(value))})
+
+
+def emit_upstream_attempt(error_type: str | None) -> None:
+    """One HTTP attempt at Claude: a call, and when `error_type` is given an error, service-only and per ErrorType.
+
+    Calls and errors of one attempt share a blob, so errors / calls never sees one without the other.
+    """
+    values: dict[MetricName, tuple[MetricUnit, float]] = {MetricName.UPSTREAM_CALLS: (MetricUnit.Count, 1)}
+    if error_type is None:
+        _flush(None, values)
+        return
+    error = {MetricName.UPSTREAM_ERRORS: (MetricUnit.Count, 1.0)}
+    _flush(None, values | error)
+    _flush((MetricDimension.ERROR_TYPE, error_type), error)
+
+
+def emit_upstream_latency(model: str, latency_s: float) -> None:
+    """Claude's time to answer one request, service-only (all models) and per model, in milliseconds."""
+    latency = {MetricName.UPSTREAM_LATENCY: (MetricUnit.Milliseconds, latency_s * 1000)}
+    _flush(None, latency)
+    _flush((MetricDimension.MODEL, model), latency)
+
+
+def emit_gateway_overhead(overhead_s: float) -> None:
+    """The gateway's own time for one request that reached Claude, in milliseconds (service-only)."""
+    _flush(None, {MetricName.GATEWAY_OVERHEAD: (MetricUnit.Milliseconds, max(overhead_s, 0.0) * 1000)})
+
+
+def emit_spend(spent_usd: Decimal, projected_usd: Decimal) -> None:
+    """The day's spend so far and its end-of-day projection, as gauges in one blob (service-only)."""
+    _flush(
+        None,
+        {
+            MetricName.SPEND_TODAY_USD: (MetricUnit.NoUnit, float(spent_usd)),
+            MetricName.PROJECTED_DAILY_SPEND_USD: (MetricUnit.NoUnit, float(projected_usd)),
+        },
+    )

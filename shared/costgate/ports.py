@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from costgate.budgets import Budget, BudgetPeriod, Hold
     from costgate.features import FeatureConfig
     from costgate.keys import GatewayKey
-    from costgate.ledger import LedgerEntry, Rollup
+    from costgate.ledger import LedgerEntry, RejectionCount, Rollup
     from costgate.prompt_cache import GapHistogram, PrefixStats
     from costgate.upstream import UpstreamResponse
 
@@ -41,6 +41,17 @@ class LedgerStore(Protocol):
 
     def rollups(self, first: date, last: date) -> Iterator["Rollup"]:
         """Every rollup for the UTC days first..last, both included."""
+        ...
+
+    def count_rejection(self, at: datetime, tenant: str, feature: str) -> None:
+        """Add one budget rejection to the counter of the UTC day of `at` × tenant × feature.
+
+        One atomic increment, outside any transaction: concurrent rejections all count.
+        """
+        ...
+
+    def rejections(self, first: date, last: date) -> Iterator["RejectionCount"]:
+        """Every rejection counter for the UTC days first..last, both included, day by day."""
         ...
 
 

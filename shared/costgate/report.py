@@ -1,4 +1,8 @@
-"""The cost report: daily rollups for a date range, grouped by day, tenant, feature or model."""
+"""The cost report: daily rollups for a date range, grouped by day, tenant, feature or model.
+
+Each row also says, per strategy, how many requests it changed, what they cost and what they would
+have cost without it; the report counts the requests refused for want of budget.
+"""
 
 import re
 from collections.abc import Mapping
@@ -64,17 +68,57 @@ class CostReportRequest:
 
 
 @dataclass
+class StrategyTotals:
+    """The requests one strategy changed: how many, what they cost, and what it saved on them.
+
+    A request changed by several strategies counts under each: totals of different strategies overlap.
+    """
+
+    requests: int = 0
+    cost_usd: Decimal = Decimal(0)
+    savings_usd: Decimal = Decimal(0)
+
+    @property
+    def baseline_cost_usd(self) -> Decimal:
+        """What those requests would have cost without this strategy (the others still applied)."""
+        return self.cost_usd + self.savings_usd
+
+    @property
+    def saving_fraction(self) -> Decimal | None:
+        """Savings over baseline (negative when the strategy cost more); None for a zero baseline."""
+        baseline = self.baseline_cost_usd
+        return self.savings_usd / baseline if baseline else None
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "requests": self.requests,
+            "cost_usd": format_usd(self.cost_usd),
+            "baseline_cost_usd": format_usd(self.baseline_cost_usd),
+            "savings_usd": format_usd(self.savings_usd),
+        }
+
+
+@dataclass
 class ReportRow:
     key: str
     requests: int = 0
     cost_usd: Decimal = Decimal(0)
     baseline_cost_usd: Decimal = Decimal(0)
     tokens: dict[str, int] = field(default_factory=lambda: dict.fromkeys(TOKEN_FIELDS, 0))
-    savings_by_strategy: dict[Strategy, Decimal] = field(default_factory=lambda: dict.fromkeys(Strategy, Decimal(0)))
+    strategies: dict[Strategy, StrategyTotals] = field(default_factory=lambda: {s: StrategyTotals() for s in Strategy})
 
     @property
     def savings_usd(self) -> Decimal:
         return self.baseline_cost_usd - self.cost_usd
+
+    @property
+    def savings_by_strategy(self) -> dict[Strategy, Decimal]:
+        return {strategy: totals.savings_usd for strategy, totals in self.strategies.items()}
+
+    @property
+    def overall(self) -> StrategyTotals:
+        """Every request of the row, as the strategies' rows show theirs: the baseline is the row's own."""
+        return StrategyTotals(requests=self.requests, cost_usd=self.cost_usd, savings_usd=self.savings_usd)
 
     def add(self, rollup: Rollup) -> None:
         self.requests += rollup.requests
@@ -82,8 +126,10 @@ class ReportRow:
         self.baseline_cost_usd += rollup.baseline_cost_usd
         for name in TOKEN_FIELDS:
             self.tokens[name] += getattr(rollup, name)
-        for strategy, amount in rollup.savings_usd.items():
-            self.savings_by_strategy[strategy] += amount
+        for strategy, totals in self.strategies.items():
+            totals.requests += rollup.strategy_requests.get(strategy, 0)
+            totals.cost_usd += rollup.strategy_cost_usd.get(strategy, Decimal(0))
+            totals.savings_usd += rollup.savings_usd.get(strategy, Decimal(0))
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -93,6 +139,7 @@ class ReportRow:
             "baseline_cost_usd": format_usd(self.baseline_cost_usd),
             "savings_usd": format_usd(self.savings_usd),
             "savings_by_strategy": {s.value: format_usd(amount) for s, amount in self.savings_by_strategy.items()},
+            "strategies": {s.value: totals.as_json() for s, totals in self.strategies.items()},
             "tokens": dict(self.tokens),
         }
 
@@ -102,6 +149,7 @@ class CostReport:
     request: CostReportRequest
     rows: list[ReportRow]
     total: ReportRow
+    budget_rejections: int = 0  # requests refused for want of budget (429) in the range, of the tenant if one
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -111,11 +159,15 @@ class CostReport:
             "tenant": self.request.tenant,
             "rows": [row.as_json() for row in self.rows],
             "total": self.total.as_json(),
+            "budget_rejections": self.budget_rejections,
         }
 
 
 def build_report(store: LedgerStore, request: CostReportRequest) -> CostReport:
-    """Sum the rollups in the range (exact Decimals): one row per group, by day or largest cost first."""
+    """Sum the rollups in the range (exact Decimals): one row per group, by day or largest cost first.
+
+    Budget rejections are counted over the whole range (of the request's tenant, if it names one).
+    """
     groups: dict[str, ReportRow] = {}
     total = ReportRow(key="total")
     for rollup in store.rollups(request.first, request.last):
@@ -128,7 +180,12 @@ def build_report(store: LedgerStore, request: CostReportRequest) -> CostReport:
         rows = sorted(groups.values(), key=lambda row: row.key)
     else:
         rows = sorted(groups.values(), key=lambda row: (-row.cost_usd, row.key))
-    return CostReport(request=request, rows=rows, total=total)
+    rejections = sum(
+        counter.count
+        for counter in store.rejections(request.first, request.last)
+        if request.tenant is None or counter.tenant == request.tenant
+    )
+    return CostReport(request=request, rows=rows, total=total, budget_rejections=rejections)
 
 
 def _parse_day(params: Mapping[str, str | None], name: str) -> date:

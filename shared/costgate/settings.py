@@ -87,3 +87,10 @@ class CliBucketSettings(_Settings):
     """`costgate batch submit`: the documents bucket (a separate model: the other commands need no bucket)."""
 
     bucket: str = field(metadata=_env("COSTGATE_BUCKET"))
+
+
+@dataclass(frozen=True)
+class SpendSettings(_Settings):
+    """SpendWatchFunction: the table whose daily rollups it reads (read-only)."""
+
+    table_name: str = field(metadata=_env("COSTGATE_TABLE"))

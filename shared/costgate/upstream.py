@@ -41,6 +41,16 @@ Contract of `HttpUpstream.post` (the `costgate.ports.Upstream` port):
 - The per-attempt timeout is urllib3's: 5 s to connect, `timeout_s` idle between reads. The deadline
   limits when attempts start, not how long one runs: cutting a running answer would lose a usage
   Claude bills anyway.
+- Metrics, per attempt (not per request): each counts one `UpstreamCalls`, and one `UpstreamErrors`
+  too when it failed, its `ErrorType` one of `UpstreamErrorType`: `timeout` (connect or read timed
+  out, or Claude answered 408), `connection` (refused, DNS, reset, TLS: no HTTP answer), `rate_limited`
+  (429), `overloaded` (529), `server_error` (any other 5xx). Every other status is a call, not an
+  upstream error: a 4xx is the request's own fault, and 401/403 (costgate's key refused) is a
+  misconfiguration the gateway reports loudly itself. Per attempt, so that a 529 that succeeded on
+  retry still shows Claude overloaded, and errors / calls counts the same thing on both sides.
+- `UpstreamResponse.latency_s` is the answered attempt's time from sending to its response headers.
+  Claude sends the headers of a JSON answer when the whole answer is ready, and those of a stream
+  (`"stream": true`) at once, so for a stream it is the time to first byte, not to the stream's end.
 """
 
 import json
@@ -49,14 +59,17 @@ import time
 import zlib
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
+from enum import StrEnum
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 import urllib3
 from urllib3.exceptions import HTTPError as TransportError
+from urllib3.exceptions import NewConnectionError
+from urllib3.exceptions import TimeoutError as TransportTimeout
 
 from costgate.errors import UpstreamUnavailableError
-from costgate.observability import logger
+from costgate.observability import emit_upstream_attempt, logger
 
 FORWARDED_HEADERS = ("anthropic-version", "anthropic-beta")
 HOP_BY_HOP_HEADERS = frozenset(
@@ -71,15 +84,27 @@ MAX_RETRY_AFTER_S = 60.0
 USER_AGENT = "costgate/0.1"
 
 
+class UpstreamErrorType(StrEnum):
+    """Why an attempt at Claude failed: the `ErrorType` of the `UpstreamErrors` metric (a bounded set)."""
+
+    TIMEOUT = "timeout"
+    CONNECTION = "connection"
+    RATE_LIMITED = "rate_limited"
+    OVERLOADED = "overloaded"
+    SERVER_ERROR = "server_error"
+
+
 @dataclass(frozen=True)
 class UpstreamResponse:
     """Claude's answer as received: `headers` has lower-case names; `body` is the bytes on the wire
-    (de-chunked, never decoded); `attempts` counts every attempt made, the answered one included."""
+    (de-chunked, never decoded); `attempts` counts every attempt made, the answered one included;
+    `latency_s` is the answered attempt's time to its response headers, None where nothing measured it."""
 
     status: int
     headers: Mapping[str, str]
     body: bytes
     attempts: int = 1
+    latency_s: float | None = None
 
     def final_usage(self) -> "FinalUsage | None":
         """The billable usage and model of a message (JSON or SSE), or None when the body has none."""
@@ -142,6 +167,9 @@ class HttpUpstream:
                     response = answered = self._send(url, body, request_headers)
                 except (TransportError, OSError) as error:
                     failure = type(error).__name__
+                    emit_upstream_attempt(transport_error_type(error))
+                else:
+                    emit_upstream_attempt(status_error_type(response.status))
                 if (response is not None and not _should_retry(response)) or attempts > self._max_retries:
                     break
                 delay = self._retry_delay(attempts - 1, response.headers if response is not None else {})
@@ -161,6 +189,9 @@ class HttpUpstream:
         return replace(answered, attempts=attempts)
 
     def _send(self, url: str, body: bytes, headers: Mapping[str, str]) -> UpstreamResponse:
+        sent_at = self._monotonic()
+        # preload_content=False: request() returns at the response headers, so they can be timed
+        # apart from the body (a stream's body can take minutes after its first byte).
         raw = self._pool.request(
             "POST",
             url,
@@ -168,13 +199,18 @@ class HttpUpstream:
             headers=dict(headers),
             timeout=urllib3.Timeout(connect=CONNECT_TIMEOUT_S, read=self._timeout_s),
             redirect=False,
-            preload_content=True,
+            preload_content=False,
             decode_content=False,
         )
+        latency_s = self._monotonic() - sent_at
+        try:
+            data = raw.read()
+        finally:
+            raw.release_conn()
         names = {name.lower() for name in raw.headers}
         connection_named = {token.strip().lower() for token in raw.headers.get("connection", "").split(",")}
         kept = {name: raw.headers[name] for name in sorted(names - HOP_BY_HOP_HEADERS - connection_named)}
-        return UpstreamResponse(status=raw.status, headers=MappingProxyType(kept), body=raw.data)
+        return UpstreamResponse(status=raw.status, headers=MappingProxyType(kept), body=data, latency_s=latency_s)
 
     def _request_headers(self, client_headers: Mapping[str, str]) -> dict[str, str]:
         headers = {
@@ -194,6 +230,29 @@ class HttpUpstream:
             return retry_after
         backoff = min(INITIAL_RETRY_DELAY_S * 2.0 ** min(retry_number, 32), MAX_RETRY_DELAY_S)
         return backoff * self._rng.uniform(1 - RETRY_JITTER, 1 + RETRY_JITTER)
+
+
+def status_error_type(status: int) -> UpstreamErrorType | None:
+    """The upstream error an HTTP answer is, or None for a success or an error the request caused."""
+    if status == 429:
+        return UpstreamErrorType.RATE_LIMITED
+    if status == 529:
+        return UpstreamErrorType.OVERLOADED
+    if status == 408:  # the API gave up waiting for the request: the way there, not its content
+        return UpstreamErrorType.TIMEOUT
+    if status >= 500:
+        return UpstreamErrorType.SERVER_ERROR
+    return None
+
+
+def transport_error_type(error: Exception) -> UpstreamErrorType:
+    """An attempt that got no HTTP answer: timed out (connect or read), else could not connect or talk."""
+    # urllib3's NewConnectionError (refused, DNS) subclasses its ConnectTimeoutError: checked first.
+    if isinstance(error, NewConnectionError):
+        return UpstreamErrorType.CONNECTION
+    if isinstance(error, TransportTimeout | TimeoutError):
+        return UpstreamErrorType.TIMEOUT
+    return UpstreamErrorType.CONNECTION
 
 
 def _should_retry(response: UpstreamResponse) -> bool:

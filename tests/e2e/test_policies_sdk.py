@@ -139,11 +139,19 @@ def test_the_report_table_lists_savings_by_strategy(served: Served) -> None:
     table = costgate("report", "--from", as_json["from"], "--to", as_json["to"], env=served.env())
     assert table.returncode == 0, table.stderr
 
-    lines = table.stdout.splitlines()
-    by_strategy = dict(line.split()[:2] for line in lines[lines.index("saved by strategy:") + 1 :])
-    # the table rounds to 6 decimals for display
-    expected = Decimal(as_json["total"]["savings_by_strategy"]["routing"]).quantize(Decimal("0.000001"))
-    assert Decimal(by_strategy["routing"].replace(",", "")) == expected
+    by_strategy = _strategy_rows(table.stdout)
+    # the table rounds to 6 decimals for display; columns: strategy, requests, baseline, actual, saving, %
+    routing = as_json["total"]["strategies"]["routing"]
+    assert int(by_strategy["routing"][1]) == routing["requests"]
+    expected = Decimal(routing["savings_usd"]).quantize(Decimal("0.000001"))
+    assert Decimal(by_strategy["routing"][4].replace(",", "")) == expected
     assert "prompt_cache" in by_strategy
     empty = costgate("report", "--from", "2000-01-01", "--to", "2000-01-01", env=served.env())
-    assert "saved by strategy:" not in empty.stdout
+    assert "prompt_cache" not in _strategy_rows(empty.stdout)
+
+
+def _strategy_rows(stdout: str) -> dict[str, list[str]]:
+    """The per-strategy table's rows (after its `strategy requests ...` header), by strategy."""
+    lines = stdout.splitlines()
+    header = next((i for i, line in enumerate(lines) if line.split()[:2] == ["strategy", "requests"]), len(lines))
+    return {cells[0]: cells for line in lines[header + 1 :] if (cells := line.split())}

@@ -16,7 +16,7 @@ from costgate.dal import batches, table
 from costgate.errors import InvalidRequestError
 from costgate.ledger import validate_tag
 from costgate.observability import MetricDimension, MetricName
-from costgate.settings import ApiSettings, BatchSettings, IngestSettings
+from costgate.settings import ApiSettings, BatchSettings, IngestSettings, SpendSettings
 from costgate_local.template import (
     DEFAULT_TEMPLATE,
     bucket_setup_calls,
@@ -35,6 +35,8 @@ SERVICE_DIMENSION = "service"
 SEARCH_SCHEMA = re.compile(r"SEARCH\('\{(?P<schema>[^}]*)\}(?P<terms>[^']*)'")
 SEARCH_METRIC_NAME = re.compile(r'MetricName="(?P<name>[^"]+)"')
 SEARCH_SERVICE = re.compile(r'\bservice="(?P<value>[^"]+)"')
+# The ids a metric-math expression refers to: CloudWatch ids start with a lower-case letter, functions are upper case.
+MATH_ID = re.compile(r"\b[a-z][A-Za-z0-9_]*\b")
 SUB_VARIABLE = re.compile(r"\$\{(?P<name>[^}!]+)\}")
 
 
@@ -72,26 +74,49 @@ def _resolve_sub(template: dict[str, Any], sub: Any) -> str:
     return SUB_VARIABLE.sub(replace, text)
 
 
-def _dashboard_metrics(template: dict[str, Any]) -> list[tuple[str, str, dict[str, str | None]]]:
-    """Every (namespace, metric name, dimensions) a dashboard widget draws; None for a SEARCHed value."""
-    found: list[tuple[str, str, dict[str, str | None]]] = []
+def _dashboard_widgets(template: dict[str, Any]) -> list[dict[str, Any]]:
+    widgets: list[dict[str, Any]] = []
     for dashboard in _resources(template, "AWS::CloudWatch::Dashboard").values():
-        body = json.loads(_resolve_sub(template, dashboard["Properties"]["DashboardBody"]["Fn::Sub"]))
-        for widget in body["widgets"]:
-            if widget["type"] != "metric":
+        widgets += json.loads(_resolve_sub(template, dashboard["Properties"]["DashboardBody"]["Fn::Sub"]))["widgets"]
+    return widgets
+
+
+def _dashboard_metrics(template: dict[str, Any]) -> list[tuple[str, str, dict[str, str | None]]]:
+    """Every (namespace, metric name, dimensions) a dashboard widget draws, or computes with (metric math
+    over hidden metrics, whose ids must all exist in the widget); None for a SEARCHed value."""
+    found: list[tuple[str, str, dict[str, str | None]]] = []
+    for widget in _dashboard_widgets(template):
+        if widget["type"] != "metric":
+            continue
+        previous: list[Any] = []
+        ids: set[str] = set()
+        math: list[str] = []
+        for row in widget["properties"]["metrics"]:
+            options = next((f for f in row if isinstance(f, dict)), {})
+            if "id" in options:
+                ids.add(options["id"])
+            if "expression" in options:
+                if "SEARCH(" in options["expression"]:
+                    found.extend(_search_metrics(options["expression"]))
+                else:
+                    math.append(options["expression"])
                 continue
-            previous: list[Any] = []
-            for row in widget["properties"]["metrics"]:
-                if isinstance(row[0], dict) and "expression" in row[0]:
-                    found.extend(_search_metrics(row[0]["expression"]))
-                    continue
-                fields = [f for f in row if not isinstance(f, dict)]
-                # "." repeats the value at the same position in the previous row.
-                fields = [previous[i] if f == "." else f for i, f in enumerate(fields)]
-                previous = fields
-                namespace, name, *pairs = fields
-                found.append((namespace, name, dict(zip(pairs[::2], pairs[1::2], strict=True))))
+            fields = [f for f in row if not isinstance(f, dict)]
+            # "." repeats the value at the same position in the previous row.
+            fields = [previous[i] if f == "." else f for i, f in enumerate(fields)]
+            previous = fields
+            namespace, name, *pairs = fields
+            found.append((namespace, name, dict(zip(pairs[::2], pairs[1::2], strict=True))))
+        for expression in math:
+            _assert_math_ids(expression, ids, widget["properties"]["title"])
     return found
+
+
+def _assert_math_ids(expression: str, ids: set[str], where: str) -> None:
+    """A metric-math expression refers to some metric, and only to ids defined beside it."""
+    used = set(MATH_ID.findall(expression))
+    assert used, f"{where}: {expression} refers to no metric"
+    assert used <= ids, f"{where}: {expression} refers to undefined ids {sorted(used - ids)}"
 
 
 def _search_metrics(expression: str) -> list[tuple[str, str, dict[str, str | None]]]:
@@ -108,11 +133,20 @@ def _search_metrics(expression: str) -> list[tuple[str, str, dict[str, str | Non
 
 
 def _alarm_metrics(template: dict[str, Any]) -> list[tuple[str, str, dict[str, str | None]]]:
-    """Every (namespace, metric name, dimensions) an alarm watches, but AWS services' own (AWS/SQS ...)."""
+    """Every (namespace, metric name, dimensions) an alarm watches, each MetricStat of a metric-math alarm
+    included (whose expressions must refer only to its own ids), but AWS services' own (AWS/SQS ...)."""
     found: list[tuple[str, str, dict[str, str | None]]] = []
-    for alarm in _resources(template, "AWS::CloudWatch::Alarm").values():
+    for name, alarm in _resources(template, "AWS::CloudWatch::Alarm").items():
         props = alarm["Properties"]
-        metrics = [props] if "MetricName" in props else [q["MetricStat"]["Metric"] for q in props["Metrics"]]
+        queries = props.get("Metrics", [])
+        for query in queries:
+            if "Expression" in query:
+                expression = query["Expression"]
+                resolved = _resolve_sub(template, expression["Fn::Sub"]) if isinstance(expression, dict) else expression
+                _assert_math_ids(resolved, {q["Id"] for q in queries}, name)
+        metrics = (
+            [props] if "MetricName" in props else [q["MetricStat"]["Metric"] for q in queries if "MetricStat" in q]
+        )
         for metric in metrics:
             if metric["Namespace"].startswith("AWS/"):
                 continue
@@ -154,6 +188,14 @@ def test_alarm_and_dashboard_metrics_are_the_ones_observability_emits(template: 
         MetricName.BATCH_DOCUMENTS_DONE,
         MetricName.BATCH_DOCUMENTS_FAILED,
         MetricName.BATCH_REQUESTS_SUBMITTED,
+        MetricName.BUDGET_REJECTIONS,
+        MetricName.ANSWER_CACHE_LOOKUPS,
+        MetricName.UPSTREAM_CALLS,
+        MetricName.UPSTREAM_ERRORS,
+        MetricName.UPSTREAM_LATENCY,
+        MetricName.GATEWAY_OVERHEAD,
+        MetricName.SPEND_TODAY_USD,
+        MetricName.PROJECTED_DAILY_SPEND_USD,
     }
 
 
@@ -180,10 +222,11 @@ def test_powertools_globals_match_observability(template: dict[str, Any]) -> Non
 
 
 # Each function's settings model: what its handler reads from the environment, and all it reads.
-FUNCTION_SETTINGS: dict[str, type[ApiSettings | IngestSettings | BatchSettings]] = {
+FUNCTION_SETTINGS: dict[str, type[ApiSettings | IngestSettings | BatchSettings | SpendSettings]] = {
     "ApiFunction": ApiSettings,
     "IngestFunction": IngestSettings,
     "BatchFunction": BatchSettings,
+    "SpendWatchFunction": SpendSettings,
 }
 
 
@@ -682,3 +725,172 @@ def test_batch_event_fixture_comes_from_an_eventbridge_rule(template: dict[str, 
     assert declared["Type"] == "Schedule"  # an EventBridge rule: its events name the rule in resources
     assert event["detail-type"] == "Scheduled Event"
     assert ":rule/" in event["resources"][0]
+
+
+# --- alarms, the spend watch and the dashboard -------------------------------------------------------------
+
+ALERTS_TOPIC = {"Ref": "AlertsTopic"}
+GRID_COLUMNS = 24
+
+
+def test_metric_math_that_names_an_undefined_id_is_caught(template: dict[str, Any]) -> None:
+    # Given the error-rate alarm and the answer-cache widget, each with a typo in one id of its expression
+    changed = copy.deepcopy(template)
+    alarm = changed["Resources"]["UpstreamErrorRateAlarm"]["Properties"]
+    alarm["Metrics"][0]["Expression"] = "100 * FILL(error, 0) / calls"
+    dashboard = changed["Resources"]["CostDashboard"]["Properties"]["DashboardBody"]
+    dashboard["Fn::Sub"] = dashboard["Fn::Sub"].replace("FILL(semantic, 0) + FILL(miss, 0))", "FILL(semantc, 0))")
+
+    # When / Then the collectors the metric test relies on refuse both, naming the id
+    with pytest.raises(AssertionError, match=r"undefined ids \['error'\]"):
+        _alarm_metrics(changed)
+    with pytest.raises(AssertionError, match=r"undefined ids \['semantc'\]"):
+        _dashboard_metrics(changed)
+
+
+def test_every_alarm_notifies_the_alerts_topic_when_it_fires_and_when_it_clears(template: dict[str, Any]) -> None:
+    alarms = _resources(template, "AWS::CloudWatch::Alarm")
+    assert {"DailySpendAlarm", "SpendBurnRateAlarm", "UpstreamErrorRateAlarm"} <= set(alarms)
+    for name, alarm in alarms.items():
+        assert alarm["Properties"]["AlarmActions"] == [ALERTS_TOPIC], name
+        assert alarm["Properties"]["OKActions"] == [ALERTS_TOPIC], name
+
+
+def test_burn_rate_alarm_watches_the_projection_against_the_daily_limit(template: dict[str, Any]) -> None:
+    # Given the burn-rate alarm
+    alarm = template["Resources"]["SpendBurnRateAlarm"]["Properties"]
+
+    # Then it reads SpendWatchFunction's projection, the latest per 5 minutes, three periods in a row
+    assert (alarm["Namespace"], alarm["MetricName"]) == (observability.NAMESPACE, MetricName.PROJECTED_DAILY_SPEND_USD)
+    assert alarm["Dimensions"] == [{"Name": SERVICE_DIMENSION, "Value": _service_name(template)}]
+    assert (alarm["Statistic"], alarm["Period"]) == ("Maximum", 300)
+    assert (alarm["EvaluationPeriods"], alarm["DatapointsToAlarm"]) == (3, 3)
+    # against the same limit as the daily-spend alarm; a missed run is not spend
+    assert alarm["Threshold"] == {"Ref": "DailySpendAlarmUsd"}
+    assert alarm["ComparisonOperator"] == "GreaterThanThreshold"
+    assert alarm["TreatMissingData"] == "notBreaching"
+
+
+def test_upstream_error_rate_alarm_divides_errors_by_calls_and_ignores_quiet_periods(template: dict[str, Any]) -> None:
+    # Given the error-rate alarm's metric math, with the parameters at their defaults
+    alarm = template["Resources"]["UpstreamErrorRateAlarm"]["Properties"]
+    queries = {q["Id"]: q for q in alarm["Metrics"]}
+    parameters = template["Parameters"]
+
+    # Then it returns only the rate: errors over calls in %, 0 below the minimum number of calls
+    assert [q["Id"] for q in alarm["Metrics"] if q["ReturnData"]] == ["error_rate"]
+    expression = _resolve_sub(template, queries["error_rate"]["Expression"]["Fn::Sub"])
+    assert expression == "IF(calls >= 20, 100 * FILL(errors, 0) / calls, 0)"
+    # over the service-only sums of UpstreamCalls and UpstreamErrors per 5 minutes
+    for query_id, metric in (("calls", MetricName.UPSTREAM_CALLS), ("errors", MetricName.UPSTREAM_ERRORS)):
+        stat = queries[query_id]["MetricStat"]
+        assert (stat["Metric"]["MetricName"], stat["Stat"], stat["Period"]) == (metric, "Sum", 300)
+        assert stat["Metric"]["Dimensions"] == [{"Name": SERVICE_DIMENSION, "Value": _service_name(template)}]
+    # and pages only after three bad periods in a row, above the percentage parameter (5 by default)
+    assert (alarm["EvaluationPeriods"], alarm["DatapointsToAlarm"]) == (3, 3)
+    assert alarm["Threshold"] == {"Ref": "UpstreamErrorRatePercent"}
+    assert alarm["ComparisonOperator"] == "GreaterThanThreshold"
+    assert alarm["TreatMissingData"] == "notBreaching"
+    assert parameters["UpstreamErrorRatePercent"]["Default"] == 5
+    # with the minimum such that one failed attempt alone never passes the default threshold
+    assert (
+        100 / parameters["UpstreamErrorAlarmMinCalls"]["Default"] <= parameters["UpstreamErrorRatePercent"]["Default"]
+    )
+
+
+def test_spend_watch_runs_every_five_minutes_reading_the_table_only(template: dict[str, Any]) -> None:
+    # Given SpendWatchFunction
+    function = template["Resources"]["SpendWatchFunction"]["Properties"]
+
+    # Then an EventBridge schedule runs it every five minutes, the burn-rate alarm's period
+    (event,) = function["Events"].values()
+    assert event["Type"] == "Schedule"
+    assert event["Properties"]["Schedule"] == "rate(5 minutes)"
+    assert template["Resources"]["SpendBurnRateAlarm"]["Properties"]["Period"] == 5 * 60
+    # and it may read the table and nothing more: no write policy, no secret, no bucket
+    assert function["Policies"] == [{"DynamoDBReadPolicy": {"TableName": {"Ref": "Table"}}}]
+    # with the code layers but not the embedder, small, and a failed run is left to the next one
+    assert function["Layers"] == [{"Ref": "SharedLayer"}, {"Ref": "DependenciesLayer"}]
+    assert function["MemorySize"] <= 512
+    assert function["EventInvokeConfig"]["MaximumRetryAttempts"] == 0
+
+
+def test_spend_event_fixture_comes_from_an_eventbridge_rule(template: dict[str, Any]) -> None:
+    event = load_event("spend", "scheduled")
+    (declared,) = template["Resources"]["SpendWatchFunction"]["Properties"]["Events"].values()
+    assert declared["Type"] == "Schedule"
+    assert event["detail-type"] == "Scheduled Event"
+    assert ":rule/" in event["resources"][0]
+
+
+def test_dashboard_widgets_fit_the_grid_without_overlapping(template: dict[str, Any]) -> None:
+    # Given every widget's place on the dashboard
+    widgets = _dashboard_widgets(template)
+    cells: dict[tuple[int, int], str] = {}
+
+    # Then each lies inside the 24 columns, and no grid cell belongs to two widgets
+    for widget in widgets:
+        title = widget["properties"].get("title", widget["type"])
+        x, y, width, height = widget["x"], widget["y"], widget["width"], widget["height"]
+        assert min(x, y) >= 0, title
+        assert min(width, height) > 0, title
+        assert x + width <= GRID_COLUMNS, title
+        for column in range(x, x + width):
+            for row in range(y, y + height):
+                assert (column, row) not in cells, f"{title} overlaps {cells[(column, row)]}"
+                cells[(column, row)] = title
+
+
+def _widget(template: dict[str, Any], title_start: str) -> dict[str, Any]:
+    (widget,) = [w for w in _dashboard_widgets(template) if w["properties"]["title"].startswith(title_start)]
+    return widget
+
+
+def test_dashboard_computes_both_cache_hit_rates_with_metric_math(template: dict[str, Any]) -> None:
+    # Given the two hit-rate widgets
+    prompt = _widget(template, "Prompt-cache hit rate")["properties"]["metrics"]
+    answer = _widget(template, "Answer-cache hit rate")["properties"]["metrics"]
+
+    # Then the prompt cache's is cache-read tokens over every prompt token category, in %
+    ids = {row[1]: row[-1]["id"] for row in prompt if isinstance(row[0], str)}
+    (rate,) = [row[0]["expression"] for row in prompt if "expression" in row[0]]
+    read, input_, write_5m, write_1h = (
+        ids[MetricName.CACHE_READ_TOKENS],
+        ids[MetricName.INPUT_TOKENS],
+        ids[MetricName.CACHE_WRITE_5M_TOKENS],
+        ids[MetricName.CACHE_WRITE_1H_TOKENS],
+    )
+    assert rate == (
+        f"100 * FILL({read}, 0) / (FILL({input_}, 0) + FILL({write_5m}, 0) + FILL({write_1h}, 0) + FILL({read}, 0))"
+    )
+    # and the answer cache's is exact + semantic hits over all lookups, each Result one hidden metric
+    results = {row[5]: row[-1]["id"] for row in answer if isinstance(row[0], str)}
+    assert all(row[1] == MetricName.ANSWER_CACHE_LOOKUPS for row in answer if isinstance(row[0], str))
+    assert set(results) == {"exact-hit", "semantic-hit", "miss", "bypass"}
+    hits = f"FILL({results['exact-hit']}, 0) + FILL({results['semantic-hit']}, 0)"
+    every = f"{hits} + FILL({results['miss']}, 0) + FILL({results['bypass']}, 0)"
+    assert answer[4][0]["expression"] == f"100 * ({hits}) / ({every})"
+
+
+def test_dashboard_shows_spend_against_its_projection_and_the_limit(template: dict[str, Any]) -> None:
+    widget = _widget(template, "Spend today")["properties"]
+    drawn = [row[1] for row in widget["metrics"]]
+    assert drawn == [MetricName.SPEND_TODAY_USD, MetricName.PROJECTED_DAILY_SPEND_USD]
+    assert (widget["stat"], widget["period"]) == ("Maximum", 300)
+    (limit,) = widget["annotations"]["horizontal"]
+    assert limit["value"] == template["Parameters"]["DailySpendAlarmUsd"]["Default"]
+
+
+def test_dashboard_draws_upstream_latency_percentiles_per_model_and_the_overhead(template: dict[str, Any]) -> None:
+    for percentile in ("p50", "p90", "p99"):
+        (row,) = _widget(template, f"Upstream latency {percentile} by model")["properties"]["metrics"]
+        assert f"'{percentile}', 300)" in row[0]["expression"]
+        assert _search_metrics(row[0]["expression"]) == [
+            (observability.NAMESPACE, MetricName.UPSTREAM_LATENCY, {"Model": None, SERVICE_DIMENSION: "costgate"})
+        ]
+    overhead = _widget(template, "Gateway overhead")["properties"]["metrics"]
+    assert [(row[1], row[-1]["stat"]) for row in overhead] == [
+        (MetricName.GATEWAY_OVERHEAD, "p50"),
+        (MetricName.GATEWAY_OVERHEAD, "p90"),
+        (MetricName.GATEWAY_OVERHEAD, "p99"),
+    ]

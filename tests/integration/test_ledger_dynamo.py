@@ -1,4 +1,5 @@
-"""DynamoLedgerStore against moto: exact round trips, exactly-once recording, concurrent rollups, day ranges."""
+"""DynamoLedgerStore against moto: exact round trips, exactly-once recording, concurrent rollups, day ranges,
+per-strategy counts and budget rejection counters."""
 
 import random
 import threading
@@ -9,9 +10,10 @@ from decimal import Decimal
 
 import pytest
 
-from costgate.cost import CostComponent
-from costgate.dal.ledger import DynamoLedgerStore, LedgerItem
-from costgate.ledger import LedgerEntry, RecordOutcome, Rollup, record_request
+from costgate.cost import CostComponent, Strategy, measure_savings, price_usage
+from costgate.dal.ledger import DynamoLedgerStore, LedgerItem, RejectionItem
+from costgate.ledger import LedgerEntry, RecordOutcome, RejectionCount, Rollup, record_request
+from costgate.report import CostReportRequest, GroupBy, build_report
 from costgate.usage import TokenUsage
 from tests.fakes import InMemoryLedgerStore, make_entry
 
@@ -285,9 +287,6 @@ def test_costs_below_a_millionth_of_a_dollar_add_up_exactly(store: DynamoLedgerS
 
 def test_savings_per_strategy_reach_the_rollup_and_the_report(store: DynamoLedgerStore) -> None:
     # Given two requests whose savings were measured per strategy (a cache read, then a batch)
-    from costgate.cost import Strategy, measure_savings, price_usage  # noqa: PLC0415
-    from costgate.report import CostReportRequest, GroupBy, build_report  # noqa: PLC0415
-
     entries = []
     for n, usage in enumerate(
         [
@@ -326,3 +325,136 @@ def test_savings_per_strategy_reach_the_rollup_and_the_report(store: DynamoLedge
     )
     assert report.total.as_json()["savings_by_strategy"]["prompt_cache"] == "0.038"
     assert report.total.savings_usd == Decimal("0.038") + expected_batch
+
+
+# --- per strategy --------------------------------------------------------------------------------------
+
+
+def test_each_strategys_requests_and_cost_reach_the_rollup(store: DynamoLedgerStore) -> None:
+    # Given, in one rollup: a request routed and cached, one that only wrote to the cache (a negative
+    # saving), one with a zero batch saving beside a tiny routing one, and one no strategy touched;
+    # the same entries in the fake
+    entries = [
+        make_entry("both", cost_usd="0.1", savings={Strategy.ROUTING: "0.3", Strategy.PROMPT_CACHE: "0.05"}),
+        make_entry("write", cost_usd="0.0625", savings={Strategy.PROMPT_CACHE: "-0.0125"}),
+        make_entry("zero", cost_usd="0.2", savings={Strategy.BATCH: "0", Strategy.ROUTING: "0.0000001"}),
+        make_entry("plain", cost_usd="0.7"),
+    ]
+    fake = InMemoryLedgerStore()
+    for entry in entries:
+        assert store.record(entry) is True
+        fake.record(entry)
+
+    # When reading the rollup back
+    (rollup,) = store.rollups(DAY, DAY)
+
+    # Then each strategy counts the requests it changed (negative savings too, zero ones not) and their cost
+    assert rollup.strategy_requests == {Strategy.ROUTING: 2, Strategy.PROMPT_CACHE: 2}
+    assert rollup.strategy_cost_usd == {Strategy.ROUTING: Decimal("0.3"), Strategy.PROMPT_CACHE: Decimal("0.1625")}
+    assert rollup.savings_usd[Strategy.PROMPT_CACHE] == Decimal("0.0375")
+    assert rollup.savings_usd[Strategy.BATCH] == Decimal(0)
+    # And the fake the unit tests use holds the same rollup
+    assert [rollup] == list(fake.rollups(DAY, DAY))
+
+
+def test_measured_savings_count_each_request_under_the_strategies_that_changed_it(store: DynamoLedgerStore) -> None:
+    # Given a cache read and a batch request, their savings measured by the cost engine (zeros included)
+    at = datetime(2026, 11, 29, 12, tzinfo=UTC)
+    usages = [
+        TokenUsage(input_tokens=1000, cache_read_tokens=10_000, output_tokens=500),
+        TokenUsage(input_tokens=2000, output_tokens=400, service_tier="batch"),
+    ]
+    entries = []
+    for n, usage in enumerate(usages):
+        cost = price_usage("claude-opus-5-5", usage, at)
+        savings = measure_savings("claude-opus-5-5", usage, cost, at)
+        entries.append(
+            LedgerEntry(
+                request_id=f"measured-{n}",
+                at=at,
+                tenant="acme",
+                feature="chat",
+                usage=usage,
+                cost=cost,
+                baseline_cost_usd=savings.baseline_usd,
+                savings=savings.by_strategy,
+            )
+        )
+        record_request(store, entries[-1])
+
+    # When reporting the day
+    day = at.date()
+    total = build_report(store, CostReportRequest(first=day, last=day, group_by=GroupBy.DAY)).total
+
+    # Then prompt caching counts only the cache read, and the batch discount only the batch request
+    cached, batched = entries
+    assert total.strategies[Strategy.PROMPT_CACHE].requests == 1
+    assert total.strategies[Strategy.PROMPT_CACHE].cost_usd == cached.cost.total_usd
+    assert total.strategies[Strategy.BATCH].requests == 1
+    assert total.strategies[Strategy.BATCH].cost_usd == batched.cost.total_usd
+    assert total.strategies[Strategy.BATCH].baseline_cost_usd == batched.baseline_cost_usd
+    assert total.strategies[Strategy.ROUTING].requests == 0
+
+
+# --- budget rejections ---------------------------------------------------------------------------------
+
+
+def test_rejections_are_counted_per_day_tenant_and_feature(store: DynamoLedgerStore) -> None:
+    # Given rejections for two tenants and features on Nov 20, one on Nov 21 (23:30 in UTC−5), one on Nov 22
+    for tenant, feature in [("acme", "chat"), ("acme", "chat"), ("acme", "search"), ("globex", "chat")]:
+        store.count_rejection(NOON, tenant, feature)
+    store.count_rejection(datetime(2026, 11, 20, 23, 30, tzinfo=timezone(timedelta(hours=-5))), "acme", "chat")
+    store.count_rejection(datetime(2026, 11, 22, 0, 0, tzinfo=UTC), "acme", "chat")
+
+    # When reading Nov 20 .. 21
+    counts = list(store.rejections(date(2026, 11, 20), date(2026, 11, 21)))
+
+    # Then each day × tenant × feature has its count, day by day, and Nov 22 is outside the range
+    assert counts == [
+        RejectionCount(date(2026, 11, 20), "acme", "chat", 2),
+        RejectionCount(date(2026, 11, 20), "acme", "search", 1),
+        RejectionCount(date(2026, 11, 20), "globex", "chat", 1),
+        RejectionCount(date(2026, 11, 21), "acme", "chat", 1),
+    ]
+    # And the counter is stored where its docstring says: PK DAY#<date>, SK REJECT#<tenant>#<feature>
+    item = RejectionItem.get("DAY#2026-11-20", "REJECT#acme#chat")
+    assert (item.day, item.tenant, item.feature, item.rejected) == ("2026-11-20", "acme", "chat", 2)
+
+
+def test_rollups_and_rejections_share_a_day_without_mixing(store: DynamoLedgerStore) -> None:
+    # Given a request and a rejection on the same day (the same partition), and the same in the fake
+    fake = InMemoryLedgerStore()
+    entry = make_entry("req-1", at=NOON, cost_usd="0.1")
+    for ledger in (store, fake):
+        ledger.record(entry)
+        ledger.count_rejection(NOON, "acme", "chat")
+
+    # When reading the day's rollups and rejections
+    rollups = list(store.rollups(DAY, DAY))
+    rejections = list(store.rejections(DAY, DAY))
+
+    # Then each reads only its own items, as the fake does
+    assert [(r.tenant, r.feature, r.requests) for r in rollups] == [("acme", "chat", 1)]
+    assert [(r.tenant, r.feature, r.count) for r in rejections] == [("acme", "chat", 1)]
+    assert rollups == list(fake.rollups(DAY, DAY))
+    assert rejections == list(fake.rejections(DAY, DAY))
+
+
+def test_concurrent_rejections_all_count(ledger_table: str) -> None:
+    # Given 6 writers, each counting 5 rejections for the same tenant and feature at once
+    writers, each = 6, 5
+    start = threading.Barrier(writers)
+
+    def reject(_: int) -> None:
+        store = DynamoLedgerStore()
+        start.wait()
+        for _ in range(each):
+            store.count_rejection(NOON, "acme", "chat")
+
+    # When they run
+    with ThreadPoolExecutor(max_workers=writers) as pool:
+        list(pool.map(reject, range(writers)))
+
+    # Then the counter holds every one of them
+    (counter,) = DynamoLedgerStore().rejections(DAY, DAY)
+    assert counter.count == writers * each

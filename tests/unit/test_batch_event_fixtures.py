@@ -1,5 +1,5 @@
-"""events/ingest and events/batch: real S3 notifications and EventBridge scheduled events, as
-`sam local invoke -e` and the handler tests take them."""
+"""events/ingest, events/batch and events/spend: real S3 notifications and EventBridge scheduled events,
+as `sam local invoke -e` and the handler tests take them."""
 
 import pytest
 from aws_lambda_powertools.utilities.parser.models import EventBridgeModel, S3Model
@@ -9,6 +9,9 @@ from tests.events import EVENTS_DIR, load_event
 
 INGEST_SCENARIOS = sorted(p.stem for p in (EVENTS_DIR / "ingest").glob("*.json"))
 BATCH_SCENARIOS = sorted(p.stem for p in (EVENTS_DIR / "batch").glob("*.json"))
+SPEND_SCENARIOS = sorted(p.stem for p in (EVENTS_DIR / "spend").glob("*.json"))
+# Every fixture of a function an EventBridge schedule runs (BatchFunction, SpendWatchFunction).
+SCHEDULED = [("batch", s) for s in BATCH_SCENARIOS] + [("spend", s) for s in SPEND_SCENARIOS]
 
 # What each ingest fixture is about, decoded as the handler sees it.
 EXPECTED_KEYS = {
@@ -22,6 +25,7 @@ EXPECTED_KEYS = {
 def test_every_scenario_the_brief_names_has_a_fixture() -> None:
     assert sorted(EXPECTED_KEYS) == INGEST_SCENARIOS
     assert BATCH_SCENARIOS == ["scheduled"]
+    assert SPEND_SCENARIOS == ["scheduled"]
 
 
 @pytest.mark.parametrize("scenario", INGEST_SCENARIOS)
@@ -57,10 +61,10 @@ def test_ingest_fixtures_are_distinct_versions() -> None:
     assert len(set(versions)) == len(versions)
 
 
-@pytest.mark.parametrize("scenario", BATCH_SCENARIOS)
-def test_batch_fixture_is_an_eventbridge_scheduled_event(scenario: str) -> None:
-    # Given a BatchFunction fixture
-    event = load_event("batch", scenario)
+@pytest.mark.parametrize(("function", "scenario"), SCHEDULED)
+def test_scheduled_fixture_is_an_eventbridge_scheduled_event(function: str, scenario: str) -> None:
+    # Given a BatchFunction or SpendWatchFunction fixture
+    event = load_event(function, scenario)
 
     # When Powertools' EventBridge model validates it
     parsed = EventBridgeModel.model_validate(event)

@@ -442,6 +442,59 @@ def test_a_request_that_does_not_fit_what_remains_is_a_429_naming_what_remains()
     assert world.counter(world.key_scope) == (PLAIN_COST, PLAIN_COST)
 
 
+def test_a_budget_rejection_is_counted_in_the_ledger_by_day_tenant_and_feature() -> None:
+    # Given a key whose daily budget is below every request's worst case
+    world = make_world(daily_budget_usd="0.001", tenant="globex")
+
+    # When two requests for "search" and one for the default feature are refused
+    for headers in ({"x_costgate_feature": "search"}, {"x_costgate_feature": "search"}, {}):
+        with pytest.raises(BudgetExceededError):
+            world.send(**headers)
+
+    # Then the ledger counts them on the UTC day of the request, per tenant and feature, and records no request
+    assert [(r.day, r.tenant, r.feature, r.count) for r in world.ledger.rejections(NOW.date(), NOW.date())] == [
+        (NOW.date(), "globex", "default", 1),
+        (NOW.date(), "globex", "search", 2),
+    ]
+    assert world.ledger.entries == {}
+
+
+def test_a_request_that_fits_its_budget_counts_no_rejection() -> None:
+    # Given a budget with room
+    world = make_world(daily_budget_usd="1")
+
+    # When a request is served
+    world.send()
+
+    # Then no rejection is counted
+    assert world.ledger.rejection_counts == {}
+
+
+def test_a_rejection_that_cannot_be_counted_is_still_a_429(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Given a budget too small for the request, and a ledger that fails to count rejections
+    world = make_world(daily_budget_usd="0.001")
+
+    def unavailable(*_: Any) -> None:
+        raise UpstreamError("ledger: DynamoDB is throttling")
+
+    monkeypatch.setattr(world.ledger, "count_rejection", unavailable)
+
+    # When the request arrives
+    with pytest.raises(BudgetExceededError) as caught:
+        world.send()
+
+    # Then the client still gets the budget's 429, not a 500, and the lost count is logged with its stack
+    assert (caught.value.status, caught.value.error_type) == (429, "rate_limit_error")
+    assert f"key {world.key.key_id}'s daily budget" in caught.value.message
+    (failure,) = [r for r in caplog.records if r.getMessage() == "ledger: could not count a budget rejection"]
+    assert failure.levelname == "ERROR"
+    assert failure.exc_info is not None
+    assert "DynamoDB is throttling" in str(failure.exc_info[1])
+    assert world.upstream.sent == []
+
+
 # --- costgate's own Claude key rejected --------------------------------------------------------------------
 
 

@@ -3,12 +3,14 @@
 import json
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta, timezone
+from decimal import Decimal
 from typing import Any
 
 import pytest
 
+from costgate.cost import Strategy
 from costgate.errors import InvalidRequestError
-from costgate.ledger import LedgerEntry, RecordOutcome, record_request, validate_tag
+from costgate.ledger import LedgerEntry, RecordOutcome, RejectionCount, record_request, validate_tag
 from costgate.observability import NAMESPACE, MetricName
 from costgate.usage import TokenUsage
 from tests.fakes import NOW, InMemoryLedgerStore, make_entry
@@ -179,6 +181,78 @@ def test_entries_for_the_same_day_tenant_feature_model_share_one_rollup() -> Non
     assert str(shared.baseline_cost_usd) == "0.75"
     assert shared.input_tokens == 2000
     assert rollups["claude-haiku-4-5"].requests == 1
+
+
+# --- strategies -----------------------------------------------------------------------------------
+
+
+def test_applied_strategies_are_those_with_a_non_zero_saving() -> None:
+    # Given savings that are positive, negative and exactly zero
+    entry = make_entry(
+        "req-1",
+        cost_usd="0.1",
+        savings={Strategy.PROMPT_CACHE: "-0.01", Strategy.BATCH: "0", Strategy.ROUTING: "0.2"},
+    )
+
+    # When / Then the request counts for the strategies that changed its cost, in Strategy order
+    assert entry.applied_strategies == (Strategy.PROMPT_CACHE, Strategy.ROUTING)
+    assert make_entry("req-2").applied_strategies == ()
+
+
+def test_rollup_counts_each_strategys_requests_and_their_cost() -> None:
+    # Given three requests in one rollup: routed and cached, routed only, and untouched by any strategy
+    store = InMemoryLedgerStore()
+    record_request(
+        store, make_entry("both", cost_usd="0.1", savings={Strategy.ROUTING: "0.3", Strategy.PROMPT_CACHE: "0.05"})
+    )
+    record_request(store, make_entry("routed", cost_usd="0.2", savings={Strategy.ROUTING: "0.4", Strategy.BATCH: "0"}))
+    record_request(store, make_entry("plain", cost_usd="0.7"))
+
+    # When reading it
+    (rollup,) = store.rollups(NOW.date(), NOW.date())
+
+    # Then each strategy counts the requests it changed and sums their cost; a zero saving counts nowhere
+    assert rollup.requests == 3
+    assert rollup.strategy_requests == {Strategy.ROUTING: 2, Strategy.PROMPT_CACHE: 1}
+    assert rollup.strategy_cost_usd == {Strategy.ROUTING: Decimal("0.3"), Strategy.PROMPT_CACHE: Decimal("0.1")}
+    assert rollup.savings_usd[Strategy.ROUTING] == Decimal("0.7")
+
+
+# --- budget rejections -----------------------------------------------------------------------------
+
+
+def test_rejections_are_counted_per_utc_day_tenant_and_feature() -> None:
+    # Given rejections for two tenants and features, one at 23:30 in UTC−5 (the next UTC day)
+    store = InMemoryLedgerStore()
+    store.count_rejection(NOW, "acme", "chat")
+    store.count_rejection(NOW, "acme", "chat")
+    store.count_rejection(NOW, "acme", "search")
+    store.count_rejection(NOW, "globex", "chat")
+    store.count_rejection(datetime(2026, 11, 20, 23, 30, tzinfo=timezone(timedelta(hours=-5))), "acme", "chat")
+
+    # When reading Nov 20 and 21
+    counts = list(store.rejections(date(2026, 11, 20), date(2026, 11, 21)))
+
+    # Then there is one counter per day × tenant × feature, day by day, then by tenant and feature
+    assert counts == [
+        RejectionCount(date(2026, 11, 20), "acme", "chat", 2),
+        RejectionCount(date(2026, 11, 20), "acme", "search", 1),
+        RejectionCount(date(2026, 11, 20), "globex", "chat", 1),
+        RejectionCount(date(2026, 11, 21), "acme", "chat", 1),
+    ]
+    assert list(store.rejections(date(2026, 11, 21), date(2026, 11, 21))) == counts[-1:]
+
+
+def test_counting_a_rejection_for_a_bad_tag_or_a_naive_time_fails() -> None:
+    # Given a store
+    store = InMemoryLedgerStore()
+
+    # When / Then a tag that cannot be part of a key, or a time with no UTC day, is refused
+    with pytest.raises(InvalidRequestError):
+        store.count_rejection(NOW, "acme#eu", "chat")
+    with pytest.raises(ValueError, match="timezone-aware"):
+        store.count_rejection(datetime(2026, 11, 20, 12, 0), "acme", "chat")
+    assert store.rejection_counts == {}
 
 
 # --- EMF metrics -----------------------------------------------------------------------------------

@@ -2,14 +2,30 @@
 
 import json
 from collections import defaultdict
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from decimal import Decimal
 from typing import Any
 
 import pytest
 
+from costgate.answer_cache import AnswerCache
 from costgate.budgets import BudgetExceededError
-from costgate.observability import BATCH_COUNTS, DIMENSION_SETS, MetricDimension, MetricName, emit_count
+from costgate.gateway import Gateway
+from costgate.observability import (
+    BATCH_COUNTS,
+    DIMENSION_SETS,
+    SPEND_GAUGES,
+    UPSTREAM_COUNTS,
+    MetricDimension,
+    MetricName,
+    emit_count,
+    emit_spend,
+    emit_upstream_attempt,
+)
+from costgate.upstream import UpstreamErrorType
 from tests.fakes import FakeEmbedder
-from tests.unit.gateway_world import make_world, message_reply, reply
+from tests.unit.gateway_world import OPUS, FixedClock, World, error_reply, make_world, message_reply, reply
 
 SERVICE = "costgate-test"
 HAIKU = "claude-haiku-5-5"
@@ -89,9 +105,10 @@ def test_a_routed_cached_request_emits_its_tier_decision_and_savings(
 def test_every_declared_dimension_set_is_emitted_by_some_request(
     metrics_on: None, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    # Given requests that are routed and prompt-cached, then answered from the answer cache, refused by
-    # a budget, answered without usage, refused a semantic hit by a guard, and not storable
-    world = make_world(message_reply({"input_tokens": 1000, "output_tokens": 200}, model=HAIKU))
+    # Given requests that are routed and prompt-cached (Claude's answer timed), then answered from the answer
+    # cache, refused by a budget, answered without usage, refused a semantic hit by a guard, and not storable
+    timed = replace(message_reply({"input_tokens": 1000, "output_tokens": 200}, model=HAIKU), latency_s=0.4)
+    world = make_world(timed)
     world.send(SIMPLE_AUTO)
     world.send(SIMPLE_AUTO)
     tight = make_world(daily_budget_usd="0.000001")
@@ -107,14 +124,15 @@ def test_every_declared_dimension_set_is_emitted_by_some_request(
     failing.send(question("What is Python?"))
     found = emitted(capsys.readouterr().out)
 
-    # Then each declared (metric, dimension set) was printed at least once, but BatchFunction's counts
-    # (emitted by its handler after a scheduler tick, see the next test)
+    # Then each declared (metric, dimension set) was printed at least once, but those the gateway does not
+    # emit itself: BatchFunction's counts, HttpUpstream's per-attempt counts and SpendWatchFunction's
+    # gauges (see the next tests, test_upstream and test_spend)
     printed = {(name, dimensions) for name, dimensions in found if not name.endswith("=")}
     declared = {
         (name.value, frozenset(d.value for d in dims))
         for name, sets in DIMENSION_SETS.items()
         for dims in sets
-        if name not in BATCH_COUNTS
+        if name not in BATCH_COUNTS + UPSTREAM_COUNTS + SPEND_GAUGES
     }
     assert declared == printed
 
@@ -144,3 +162,106 @@ def test_count_tokens_is_routed_but_not_counted_as_a_routing_decision(
 
     assert response.headers["x-costgate-model"] == HAIKU
     assert (MetricName.ROUTED_REQUESTS, frozenset()) not in emitted(capsys.readouterr().out)
+
+
+def test_upstream_attempts_and_spend_gauges_are_emitted_on_their_declared_dimension_sets(
+    metrics_on: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given an answered attempt, one failed attempt of each kind, and one spend observation
+    emit_upstream_attempt(None)
+    for error_type in UpstreamErrorType:
+        emit_upstream_attempt(error_type)
+    emit_spend(Decimal("12.5"), Decimal("37.5"))
+    found = emitted(capsys.readouterr().out)
+
+    # Then every attempt is a call, each failure one error in total and one under its ErrorType
+    assert found[(MetricName.UPSTREAM_CALLS, frozenset())] == [1] * (1 + len(UpstreamErrorType))
+    assert found[(MetricName.UPSTREAM_ERRORS, frozenset())] == [1] * len(UpstreamErrorType)
+    assert found[(MetricName.UPSTREAM_ERRORS, frozenset({MetricDimension.ERROR_TYPE}))] == [1] * len(UpstreamErrorType)
+    for error_type in UpstreamErrorType:
+        assert found[("ErrorType=", frozenset({error_type.value}))] == [1]
+    # and the gauges are the two amounts, service-only
+    assert found[(MetricName.SPEND_TODAY_USD, frozenset())] == [12.5]
+    assert found[(MetricName.PROJECTED_DAILY_SPEND_USD, frozenset())] == [37.5]
+    # and that is exactly what observability declares for these metrics
+    printed = {(name, dimensions) for name, dimensions in found if not name.endswith("=")}
+    declared = {
+        (name.value, frozenset(d.value for d in dims))
+        for name in UPSTREAM_COUNTS + SPEND_GAUGES
+        for dims in DIMENSION_SETS[name]
+    }
+    assert printed == declared
+
+
+def _timed(world: World, timer: Callable[[], float]) -> Gateway:
+    """The world's gateway over the same stores and upstream, with `timer` as its clock for durations."""
+    return Gateway(
+        keys=world.keys,
+        budgets=world.budgets,
+        ledger=world.ledger,
+        features=world.features,
+        prompt_cache=world.prompt_cache,
+        answers=AnswerCache(world.answers, embedder=lambda: world.embedder),
+        upstream=world.upstream,
+        clock=FixedClock(),
+        timer=timer,
+    )
+
+
+def _timer(*readings: float) -> Callable[[], float]:
+    """A timer that reads these instants in turn, and fails a test that reads it more often."""
+    values: Iterator[float] = iter(readings)
+    return lambda: next(values)
+
+
+def test_an_answer_emits_claudes_latency_per_model_and_the_gateways_overhead(
+    metrics_on: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given Claude answering after 1.5 s to its headers, and a gateway whose timer reads: request in
+    # at 10.0, upstream call from 10.5 to 12.5 (its body and any retries included), answer out at 12.75
+    world = make_world(replace(message_reply(), latency_s=1.5))
+    gateway = _timed(world, _timer(10.0, 10.5, 12.5, 12.75))
+
+    # When a request goes through
+    response = gateway.create_message(world.request())
+    found = emitted(capsys.readouterr().out)
+
+    # Then Claude's latency is its time to the headers, in total and for the model asked for
+    assert response.status == 200
+    assert found[(MetricName.UPSTREAM_LATENCY, frozenset())] == [1500]
+    assert found[(MetricName.UPSTREAM_LATENCY, frozenset({MetricDimension.MODEL}))] == [1500]
+    assert found[("Model=", frozenset({OPUS}))] == [1, 1]  # the latency blob and the recorded request's
+    # and the overhead is the request's 2.75 s in the gateway less the 2 s of its upstream call
+    assert found[(MetricName.GATEWAY_OVERHEAD, frozenset())] == [750]
+
+
+def test_an_error_answer_emits_the_overhead_but_no_latency(
+    metrics_on: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given Claude answering 529 (after retries) with a timed response
+    world = make_world(replace(error_reply(529, "overloaded_error", "Overloaded"), latency_s=0.05))
+    gateway = _timed(world, _timer(0.0, 0.25, 4.25, 4.5))
+
+    # When a request goes through
+    response = gateway.create_message(world.request())
+    found = emitted(capsys.readouterr().out)
+
+    # Then the error is passed on; its latency would skew the answers' percentiles, so only the overhead counts
+    assert response.status == 529
+    assert (MetricName.UPSTREAM_LATENCY, frozenset()) not in found
+    assert found[(MetricName.GATEWAY_OVERHEAD, frozenset())] == [500]
+
+
+def test_a_cached_answer_and_an_untimed_upstream_emit_no_latency(
+    metrics_on: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given an upstream that does not time its answers (latency_s None), asked the same question twice
+    world = make_world(message_reply({"input_tokens": 10, "output_tokens": 5}, model=HAIKU))
+    world.send(question("What is Python?"))
+    world.send(question("What is Python?"))
+    found = emitted(capsys.readouterr().out)
+
+    # Then no latency is invented; the overhead is counted once, for the request that reached Claude
+    assert (MetricName.UPSTREAM_LATENCY, frozenset()) not in found
+    assert len(found[(MetricName.GATEWAY_OVERHEAD, frozenset())]) == 1
+    assert found[("Result=", frozenset({"exact-hit"}))] == [1]

@@ -1,14 +1,23 @@
-"""The cost report over the in-memory store: grouping, exact sums, ordering, and query validation."""
+"""The cost report over the in-memory store: grouping, exact sums, ordering, per-strategy totals, budget
+rejections, query validation, and how `costgate report` renders it."""
 
+import json
+import sys
+import types
 from datetime import UTC, date, datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from costgate.cost import Strategy
 from costgate.errors import InvalidRequestError
-from costgate.report import CostReportRequest, GroupBy, build_report
+from costgate.ports import LedgerStore
+from costgate.report import CostReportRequest, GroupBy, StrategyTotals, build_report
 from costgate.usage import TokenUsage
+from costgate_local import cli
+from costgate_local.cli import render_strategy_table
 from tests.fakes import InMemoryLedgerStore, make_entry
 
 FIRST = date(2026, 11, 1)
@@ -288,6 +297,367 @@ def test_empty_range_gives_no_rows_and_a_zero_total(store: InMemoryLedgerStore) 
     assert report["from"] == "2026-12-01"
     assert report["to"] == "2026-12-31"
     assert report["group_by"] == "tenant"
+
+
+# --- per strategy --------------------------------------------------------------------------------------
+
+
+def _strategies(report: dict[str, Any], row: str = "total") -> dict[str, dict[str, Any]]:
+    found = report["total"] if row == "total" else next(r for r in report["rows"] if r["key"] == row)
+    strategies: dict[str, dict[str, Any]] = found["strategies"]
+    return strategies
+
+
+def test_a_request_changed_by_two_strategies_counts_under_both() -> None:
+    # Given a routed request that also read the prompt cache, and a request only routed
+    store = _store(
+        (
+            "both",
+            {"cost_usd": "0.1", "savings": {Strategy.ROUTING: "0.3", Strategy.PROMPT_CACHE: "0.05"}},
+        ),
+        ("routed", {"cost_usd": "0.2", "savings": {Strategy.ROUTING: "0.4"}}),
+    )
+
+    # When reporting them
+    strategies = _strategies(_report(store, GroupBy.MODEL))
+
+    # Then routing counts both requests and prompt caching the one it changed, each with its own baseline
+    assert strategies["routing"] == {
+        "requests": 2,
+        "cost_usd": "0.3",
+        "baseline_cost_usd": "1",
+        "savings_usd": "0.7",
+    }
+    assert strategies["prompt_cache"] == {
+        "requests": 1,
+        "cost_usd": "0.1",
+        "baseline_cost_usd": "0.15",
+        "savings_usd": "0.05",
+    }
+
+
+def test_a_zero_saving_changes_no_request() -> None:
+    # Given a batch-tier request measured with no prompt-cache effect (a saving of exactly 0)
+    store = _store(("batch", {"cost_usd": "0.5", "savings": {Strategy.PROMPT_CACHE: "0", Strategy.BATCH: "0.5"}}))
+
+    # When reporting it
+    strategies = _strategies(_report(store, GroupBy.MODEL))
+
+    # Then only the batch discount counts it; every strategy is still listed
+    assert set(strategies) == {s.value for s in Strategy}
+    assert strategies["batch"]["requests"] == 1
+    for name in ("prompt_cache", "routing", "answer_cache"):
+        assert strategies[name] == {"requests": 0, "cost_usd": "0", "baseline_cost_usd": "0", "savings_usd": "0"}
+
+
+def test_a_negative_saving_counts_as_a_change() -> None:
+    # Given a request that only wrote to the prompt cache: it cost 0.0125 more than plain input
+    store = _store(("write", {"cost_usd": "0.0625", "savings": {Strategy.PROMPT_CACHE: "-0.0125"}}))
+
+    # When reporting it
+    report = build_report(store, CostReportRequest(FIRST, LAST, GroupBy.MODEL))
+
+    # Then prompt caching counts it, with a negative saving against a lower baseline
+    totals = report.total.strategies[Strategy.PROMPT_CACHE]
+    assert totals == StrategyTotals(requests=1, cost_usd=Decimal("0.0625"), savings_usd=Decimal("-0.0125"))
+    assert totals.baseline_cost_usd == Decimal("0.05")
+    assert totals.saving_fraction == Decimal("-0.25")
+
+
+def test_strategy_totals_are_summed_per_group_and_in_the_total() -> None:
+    # Given routed requests for two features over two days
+    store = _store(
+        ("a", {"at": _at(1), "feature": "chat", "cost_usd": "0.1", "savings": {Strategy.ROUTING: "0.2"}}),
+        ("b", {"at": _at(2), "feature": "chat", "cost_usd": "0.2", "savings": {Strategy.ROUTING: "0.1"}}),
+        ("c", {"at": _at(2), "feature": "search", "cost_usd": "0.4"}),
+    )
+
+    # When grouping by feature
+    report = _report(store, GroupBy.FEATURE)
+
+    # Then each row has its own strategy totals and the total adds the rows up
+    assert _strategies(report, "chat")["routing"]["requests"] == 2
+    assert _strategies(report, "search")["routing"]["requests"] == 0
+    assert _strategies(report)["routing"] == {
+        "requests": 2,
+        "cost_usd": "0.3",
+        "baseline_cost_usd": "0.6",
+        "savings_usd": "0.3",
+    }
+
+
+def test_savings_by_strategy_is_derived_from_the_strategy_totals() -> None:
+    # Given a request with savings from two strategies
+    store = _store(("r1", {"cost_usd": "0.1", "savings": {Strategy.ROUTING: "0.2", Strategy.ANSWER_CACHE: "0.3"}}))
+
+    # When reporting it
+    total = build_report(store, CostReportRequest(FIRST, LAST, GroupBy.DAY)).total
+
+    # Then the per-strategy savings (and their JSON) are the strategy totals' savings
+    assert total.savings_by_strategy == {s: totals.savings_usd for s, totals in total.strategies.items()}
+    assert total.as_json()["savings_by_strategy"] == {
+        "prompt_cache": "0",
+        "batch": "0",
+        "routing": "0.2",
+        "answer_cache": "0.3",
+    }
+
+
+def test_a_rows_overall_totals_are_every_request_of_it(store: InMemoryLedgerStore) -> None:
+    # Given the fixture's four requests: 1.05 spent against a 1.35 baseline
+    # When taking the total row as strategy totals
+    overall = build_report(store, CostReportRequest(FIRST, LAST, GroupBy.DAY)).total.overall
+
+    # Then they are every request, its cost and its whole saving
+    assert overall == StrategyTotals(requests=4, cost_usd=Decimal("1.05"), savings_usd=Decimal("0.3"))
+    assert overall.baseline_cost_usd == Decimal("1.35")
+
+
+@pytest.mark.parametrize(
+    ("totals", "baseline", "fraction"),
+    [
+        pytest.param(StrategyTotals(1, Decimal("0.3"), Decimal("0.1")), Decimal("0.4"), Decimal("0.25"), id="saved"),
+        pytest.param(StrategyTotals(), Decimal(0), None, id="nothing"),
+        pytest.param(StrategyTotals(1, Decimal("0.5"), Decimal("-0.5")), Decimal(0), None, id="zero-baseline"),
+    ],
+)
+def test_strategy_totals_baseline_and_fraction(
+    totals: StrategyTotals, baseline: Decimal, fraction: Decimal | None
+) -> None:
+    # Given what a strategy changed
+    # When / Then its baseline is cost + savings, and its fraction savings / baseline (None for no baseline)
+    assert totals.baseline_cost_usd == baseline
+    assert totals.saving_fraction == fraction
+
+
+# --- budget rejections ------------------------------------------------------------------------------------
+
+
+def _rejections(store: InMemoryLedgerStore) -> None:
+    """acme/chat: 2 on Nov 3; acme/search: 1 on Nov 4; globex/chat: 4 on Nov 3; acme/chat: 5 on Dec 1."""
+    for day, tenant, feature, count in [
+        (3, "acme", "chat", 2),
+        (4, "acme", "search", 1),
+        (3, "globex", "chat", 4),
+    ]:
+        for _ in range(count):
+            store.count_rejection(_at(day), tenant, feature)
+    for _ in range(5):
+        store.count_rejection(datetime(2026, 12, 1, tzinfo=UTC), "acme", "chat")
+
+
+def test_budget_rejections_are_summed_over_the_range(store: InMemoryLedgerStore) -> None:
+    # Given rejections in November and on Dec 1
+    _rejections(store)
+
+    # When reporting November, and Dec 1 alone
+    november = _report(store, GroupBy.DAY)
+    december = build_report(store, CostReportRequest(date(2026, 12, 1), date(2026, 12, 1), GroupBy.DAY))
+
+    # Then each counts its own days' rejections, every tenant and feature
+    assert november["budget_rejections"] == 7
+    assert december.budget_rejections == 5
+    assert december.rows == []
+
+
+def test_budget_rejections_follow_the_tenant_filter(store: InMemoryLedgerStore) -> None:
+    # Given rejections for acme and globex
+    _rejections(store)
+
+    # When reporting each tenant
+    # Then each sees only its own
+    assert _report(store, GroupBy.FEATURE, tenant="acme")["budget_rejections"] == 3
+    assert _report(store, GroupBy.FEATURE, tenant="globex")["budget_rejections"] == 4
+
+
+def test_a_report_with_no_rejections_says_zero(store: InMemoryLedgerStore) -> None:
+    # Given requests and no rejection
+    # When reporting them
+    # Then the count is there, and 0
+    assert _report(store, GroupBy.DAY)["budget_rejections"] == 0
+
+
+def test_report_json_shape() -> None:
+    # Given one routed request
+    store = _store(("r1", {"cost_usd": "0.1", "savings": {Strategy.ROUTING: "0.2"}}))
+    store.count_rejection(_at(20), "acme", "chat")
+
+    # When reporting it as JSON
+    report = _report(store, GroupBy.TENANT)
+
+    # Then the report and every row carry the new keys beside the old ones
+    assert set(report) == {"from", "to", "group_by", "tenant", "rows", "total", "budget_rejections"}
+    for row in [*report["rows"], report["total"]]:
+        assert set(row) == {
+            "key",
+            "requests",
+            "cost_usd",
+            "baseline_cost_usd",
+            "savings_usd",
+            "savings_by_strategy",
+            "strategies",
+            "tokens",
+        }
+        assert list(row["strategies"]) == ["prompt_cache", "batch", "routing", "answer_cache"]
+        for totals in row["strategies"].values():
+            assert set(totals) == {"requests", "cost_usd", "baseline_cost_usd", "savings_usd"}
+            assert isinstance(totals["requests"], int)
+            assert all(isinstance(totals[k], str) for k in ("cost_usd", "baseline_cost_usd", "savings_usd"))
+    assert report["budget_rejections"] == 1
+
+
+# --- costgate report: the strategy table, --json and --html -------------------------------------------------
+
+
+def _strategy_store() -> InMemoryLedgerStore:
+    """Nov 20: routed + cached (0.1), a cache write only (0.0625, saved -0.0125), untouched (1234.5); 2 rejections."""
+    store = _store(
+        (
+            "both",
+            {"at": _at(20), "cost_usd": "0.1", "savings": {Strategy.ROUTING: "0.3", Strategy.PROMPT_CACHE: "0.05"}},
+        ),
+        ("write", {"at": _at(20), "cost_usd": "0.0625", "savings": {Strategy.PROMPT_CACHE: "-0.0125"}}),
+        ("plain", {"at": _at(20), "cost_usd": "1234.5"}),
+    )
+    store.count_rejection(_at(20), "acme", "chat")
+    store.count_rejection(_at(20), "globex", "chat")
+    return store
+
+
+def test_the_strategy_table_lists_each_strategy_that_changed_a_request_then_the_total() -> None:
+    # Given requests changed by routing and prompt caching (one of them by both), one by neither, 2 rejections
+    report = build_report(_strategy_store(), CostReportRequest(FIRST, LAST, GroupBy.FEATURE))
+
+    # When rendering the strategy table
+    lines = render_strategy_table(report).splitlines()
+
+    # Then it has a row per strategy used (Strategy order), the report's total, and says why they do not add up
+    assert lines[0].split() == [
+        "strategy",
+        "requests",
+        "baseline",
+        "USD",
+        "actual",
+        "USD",
+        "saving",
+        "USD",
+        "saving",
+        "%",
+    ]
+    assert set(lines[1]) == {"-"}
+    assert [line.split() for line in lines[2:4]] == [
+        ["prompt_cache", "2", "0.200000", "0.162500", "0.037500", "18.8%"],
+        ["routing", "1", "0.400000", "0.100000", "0.300000", "75.0%"],
+    ]
+    assert set(lines[4]) == {"-"}
+    assert lines[5].split() == ["total", "3", "1,235.000000", "1,234.662500", "0.337500", "0.0%"]
+    assert "several strategies" in lines[6]
+    assert "do not add up to the total" in lines[6]
+    assert lines[7].startswith("Budget rejections: 2 ")
+    assert len(lines) == 8
+
+
+def test_the_strategy_table_of_an_empty_range_has_only_the_total() -> None:
+    # Given a range with no request and no rejection
+    report = build_report(_strategy_store(), CostReportRequest(date(2020, 1, 1), date(2020, 1, 1), GroupBy.DAY))
+
+    # When rendering the strategy table
+    lines = render_strategy_table(report).splitlines()
+
+    # Then it says no strategy changed a request, has a zero total with no percentage, and no rejection line
+    assert lines[2] == "(no request changed by a strategy)"
+    assert lines[4].split() == ["total", "0", "0.000000", "0.000000", "0.000000", "-"]
+    assert len(lines) == 5
+
+
+@pytest.fixture
+def report_command(monkeypatch: pytest.MonkeyPatch) -> list[tuple[LedgerStore, CostReportRequest, Path]]:
+    """`costgate report` over `_strategy_store()`, with a stand-in html_report module recording its calls."""
+    import costgate.dal.ledger  # noqa: PLC0415 - patched, not used
+
+    store = _strategy_store()
+    written: list[tuple[LedgerStore, CostReportRequest, Path]] = []
+
+    def write_html_report(store: LedgerStore, request: CostReportRequest, path: Path) -> None:
+        written.append((store, request, path))
+        path.write_text("<html></html>", encoding="utf-8")
+
+    html_report = types.ModuleType("costgate_local.html_report")
+    html_report.write_html_report = write_html_report  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "costgate_local.html_report", html_report)
+    monkeypatch.setattr(costgate.dal.ledger, "DynamoLedgerStore", lambda: store)
+    monkeypatch.setattr(cli, "_bind_table", lambda: None)
+    return written
+
+
+RANGE = ["--from", "2026-11-20", "--to", "2026-11-20"]
+
+
+def test_report_prints_the_cost_table_then_the_strategy_table(
+    report_command: list[Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given the ledger of _strategy_store()
+    # When running `costgate report` for the day
+    assert cli.main(["report", *RANGE]) == 0
+
+    # Then the cost table comes first, the strategy table after it, and no HTML is written
+    out = capsys.readouterr().out
+    assert out.index("Claude cost by day") < out.index("Savings by strategy, 2026-11-20 to 2026-11-20")
+    assert "prompt_cache" in out.split("Savings by strategy")[1]
+    assert "Budget rejections: 2 " in out
+    assert "HTML report" not in out
+    assert report_command == []
+
+
+def test_report_html_writes_the_page_and_prints_its_absolute_path(
+    report_command: list[Any], capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a working directory
+    monkeypatch.chdir(tmp_path)
+
+    # When running `costgate report --html` with a relative path, for one tenant
+    assert cli.main(["report", *RANGE, "--tenant", "acme", "--html", "report.html"]) == 0
+
+    # Then the HTML writer got the store, the same request and the path, and its absolute path is printed
+    ((_, request, path),) = report_command
+    assert request == CostReportRequest(date(2026, 11, 20), date(2026, 11, 20), GroupBy.DAY, "acme")
+    assert path == Path("report.html")
+    out = capsys.readouterr().out
+    assert out.splitlines()[-1] == f"HTML report: {tmp_path / 'report.html'}"
+    assert "Savings by strategy" in out
+
+
+def test_report_json_and_html_do_both_and_keep_stdout_json(
+    report_command: list[Any], capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # Given a path for the page
+    page = tmp_path / "out" / "report.html"
+    page.parent.mkdir()
+
+    # When running `costgate report --json --html`
+    assert cli.main(["report", *RANGE, "--json", "--html", str(page)]) == 0
+
+    # Then stdout is the JSON report alone, the page is written, and its path goes to stderr
+    captured = capsys.readouterr()
+    report = json.loads(captured.out)
+    assert report["budget_rejections"] == 2
+    assert report["total"]["strategies"]["routing"]["requests"] == 1
+    assert page.read_text(encoding="utf-8") == "<html></html>"
+    assert captured.err.strip() == f"HTML report: {page}"
+
+
+def test_report_html_to_a_missing_directory_fails_cleanly(
+    report_command: list[Any], capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # Given a path whose directory does not exist
+    page = tmp_path / "missing" / "report.html"
+
+    # When running `costgate report --html` to it
+    status = cli.main(["report", *RANGE, "--html", str(page)])
+
+    # Then it fails with a one-line error naming the path, not a traceback
+    assert status == 1
+    assert f"costgate: could not write the HTML report to {page}" in capsys.readouterr().err
 
 
 # --- CostReportRequest.from_query ------------------------------------------------------------------------

@@ -18,14 +18,29 @@ from email.utils import format_datetime
 from typing import Any
 
 import pytest
-from urllib3.exceptions import NewConnectionError
+from urllib3.exceptions import (
+    ConnectTimeoutError,
+    NameResolutionError,
+    NewConnectionError,
+    ProtocolError,
+    ReadTimeoutError,
+    SSLError,
+)
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
 from costgate.errors import OverloadedError, UpstreamUnavailableError, error_response
-from costgate.observability import logger
+from costgate.observability import MetricDimension, MetricName, logger
 from costgate.ports import Upstream
-from costgate.upstream import HttpUpstream, UpstreamResponse, read_final_usage
+from costgate.upstream import (
+    HttpUpstream,
+    UpstreamErrorType,
+    UpstreamResponse,
+    read_final_usage,
+    status_error_type,
+    transport_error_type,
+)
+from tests.unit.test_metrics import SERVICE, Emitted, emitted
 
 CLAUDE_KEY = "sk-ant-claude-secret-0001"
 START = 1_000.0  # the fake monotonic clock's start
@@ -528,6 +543,158 @@ def test_retries_are_logged_at_info_with_attempt_status_and_delay_never_the_key(
     assert record.levelno == logging.INFO
     assert (record.attempt, record.status, record.delay_s) == (1, 429, 2.0)  # type: ignore[attr-defined]
     assert all(CLAUDE_KEY not in json.dumps(vars(r), default=str) for r in log_records)
+
+
+# --- Metrics: calls, errors per kind, latency ----------------------------------------------------------
+
+
+@pytest.fixture
+def metrics_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("POWERTOOLS_METRICS_DISABLED", raising=False)
+    monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", SERVICE)
+
+
+def calls_and_errors(found: Emitted) -> tuple[int, int, dict[str, int]]:
+    """(calls, errors, errors per ErrorType) as the EMF blobs printed them."""
+    calls = int(sum(found.get((MetricName.UPSTREAM_CALLS, frozenset()), [])))
+    errors = int(sum(found.get((MetricName.UPSTREAM_ERRORS, frozenset()), [])))
+    by_type = {
+        next(iter(values)): len(ones)
+        for (name, values), ones in found.items()
+        if name == f"{MetricDimension.ERROR_TYPE}="
+    }
+    typed = int(sum(found.get((MetricName.UPSTREAM_ERRORS, frozenset({MetricDimension.ERROR_TYPE})), [])))
+    assert typed == errors, "every error is counted once in total and once under its type"
+    return calls, errors, by_type
+
+
+@pytest.mark.parametrize(
+    ("status", "error_type"),
+    [
+        (429, UpstreamErrorType.RATE_LIMITED),
+        (529, UpstreamErrorType.OVERLOADED),
+        (500, UpstreamErrorType.SERVER_ERROR),
+        (502, UpstreamErrorType.SERVER_ERROR),
+        (503, UpstreamErrorType.SERVER_ERROR),
+        (504, UpstreamErrorType.SERVER_ERROR),
+        (408, UpstreamErrorType.TIMEOUT),
+    ],
+)
+def test_every_failed_attempt_is_a_call_and_an_error_of_its_kind(
+    fake_time: FakeTime, metrics_on: None, capsys: pytest.CaptureFixture[str], status: int, error_type: str
+) -> None:
+    # Given an upstream that always answers this status
+    with ScriptedServer(error_reply(status)) as server:
+        # When a request is made with 2 retries
+        response = post(upstream(server.base_url, fake_time, max_retries=2))
+    found = emitted(capsys.readouterr().out)
+
+    # Then each of the 3 attempts is one call and one error of that kind
+    assert response.attempts == 3
+    assert calls_and_errors(found) == (3, 3, {error_type: 3})
+
+
+@pytest.mark.parametrize("status", [200, 400, 401, 403, 404, 409, 413, 422])
+def test_an_answer_or_a_client_error_is_a_call_but_no_upstream_error(
+    fake_time: FakeTime, metrics_on: None, capsys: pytest.CaptureFixture[str], status: int
+) -> None:
+    # Given an answer, or an error the request (or costgate's own key) caused, told not to be retried
+    reply = Reply() if status == 200 else error_reply(status, **{"x-should-retry": "false"})
+    with ScriptedServer(reply) as server:
+        post(upstream(server.base_url, fake_time))
+    # Then it is one call and no upstream error
+    assert calls_and_errors(emitted(capsys.readouterr().out)) == (1, 0, {})
+
+
+def test_a_retry_that_succeeds_still_counts_the_failures_before_it(
+    fake_time: FakeTime, metrics_on: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given Claude overloaded, then rate limiting, then answering
+    with ScriptedServer(error_reply(529), error_reply(429), Reply()) as server:
+        response = post(upstream(server.base_url, fake_time, max_retries=4))
+    # Then the client got its answer, and the metrics show 3 calls of which 2 failed, one of each kind
+    assert response.status == 200
+    found = emitted(capsys.readouterr().out)
+    assert calls_and_errors(found) == (3, 2, {"overloaded": 1, "rate_limited": 1})
+
+
+def test_a_refused_connection_counts_as_a_connection_error_per_attempt(
+    fake_time: FakeTime, refusing_port: int, metrics_on: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    client = upstream(f"http://127.0.0.1:{refusing_port}", fake_time, max_retries=1)
+    with pytest.raises(UpstreamUnavailableError):
+        post(client)
+    assert calls_and_errors(emitted(capsys.readouterr().out)) == (2, 2, {"connection": 2})
+
+
+def test_a_read_timeout_counts_as_a_timeout(metrics_on: None, capsys: pytest.CaptureFixture[str]) -> None:
+    # Given an upstream that accepts the connection and never answers, and a 0.2 s read timeout
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        port = silent.getsockname()[1]
+        client = HttpUpstream(
+            f"http://127.0.0.1:{port}", lambda: CLAUDE_KEY, max_retries=0, timeout_s=0.2, sleep=[].append
+        )
+        with pytest.raises(UpstreamUnavailableError, match="ReadTimeoutError"):
+            client.post("/v1/messages", b"{}", {}, time.monotonic() + 30)
+    assert calls_and_errors(emitted(capsys.readouterr().out)) == (1, 1, {"timeout": 1})
+
+
+@pytest.mark.parametrize(
+    ("error", "error_type"),
+    [
+        (ReadTimeoutError(None, "/v1/messages", "read timed out"), UpstreamErrorType.TIMEOUT),
+        (ConnectTimeoutError(None, "connect timed out"), UpstreamErrorType.TIMEOUT),
+        (TimeoutError("timed out"), UpstreamErrorType.TIMEOUT),
+        # urllib3's refused and DNS errors subclass its ConnectTimeoutError: they are still connection errors
+        (NewConnectionError(None, "refused"), UpstreamErrorType.CONNECTION),
+        (NameResolutionError("api.anthropic.com", None, socket.gaierror("no such host")), UpstreamErrorType.CONNECTION),
+        (ProtocolError("Connection aborted.", ConnectionResetError()), UpstreamErrorType.CONNECTION),
+        (SSLError("certificate verify failed"), UpstreamErrorType.CONNECTION),
+        (ConnectionResetError("reset by peer"), UpstreamErrorType.CONNECTION),
+    ],
+)
+def test_transport_errors_are_timeouts_or_connection_errors(error: Exception, error_type: UpstreamErrorType) -> None:
+    assert transport_error_type(error) is error_type
+
+
+@pytest.mark.parametrize("status", [200, 201, 400, 401, 403, 404, 409, 413, 422])
+def test_success_and_statuses_the_request_caused_are_no_upstream_error(status: int) -> None:
+    assert status_error_type(status) is None
+
+
+def test_any_5xx_without_a_kind_of_its_own_is_a_server_error() -> None:
+    assert status_error_type(599) is UpstreamErrorType.SERVER_ERROR
+
+
+class SlowChunks(list[bytes]):
+    """A streamed body whose chunks come `pause_s` apart (the headers go out with the first one)."""
+
+    pause_s = 0.5
+
+    def __iter__(self) -> Iterator[bytes]:
+        for index, chunk in enumerate(list.__iter__(self)):
+            if index:
+                time.sleep(self.pause_s)
+            yield chunk
+
+
+def test_latency_is_the_time_to_the_headers_not_to_the_end_of_a_stream(fake_time: FakeTime) -> None:
+    # Given a stream whose last event comes 0.5 s after its first (and its headers)
+    chunks = SlowChunks([b"event: ping\ndata: {}\n\n", b'event: message_stop\ndata: {"type":"message_stop"}\n\n'])
+    reply = Reply(200, {"content-type": "text/event-stream"}, chunks)
+    with ScriptedServer(reply) as server:
+        client = HttpUpstream(server.base_url, lambda: CLAUDE_KEY, sleep=fake_time.sleep)
+        # When it is fetched, with the real monotonic clock
+        started = time.monotonic()
+        response = post(client, deadline=started + 60)
+        elapsed = time.monotonic() - started
+    # Then the whole body arrived after the pause, but the latency stops at the headers
+    assert response.body == b"".join(chunks)
+    assert elapsed >= SlowChunks.pause_s
+    assert response.latency_s is not None
+    assert 0 <= response.latency_s < SlowChunks.pause_s
 
 
 # --- Reading the final usage -------------------------------------------------------------------------------

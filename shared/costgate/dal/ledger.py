@@ -1,4 +1,4 @@
-"""The ledger in DynamoDB: request rows and daily rollups, written in one transaction.
+"""The ledger in DynamoDB: request rows and daily rollups, written in one transaction; budget rejection counters.
 
 The same transaction settles the request's budget holds (`settle_updates`) and adds its use of a
 cached prefix to the prompt-cache totals (`prompt_cache_updates`); every item in it is distinct, as
@@ -7,7 +7,7 @@ DynamoDB requires.
 
 import time
 from collections.abc import Callable, Iterator, Sequence
-from datetime import UTC, date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 from pynamodb.attributes import (
@@ -36,7 +36,7 @@ from costgate.dal.table import (
     transaction_connection,
 )
 from costgate.errors import UpstreamError
-from costgate.ledger import LedgerEntry, Rollup
+from costgate.ledger import LedgerEntry, RejectionCount, Rollup, utc_day, validate_tag
 from costgate.observability import logger
 from costgate.usage import TokenUsage
 
@@ -98,6 +98,8 @@ class RollupItem(CostgateItem, discriminator="rollup"):
     """Daily totals, updated only by atomic ADDs.  PK: DAY#<yyyy-mm-dd>  SK: ROLLUP#<tenant>#<feature>#<model>
 
     One partition per day keeps a date-range report to one Query per day; tags cannot contain '#'.
+    Per strategy: `savings_<strategy>_usd` sums what it saved over every request; `applied_<strategy>_*`
+    count only the requests it changed (a non-zero saving) and sum their cost.
     """
 
     day = UnicodeAttribute()
@@ -117,9 +119,31 @@ class RollupItem(CostgateItem, discriminator="rollup"):
     savings_batch_usd = DecimalAttribute(null=True)
     savings_routing_usd = DecimalAttribute(null=True)
     savings_answer_cache_usd = DecimalAttribute(null=True)
+    applied_prompt_cache_requests = NumberAttribute(null=True)
+    applied_prompt_cache_cost_usd = DecimalAttribute(null=True)
+    applied_batch_requests = NumberAttribute(null=True)
+    applied_batch_cost_usd = DecimalAttribute(null=True)
+    applied_routing_requests = NumberAttribute(null=True)
+    applied_routing_cost_usd = DecimalAttribute(null=True)
+    applied_answer_cache_requests = NumberAttribute(null=True)
+    applied_answer_cache_cost_usd = DecimalAttribute(null=True)
+
+
+class RejectionItem(CostgateItem, discriminator="rejection"):
+    """Budget rejections, updated only by atomic ADDs.  PK: DAY#<yyyy-mm-dd>  SK: REJECT#<tenant>#<feature>
+
+    In the rollups' day partition, under its own sort-key prefix: a report reads both per day.
+    """
+
+    day = UnicodeAttribute()
+    tenant = UnicodeAttribute()
+    feature = UnicodeAttribute()
+    rejected = NumberAttribute()  # not `count`: that name is Model.count()
 
 
 _ROLLUP_SAVINGS = {strategy: f"savings_{strategy.value}_usd" for strategy in Strategy}
+_ROLLUP_APPLIED_REQUESTS = {strategy: f"applied_{strategy.value}_requests" for strategy in Strategy}
+_ROLLUP_APPLIED_COST = {strategy: f"applied_{strategy.value}_cost_usd" for strategy in Strategy}
 
 
 def _ledger_key(request_id: str) -> tuple[str, str]:
@@ -156,6 +180,11 @@ class DynamoLedgerStore:
             RollupItem.cache_read_tokens.add(usage.cache_read_tokens),
             RollupItem.web_search_requests.add(usage.web_search_requests),
             *(getattr(RollupItem, _ROLLUP_SAVINGS[strategy]).add(amount) for strategy, amount in entry.savings.items()),
+            *(getattr(RollupItem, _ROLLUP_APPLIED_REQUESTS[strategy]).add(1) for strategy in entry.applied_strategies),
+            *(
+                getattr(RollupItem, _ROLLUP_APPLIED_COST[strategy]).add(entry.cost.total_usd)
+                for strategy in entry.applied_strategies
+            ),
         ]
         for attempt in range(1, MAX_TRANSACTION_ATTEMPTS + 1):
             try:
@@ -185,6 +214,30 @@ class DynamoLedgerStore:
         while day <= last:
             for item in RollupItem.query(_day_key(day), RollupItem.sk.startswith("ROLLUP#")):
                 yield _to_rollup(item)
+            day += timedelta(days=1)
+
+    def count_rejection(self, at: datetime, tenant: str, feature: str) -> None:
+        day = utc_day(at)
+        counter = RejectionItem(
+            _day_key(day), f"REJECT#{validate_tag(tenant, 'tenant')}#{validate_tag(feature, 'feature')}"
+        )
+        counter.update(
+            actions=[
+                RejectionItem.entity.set(RejectionItem),
+                RejectionItem.day.set(day.isoformat()),
+                RejectionItem.tenant.set(tenant),
+                RejectionItem.feature.set(feature),
+                RejectionItem.rejected.add(1),
+            ]
+        )
+
+    def rejections(self, first: date, last: date) -> Iterator[RejectionCount]:
+        day = first
+        while day <= last:
+            for item in RejectionItem.query(_day_key(day), RejectionItem.sk.startswith("REJECT#")):
+                yield RejectionCount(
+                    day=date.fromisoformat(item.day), tenant=item.tenant, feature=item.feature, count=int(item.rejected)
+                )
             day += timedelta(days=1)
 
 
@@ -244,6 +297,16 @@ def _to_rollup(item: RollupItem) -> Rollup:
         savings_usd={
             strategy: amount
             for strategy, name in _ROLLUP_SAVINGS.items()
+            if (amount := getattr(item, name)) is not None
+        },
+        strategy_requests={
+            strategy: int(count)
+            for strategy, name in _ROLLUP_APPLIED_REQUESTS.items()
+            if (count := getattr(item, name)) is not None
+        },
+        strategy_cost_usd={
+            strategy: amount
+            for strategy, name in _ROLLUP_APPLIED_COST.items()
             if (amount := getattr(item, name)) is not None
         },
     )
