@@ -15,9 +15,9 @@ SAM := PATH="$(dir $(PYTHON313)):$$PATH" SAM_CLI_TELEMETRY=0 $(SAM_VENV)/bin/sam
 .PHONY: help run test lint format typecheck template pytest bench build lock clean check-python browser
 
 help:
-	@echo "make run    - the local demo: moto as AWS, a day of sample usage through the ledger, the cost report"
+	@echo "make run    - the sample workload through the local stack with the anthropic SDK: savings per strategy, out/report.html"
 	@echo "make test   - venv, ruff, mypy, template checks (cfn-lint, sam validate --lint, sam build, the 250 MB Lambda size), pytest"
-	@echo "make lint | typecheck | template | pytest | bench | build | lock | clean"
+	@echo "make lint | typecheck | template | pytest | browser | bench | build | lock | clean"
 
 check-python:
 	@if [ -z "$(PYTHON313)" ] || ! "$(PYTHON313)" -c 'import sys; assert sys.version_info[:2] == (3, 13)' 2>/dev/null; then \

@@ -198,7 +198,7 @@ def _totals(report: CostReport) -> str:
         ("Requests", f"{total.requests:,}"),
         ("Cost", usd(total.cost_usd)),
         ("Without optimisation (baseline)", usd(total.baseline_cost_usd)),
-        ("Saved", f"{usd(total.savings_usd)} ({percent(_overall(report).saving_fraction)})"),
+        ("Saved", f"{usd(total.savings_usd)} ({percent(report.total.overall.saving_fraction)})"),
         ("Budget rejections", f"{report.budget_rejections:,}"),
     ]
     return "\n".join(
@@ -219,13 +219,7 @@ def _strategy_table(report: CostReport) -> str:
         return f'<tr{css}><th scope="row">{escape(name)}</th>{numbers}</tr>'
 
     body = "\n".join(row(STRATEGY_LABELS[s], totals) for s, totals in report.total.strategies.items())
-    return _TABLE.format(body=body, total=row("All requests", _overall(report), ' class="total"'))
-
-
-def _overall(report: CostReport) -> StrategyTotals:
-    """Every request of the report as if changed by one strategy: all the savings together."""
-    total = report.total
-    return StrategyTotals(requests=total.requests, cost_usd=total.cost_usd, savings_usd=total.savings_usd)
+    return _TABLE.format(body=body, total=row("All requests", report.total.overall, ' class="total"'))
 
 
 def _figure_div(figure: go.Figure, div_id: str) -> str:

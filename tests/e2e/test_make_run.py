@@ -4,12 +4,13 @@ import json
 import re
 import subprocess
 import sys
+from collections import Counter
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
-from costgate_local.demo import load_workload
+from costgate_local.demo import WORKLOAD, load_workload
 
 COSTGATE = Path(sys.executable).parent / "costgate"
 DEMO_TIMEOUT_S = 900
@@ -63,6 +64,24 @@ def test_every_strategy_saved_on_the_workload(demo: tuple[subprocess.CompletedPr
     assert _percent(rows["answer_cache"]) == Decimal(100)
     for strategy in ("prompt_cache", "routing", "total"):
         assert Decimal(0) < _percent(rows[strategy]) < Decimal(100), rows[strategy]
+
+
+def test_the_answer_cache_answers_exactly_the_repeats_and_the_paraphrases(
+    demo: tuple[subprocess.CompletedProcess[str], Path],
+) -> None:
+    # The workload labels each FAQ question: an original (near-misses included) must reach Claude, a
+    # repeat is an exact hit and a paraphrase a semantic hit.
+    result, _ = demo
+    kinds = Counter(
+        json.loads(line)["kind"]
+        for line in (WORKLOAD / "customer_faq" / "requests.jsonl").read_text(encoding="utf-8").splitlines()
+        if line.strip()
+    )
+    match = re.search(
+        r"customer-faq .*: (\d+) answered; answer cache (\d+) exact-hit, (\d+) semantic-hit;", result.stdout
+    )
+    assert match, result.stdout[-3000:]
+    assert [int(group) for group in match.groups()] == [sum(kinds.values()), kinds["repeat"], kinds["paraphrase"]]
 
 
 def test_budget_runs_out_and_is_counted(demo: tuple[subprocess.CompletedProcess[str], Path]) -> None:
