@@ -309,6 +309,10 @@ def _add_serve_command(commands: Any) -> None:
         "--batch-interval", type=_positive_seconds, default=2.0, metavar="S",
         help="seconds between two runs of the batch scheduler (BatchFunction's schedule; default 2)",
     )  # fmt: skip
+    serve.add_argument(
+        "--spend-interval", type=_positive_seconds, metavar="S",
+        help="seconds between two runs of SpendWatchFunction (default: its template schedule, rate(5 minutes): 300)",
+    )  # fmt: skip
     add_simulator_arguments(serve)
 
 
@@ -321,6 +325,7 @@ def serve_command(args: argparse.Namespace) -> int:
             upstream=args.upstream,
             simulator=simulator_options_from_args(args, port=0),
             batch_interval_s=args.batch_interval,
+            spend_interval_s=args.spend_interval,
         )
     )
 

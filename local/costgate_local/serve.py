@@ -1,9 +1,10 @@
 """`costgate serve`: the whole stack on one machine, in one process.
 
 moto as AWS (the table and bucket built from template.yaml), the Claude API simulator (or the real
-API), the HTTP front that invokes the real ApiFunction handler, and batch summarisation's two
-triggers: an S3-event bridge that hands uploads under incoming/ to the real IngestFunction handler,
-and a schedule loop that runs the real BatchFunction handler. When everything listens it prints
+API), the HTTP front that invokes the real ApiFunction handler, batch summarisation's two triggers:
+an S3-event bridge that hands uploads under incoming/ to the real IngestFunction handler, and a
+schedule loop that runs the real BatchFunction handler; and a second schedule loop that runs the real
+SpendWatchFunction handler at its template schedule. When everything listens it prints
 exactly one JSON line to stdout and sends all later output to stderr, so a script can read the
 line and go; SIGINT or SIGTERM stops every server and loop (threads of this process: nothing
 outlives it).
@@ -12,6 +13,7 @@ outlives it).
 import json
 import logging
 import os
+import re
 import signal
 import sys
 import threading
@@ -46,6 +48,10 @@ PSEUDO_PARAMETERS = {
 }
 INGEST_QUEUE = "costgate-local-ingest-events"
 DEFAULT_BATCH_INTERVAL_S = 2.0
+SPEND_FUNCTION = "SpendWatchFunction"
+# An EventBridge rate expression: a positive whole number and its unit, singular for 1 and plural otherwise.
+_RATE = re.compile(r"rate\((?P<value>[1-9][0-9]*) (?P<unit>minute|hour|day)(?P<plural>s?)\)")
+_RATE_UNIT_S = {"minute": 60, "hour": 60 * 60, "day": 24 * 60 * 60}
 # The S3-event bridge: how long one receive waits for a message, how soon a failed event comes back,
 # and how many deliveries an event gets before it is given up (Lambda's async invoke: 1 + 2 retries).
 BRIDGE_WAIT_S = 1
@@ -67,6 +73,7 @@ class ServeOptions:
     upstream: str  # "simulator" | "anthropic"
     simulator: SimulatorOptions
     batch_interval_s: float = DEFAULT_BATCH_INTERVAL_S  # between two BatchFunction ticks
+    spend_interval_s: float | None = None  # between two SpendWatchFunction runs; None: its template schedule
 
 
 def serve(options: ServeOptions) -> int:
@@ -74,13 +81,20 @@ def serve(options: ServeOptions) -> int:
     if options.upstream == "anthropic" and not os.environ.get("ANTHROPIC_API_KEY"):
         print("costgate serve: --upstream anthropic needs ANTHROPIC_API_KEY in the environment", file=sys.stderr)
         return 2
+    template = load_template()
+    spend_interval_s = options.spend_interval_s
+    if spend_interval_s is None:
+        try:
+            spend_interval_s = schedule_interval_s(template, SPEND_FUNCTION)
+        except ValueError as error:
+            print(f"costgate serve: {error}; give it an interval with --spend-interval S", file=sys.stderr)
+            return 2
     stop = threading.Event()
     ready_line = _claim_stdout()
     # Before the ready line: a client may signal as soon as it has read it.
     _stop_on_signals(stop)
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # per-request access lines from every server
     _log_to_stderr()
-    template = load_template()
     bucket = resolve(template["Resources"][BUCKET_RESOURCE]["Properties"]["BucketName"], PSEUDO_PARAMETERS, "Bucket")
 
     with ExitStack() as stack:
@@ -107,12 +121,12 @@ def serve(options: ServeOptions) -> int:
             "ClaudeApiUrl": upstream_url,
             "ClaudeApiKeySecretName": CLAUDE_KEY_SECRET_NAME,
         }
-        api, ingest, batch = (
+        api, ingest, batch, spend = (
             LocalFunction.from_template(template, name, refs=refs)
-            for name in ("ApiFunction", "IngestFunction", "BatchFunction")
+            for name in ("ApiFunction", "IngestFunction", "BatchFunction", SPEND_FUNCTION)
         )
         # One process is every function's container: their environments must agree where they overlap.
-        os.environ.update(_merged_environment(api, ingest, batch))
+        os.environ.update(_merged_environment(api, ingest, batch, spend))
         bind_table(TABLE)
         api_key, _ = issue_key(DynamoKeyStore(), tenant=DEV_TENANT, feature=None, now=SystemClock().now())
         server = make_server("127.0.0.1", options.port, ApiFront(api), threaded=True)
@@ -126,6 +140,9 @@ def serve(options: ServeOptions) -> int:
             threading.Thread(target=S3EventBridge(sqs, queue_url, ingest, stop).run, name="s3-events", daemon=True),
             threading.Thread(
                 target=ScheduleLoop(batch, options.batch_interval_s, stop).run, name="batch-schedule", daemon=True
+            ),
+            threading.Thread(
+                target=ScheduleLoop(spend, spend_interval_s, stop).run, name="spend-schedule", daemon=True
             ),
         ]
         for loop in loops:
@@ -142,6 +159,7 @@ def serve(options: ServeOptions) -> int:
             "upstream": options.upstream,
             "upstream_url": upstream_url,
             "batch_interval_s": options.batch_interval_s,
+            "spend_interval_s": spend_interval_s,
         }
         ready_line.write(json.dumps(ready) + "\n")
         ready_line.close()
@@ -149,6 +167,41 @@ def serve(options: ServeOptions) -> int:
             pass
     print("costgate serve: stopped", file=sys.stderr)
     return 0
+
+
+def schedule_interval_s(template: dict[str, Any], logical_id: str) -> float:
+    """Seconds between two runs of the function's one Schedule event (a `!Ref` takes the parameter's default)."""
+    events = template["Resources"][logical_id]["Properties"].get("Events", {}).values()
+    schedules = [event["Properties"]["Schedule"] for event in events if event.get("Type") == "Schedule"]
+    if len(schedules) != 1:
+        raise ValueError(f"{logical_id} has {len(schedules)} Schedule events; the local stack runs exactly one")
+    defaults = {
+        name: str(parameter["Default"])
+        for name, parameter in template.get("Parameters", {}).items()
+        if "Default" in parameter
+    }
+    expression = resolve(schedules[0], defaults, f"{logical_id}'s schedule")
+    try:
+        return rate_interval_s(expression)
+    except ValueError as error:
+        raise ValueError(f"{logical_id}: {error}") from None
+
+
+def rate_interval_s(expression: str) -> float:
+    """Seconds between two runs of an EventBridge `rate(N minute|minutes|hour|hours|day|days)`.
+
+    As EventBridge requires, N is a positive whole number and the unit singular for 1, plural otherwise.
+    A `cron(...)` schedule names wall-clock times, not an interval: the local stack does not run one.
+    """
+    if expression.startswith("cron("):
+        raise ValueError(f"the local stack cannot run the cron schedule {expression!r}, only rate(...)")
+    found = _RATE.fullmatch(expression)
+    # EventBridge refuses rate(1 minutes) and rate(5 minute) alike.
+    if found is None or (found["value"] == "1") != (found["plural"] == ""):
+        raise ValueError(
+            f"{expression!r} is not an EventBridge rate expression such as rate(1 minute) or rate(5 minutes)"
+        )
+    return float(int(found["value"]) * _RATE_UNIT_S[found["unit"]])
 
 
 def _claim_stdout() -> TextIO:
@@ -281,7 +334,8 @@ class S3EventBridge:
 class ScheduleLoop:
     """The local stand-in for an EventBridge schedule: the function's handler every `interval_s`, with
     a scheduled event and a Lambda context. Ticks never overlap (BatchFunction's reserved concurrency
-    is 1); one that fails is logged and the next goes on, as in AWS."""
+    is 1; a SpendWatchFunction run takes far less than its five minutes); one that fails is logged and
+    the next goes on, as in AWS."""
 
     def __init__(self, function: LocalFunction, interval_s: float, stop: threading.Event) -> None:
         self._function = function

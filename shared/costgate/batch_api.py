@@ -28,6 +28,14 @@ a unit's outcome is idempotent), since a silent restart would yield the first li
 
 The API key goes with every request, so redirects are not followed (urllib3 would carry `x-api-key`
 to wherever one points), and a `results_url` on another host must be https.
+
+Metrics: every HTTP attempt (create, retrieve, list page, results; retries included) counts as
+`costgate.upstream` counts its own, through the same `emit_upstream_attempt`, `status_error_type` and
+`transport_error_type`: one `UpstreamCalls`, and one `UpstreamErrors` of its `ErrorType` when it got
+no answer (timeout, connection) or a 408, 429, 529 or other 5xx. Any other answer is a call without
+an upstream error: a refused batch (4xx) is the batch's fault. A results download is one attempt,
+counted when its body has ended: a stream that breaks off is an error of its kind, one that the
+caller stops reading is not.
 """
 
 import json
@@ -52,7 +60,7 @@ from costgate.errors import (
     NotFoundError,
     UpstreamError,
 )
-from costgate.observability import logger
+from costgate.observability import emit_upstream_attempt, logger
 from costgate.upstream import (
     CONNECT_TIMEOUT_S,
     INITIAL_RETRY_DELAY_S,
@@ -60,9 +68,12 @@ from costgate.upstream import (
     MAX_RETRY_DELAY_S,
     RETRY_JITTER,
     USER_AGENT,
+    UpstreamErrorType,
     UpstreamResponse,
     _retry_after_s,
     _should_retry,
+    status_error_type,
+    transport_error_type,
 )
 
 API_VERSION = "2023-06-01"
@@ -223,9 +234,11 @@ class HttpClaudeBatches:
                 preload_content=True,
             )
         except (TransportError, OSError) as error:
+            emit_upstream_attempt(transport_error_type(error))
             raise BatchSubmitUncertainError(
                 f"batch create attempt {attempt} got no answer ({type(error).__name__}): the batch may or may not exist"
             ) from error
+        emit_upstream_attempt(status_error_type(raw.status))
         return _as_response(raw, raw.data)
 
     def _created(self, response: UpstreamResponse) -> RemoteBatch:
@@ -280,6 +293,7 @@ class HttpClaudeBatches:
         raw = self._get(url, preload=False)
         number = 0
         completed = False
+        broke_off: UpstreamErrorType | None = None
         try:
             for line in _split_lines(raw.stream(RESULT_CHUNK_BYTES, decode_content=True)):
                 number += 1
@@ -287,10 +301,13 @@ class HttpClaudeBatches:
                     yield _result(line, batch_id, number)
             completed = True
         except (TransportError, OSError) as error:
+            broke_off = transport_error_type(error)
             raise UpstreamError(
                 f"the results of message batch {batch_id} broke off after {number} line(s): {type(error).__name__}"
             ) from error
         finally:
+            # The attempt `_get` answered 2xx and left uncounted: done, abandoned or broken off, it ends here.
+            emit_upstream_attempt(broke_off)
             if not completed:
                 raw.close()  # the rest is unread: this connection cannot serve another request
             raw.release_conn()
@@ -316,7 +333,8 @@ class HttpClaudeBatches:
             raise UpstreamError(f"GET {path} answered HTTP {raw.status} with a body that is not JSON") from error
 
     def _get(self, url: str, *, preload: bool) -> urllib3.BaseHTTPResponse:
-        """The first 2xx response to GET url, retried; with `preload` False its body is still unread."""
+        """The first 2xx response to GET url, retried; with `preload` False its body is still unread, and
+        that last attempt is left for the caller to count once the body has ended (every other is counted here)."""
         attempts = 0
         while True:  # bounded: attempts grows by one per pass and stops past max_retries
             attempts += 1
@@ -330,6 +348,7 @@ class HttpClaudeBatches:
                     preload_content=preload,
                 )
             except (TransportError, OSError) as error:
+                emit_upstream_attempt(transport_error_type(error))
                 if attempts > self._max_retries:
                     raise UpstreamError(
                         f"GET {_path(url)} got no answer after {attempts} attempt(s): {type(error).__name__}"
@@ -337,7 +356,10 @@ class HttpClaudeBatches:
                 self._pause(f"GET {_path(url)}", attempts, None, type(error).__name__)
                 continue
             if 200 <= raw.status < 300:
+                if preload:
+                    emit_upstream_attempt(None)
                 return raw
+            emit_upstream_attempt(status_error_type(raw.status))
             response = _as_response(raw, _error_body(raw, preload))
             if not _should_retry(response) or attempts > self._max_retries:
                 detail = f"GET {_path(url)} after {attempts} attempt(s): {_describe(response)}"

@@ -38,8 +38,9 @@ class MetricName(StrEnum):
     BATCH_DOCUMENTS_DONE = "BatchDocumentsDone"
     BATCH_DOCUMENTS_FAILED = "BatchDocumentsFailed"
     BATCH_REQUESTS_SUBMITTED = "BatchRequestsSubmitted"
-    # ApiFunction's calls to Claude's messages endpoints (HttpUpstream): one per HTTP attempt, retries
-    # included, so that errors / calls is the share of attempts Claude (or the way to it) failed.
+    # Calls to the Claude API: the Messages endpoints (HttpUpstream) and the Message Batches API
+    # (HttpClaudeBatches), one per HTTP attempt, retries included, so that errors / calls is the share of
+    # attempts Claude (or the way to it) failed.
     UPSTREAM_CALLS = "UpstreamCalls"
     # An attempt that ended in a timeout, a connection error, 408, 429, 529 or another 5xx (ErrorType
     # says which); never a 4xx the request itself caused, nor 401/403 (costgate's own key, logged loud).
@@ -82,8 +83,9 @@ BATCH_COUNTS = (
     MetricName.BATCH_DOCUMENTS_FAILED,
     MetricName.BATCH_REQUESTS_SUBMITTED,
 )
-# What HttpUpstream counts per attempt (emit_upstream_attempt), and SpendWatchFunction's gauges (emit_spend).
+# What HttpUpstream and HttpClaudeBatches count per attempt (emit_upstream_attempt).
 UPSTREAM_COUNTS = (MetricName.UPSTREAM_CALLS, MetricName.UPSTREAM_ERRORS)
+# SpendWatchFunction's gauges (emit_spend).
 SPEND_GAUGES = (MetricName.SPEND_TODAY_USD, MetricName.PROJECTED_DAILY_SPEND_USD)
 _SERVICE: frozenset[MetricDimension] = frozenset()
 # Every dimension set (besides `service`, always present) each metric is emitted with: what a dashboard

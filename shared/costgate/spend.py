@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
 from decimal import Decimal
 
+from costgate.cost import format_usd
 from costgate.observability import emit_spend
 from costgate.ports import LedgerStore
 from costgate.report import CostReportRequest, GroupBy, build_report
@@ -30,7 +31,11 @@ class SpendObservation:
 
     def as_json(self) -> dict[str, str]:
         # Exact strings, not rounded: the log line is the record of what the alarm saw.
-        return {"day": self.day.isoformat(), "spent_usd": str(self.spent_usd), "projected_usd": str(self.projected_usd)}
+        return {
+            "day": self.day.isoformat(),
+            "spent_usd": format_usd(self.spent_usd),
+            "projected_usd": format_usd(self.projected_usd),
+        }
 
 
 def project_day_spend(spent_usd: Decimal, now: datetime) -> Decimal:

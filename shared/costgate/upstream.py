@@ -48,6 +48,9 @@ Contract of `HttpUpstream.post` (the `costgate.ports.Upstream` port):
   upstream error: a 4xx is the request's own fault, and 401/403 (costgate's key refused) is a
   misconfiguration the gateway reports loudly itself. Per attempt, so that a 529 that succeeded on
   retry still shows Claude overloaded, and errors / calls counts the same thing on both sides.
+  `costgate.batch_api` (the Message Batches client) counts its attempts through the same
+  `emit_upstream_attempt`, `status_error_type` and `transport_error_type`: the metrics and their
+  alarm cover every call costgate makes to Claude, the gateway's and the batch scheduler's.
 - `UpstreamResponse.latency_s` is the answered attempt's time from sending to its response headers.
   Claude sends the headers of a JSON answer when the whole answer is ready, and those of a stream
   (`"stream": true`) at once, so for a stream it is the time to first byte, not to the stream's end.

@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,12 +17,16 @@ import pytest
 
 COSTGATE = Path(sys.executable).parent / "costgate"
 READY_TIMEOUT_S = 60
+# The module's stack runs SpendWatchFunction every second (its template schedule is every 5 minutes).
+SPEND_INTERVAL_S = 1
+SPEND_RUN_TIMEOUT_S = 15
 
 
 class Served:
-    def __init__(self, process: subprocess.Popen[str], ready: dict[str, Any]) -> None:
+    def __init__(self, process: subprocess.Popen[str], ready: dict[str, Any], log: Path) -> None:
         self.process = process
         self.ready = ready
+        self.log = log  # its stderr: every log line and EMF blob
 
     def env(self) -> dict[str, str]:
         """What the ready line tells other commands: the same resources, through the environment."""
@@ -47,16 +52,19 @@ def _read_line(stream: Any, timeout: float) -> str:
 
 
 @pytest.fixture(scope="module")
-def served() -> Iterator[Served]:
-    process = subprocess.Popen(
-        [str(COSTGATE), "serve", "--port", "0", "--batch-delay", "1"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    # A file, not a pipe: nothing would drain a pipe, and a full one would stall the stack.
+    log = tmp_path_factory.mktemp("serve") / "stderr.log"
+    with log.open("w") as stderr:
+        process = subprocess.Popen(
+            [str(COSTGATE), "serve", "--port", "0", "--batch-delay", "1", "--spend-interval", str(SPEND_INTERVAL_S)],
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            text=True,
+        )
     try:
         line = _read_line(process.stdout, READY_TIMEOUT_S)
-        yield Served(process, json.loads(line))
+        yield Served(process, json.loads(line), log)
     finally:
         if process.poll() is None:
             process.send_signal(signal.SIGTERM)
@@ -67,6 +75,21 @@ def test_ready_line_names_everything_a_script_needs(served: Served) -> None:
     assert set(served.ready) >= {"base_url", "api_key", "aws_endpoint_url", "table", "bucket"}
     for url in (served.ready["base_url"], served.ready["aws_endpoint_url"]):
         assert url.startswith("http://127.0.0.1:")
+
+
+def test_spend_watch_runs_at_the_interval_the_ready_line_names(served: Served) -> None:
+    # Given a stack serving SpendWatchFunction every second
+    assert served.ready["spend_interval_s"] == SPEND_INTERVAL_S
+    # When a few seconds pass / Then its log shows the real handler ran and read today's spend
+    deadline = time.monotonic() + SPEND_RUN_TIMEOUT_S
+    observed: list[dict[str, Any]] = []
+    while not observed and time.monotonic() < deadline:
+        time.sleep(0.2)
+        complete = served.log.read_text(encoding="utf-8", errors="replace").split("\n")[:-1]  # not one being written
+        observed = [json.loads(line) for line in complete if '"spend observed"' in line]
+    assert observed, f"no 'spend observed' line in the serve log within {SPEND_RUN_TIMEOUT_S} s"
+    assert observed[0]["function_name"] == "SpendWatchFunction"
+    assert set(observed[0]["spend"]) >= {"spent_usd", "projected_usd"}
 
 
 def test_api_answers_through_the_real_handler(served: Served) -> None:
@@ -143,6 +166,7 @@ def test_sigterm_stops_everything_and_stdout_held_only_the_ready_line() -> None:
         [str(COSTGATE), "serve", "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
     )
     ready = json.loads(_read_line(process.stdout, READY_TIMEOUT_S))
+    assert ready["spend_interval_s"] == 300  # without --spend-interval: the template's rate(5 minutes)
     # When it gets SIGTERM
     process.send_signal(signal.SIGTERM)
     # Then it exits cleanly, printed nothing more on stdout, and its ports are closed

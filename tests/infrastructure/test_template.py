@@ -38,6 +38,14 @@ SEARCH_SERVICE = re.compile(r'\bservice="(?P<value>[^"]+)"')
 # The ids a metric-math expression refers to: CloudWatch ids start with a lower-case letter, functions are upper case.
 MATH_ID = re.compile(r"\b[a-z][A-Za-z0-9_]*\b")
 SUB_VARIABLE = re.compile(r"\$\{(?P<name>[^}!]+)\}")
+# What an alarm may watch that costgate's code does not emit: what AWS publishes about costgate's own
+# resources, only where no costgate code runs to report the condition. Each namespace with its metrics.
+AWS_ALARM_METRICS: dict[str, frozenset[str]] = {
+    # IngestDeadLetterAlarm: an upload event IngestFunction gave up on waits in a queue, where nothing runs.
+    "AWS/SQS": frozenset({"ApproximateNumberOfMessagesVisible"}),
+    # SpendWatchErrorsAlarm, SpendWatchNotRunningAlarm: a run that fails, or never starts, emits no metric.
+    "AWS/Lambda": frozenset({"Errors", "Invocations"}),
+}
 
 
 @pytest.fixture(scope="module")
@@ -134,7 +142,8 @@ def _search_metrics(expression: str) -> list[tuple[str, str, dict[str, str | Non
 
 def _alarm_metrics(template: dict[str, Any]) -> list[tuple[str, str, dict[str, str | None]]]:
     """Every (namespace, metric name, dimensions) an alarm watches, each MetricStat of a metric-math alarm
-    included (whose expressions must refer only to its own ids), but AWS services' own (AWS/SQS ...)."""
+    included (whose expressions must refer only to its own ids), but AWS services' own: those must be
+    in AWS_ALARM_METRICS."""
     found: list[tuple[str, str, dict[str, str | None]]] = []
     for name, alarm in _resources(template, "AWS::CloudWatch::Alarm").items():
         props = alarm["Properties"]
@@ -149,6 +158,10 @@ def _alarm_metrics(template: dict[str, Any]) -> list[tuple[str, str, dict[str, s
         )
         for metric in metrics:
             if metric["Namespace"].startswith("AWS/"):
+                allowed = AWS_ALARM_METRICS.get(metric["Namespace"], frozenset())
+                assert metric["MetricName"] in allowed, (
+                    f"{name}: {metric['Namespace']} {metric['MetricName']} is not in AWS_ALARM_METRICS"
+                )
                 continue
             dims = {d["Name"]: d["Value"] for d in metric.get("Dimensions", [])}
             found.append((metric["Namespace"], metric["MetricName"], dims))
@@ -748,9 +761,53 @@ def test_metric_math_that_names_an_undefined_id_is_caught(template: dict[str, An
         _dashboard_metrics(changed)
 
 
+def test_an_alarm_on_an_aws_metric_not_in_the_allowed_list_is_caught(template: dict[str, Any]) -> None:
+    # Given the dead-letter alarm moved to another AWS namespace, and the spend-watch one to another Lambda metric
+    moved = copy.deepcopy(template)
+    moved["Resources"]["IngestDeadLetterAlarm"]["Properties"]["Namespace"] = "AWS/Kinesis"
+    renamed = copy.deepcopy(template)
+    renamed["Resources"]["SpendWatchErrorsAlarm"]["Properties"]["MetricName"] = "Error"
+
+    # When / Then the collector the metric test relies on refuses both, naming the alarm
+    with pytest.raises(AssertionError, match="IngestDeadLetterAlarm: AWS/Kinesis ApproximateNumberOfMessagesVisible"):
+        _alarm_metrics(moved)
+    with pytest.raises(AssertionError, match="SpendWatchErrorsAlarm: AWS/Lambda Error is not"):
+        _alarm_metrics(renamed)
+
+
+def test_spend_watch_failing_or_not_running_pages_within_the_burn_rate_window(template: dict[str, Any]) -> None:
+    # Given the two alarms on SpendWatchFunction, and the burn-rate alarm it feeds
+    errors = template["Resources"]["SpendWatchErrorsAlarm"]["Properties"]
+    not_running = template["Resources"]["SpendWatchNotRunningAlarm"]["Properties"]
+    burn_rate = template["Resources"]["SpendBurnRateAlarm"]["Properties"]
+
+    # Then both watch the spend function itself, by !Ref, over the burn-rate alarm's 15 minutes
+    for alarm in (errors, not_running):
+        assert alarm["Namespace"] == "AWS/Lambda"
+        assert alarm["Dimensions"] == [{"Name": "FunctionName", "Value": {"Ref": "SpendWatchFunction"}}]
+        assert (alarm["Statistic"], alarm["Period"]) == ("Sum", burn_rate["Period"])
+        assert alarm["EvaluationPeriods"] == burn_rate["EvaluationPeriods"] == 3
+    # and one failed run in that window pages (runs failing one in three never fail three in a row)
+    assert errors["MetricName"] == "Errors"
+    assert (errors["DatapointsToAlarm"], errors["Threshold"]) == (1, 1)
+    assert errors["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
+    assert errors["TreatMissingData"] == "notBreaching"
+    # and so does no run at all for the whole window: no Invocations data is what it looks for
+    assert not_running["MetricName"] == "Invocations"
+    assert (not_running["DatapointsToAlarm"], not_running["Threshold"]) == (3, 1)
+    assert not_running["ComparisonOperator"] == "LessThanThreshold"
+    assert not_running["TreatMissingData"] == "breaching"
+
+
 def test_every_alarm_notifies_the_alerts_topic_when_it_fires_and_when_it_clears(template: dict[str, Any]) -> None:
     alarms = _resources(template, "AWS::CloudWatch::Alarm")
-    assert {"DailySpendAlarm", "SpendBurnRateAlarm", "UpstreamErrorRateAlarm"} <= set(alarms)
+    assert {
+        "DailySpendAlarm",
+        "SpendBurnRateAlarm",
+        "SpendWatchErrorsAlarm",
+        "SpendWatchNotRunningAlarm",
+        "UpstreamErrorRateAlarm",
+    } <= set(alarms)
     for name, alarm in alarms.items():
         assert alarm["Properties"]["AlarmActions"] == [ALERTS_TOPIC], name
         assert alarm["Properties"]["OKActions"] == [ALERTS_TOPIC], name

@@ -409,11 +409,11 @@ def test_an_entry_in_more_buckets_than_one_transaction_holds_is_written_in_order
     # Given an entry in 99 buckets: with its answer and index item, 101 items (a transaction holds 100)
     buckets = tuple(f"t{n:02d}-001" for n in range(99))
 
-    def no_transaction(what: str, items: object) -> None:
+    def no_transaction(write: object, *, what: str, **options: object) -> None:
         raise AssertionError(f"{what}: 101 items sent to one transaction")
 
     # When it is stored (not by a transaction)
-    monkeypatch.setattr(store, "_transact", no_transaction)
+    monkeypatch.setattr(answer_cache_dal, "transact", no_transaction)
     store.put_semantic(entry("wide", buckets))
 
     # Then it is found from any of its buckets and read back

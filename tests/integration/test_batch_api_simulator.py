@@ -1,4 +1,5 @@
-"""HttpClaudeBatches against the Claude API simulator on a ManualClock, and a scripted server for what it cannot do.
+"""HttpClaudeBatches against the Claude API simulator on a ManualClock, and a scripted server for what it cannot do;
+and the upstream metrics (UpstreamCalls, UpstreamErrors per ErrorType) its attempts emit.
 
 Batches end when a test advances the clock; retry waits go to a recording `sleep`, so no test waits
 for a backoff or a retry-after. The simulator injects faults only into batch creation, so GET retries
@@ -25,8 +26,11 @@ from werkzeug.wrappers import Request, Response
 from costgate import batch_api
 from costgate.batch_api import HttpClaudeBatches, RemoteBatch
 from costgate.errors import BatchRejectedError, BatchSubmitUncertainError, NotFoundError, UpstreamError
+from costgate.upstream import UpstreamErrorType
 from costgate_local.simulator import FaultConfig, ManualClock, Simulator, SimulatorOptions
 from costgate_local.simulator import server as simulator_server
+from tests.unit.test_metrics import SERVICE, emitted
+from tests.unit.test_upstream import calls_and_errors
 
 START = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 BATCH_DELAY = timedelta(seconds=3)
@@ -551,3 +555,125 @@ def test_a_batch_object_reads_times_as_utc() -> None:
     assert batch.created_at.tzinfo == UTC
     assert batch.ended_at == START + BATCH_DELAY
     assert (batch.ended, batch.total) == (True, 2)
+
+
+# --- Metrics: every attempt is an upstream call, a failed one an upstream error -----------------------
+
+
+@pytest.fixture
+def metrics_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("POWERTOOLS_METRICS_DISABLED", raising=False)
+    monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", SERVICE)
+
+
+def counted(capsys: pytest.CaptureFixture[str]) -> tuple[int, int, dict[str, int]]:
+    """(calls, errors, errors per ErrorType) in the EMF printed since the last look."""
+    return calls_and_errors(emitted(capsys.readouterr().out))
+
+
+def test_a_batchs_lifecycle_counts_each_request_as_a_call_without_errors(
+    sim: Simulator, clock: ManualClock, tmp_path: Path, metrics_on: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given a batch created, read, listed, and its results read once it has ended
+    client = batches(sim.base_url)
+    created = client.create(batch_file(tmp_path, [request("a"), request("b")]))
+    assert counted(capsys) == (1, 0, {})
+    clock.advance(BATCH_DELAY)
+    client.retrieve(created.id)
+    list(client.created_since(LONG_AGO))
+    results = list(client.results(created.id))
+    # Then retrieve, the list page, and results' own retrieve and download are one call each
+    assert len(results) == 2
+    assert counted(capsys) == (4, 0, {})
+
+
+@pytest.mark.parametrize(
+    ("fault", "error_type"), [("rate_429", UpstreamErrorType.RATE_LIMITED), ("rate_529", UpstreamErrorType.OVERLOADED)]
+)
+def test_a_create_refused_at_the_door_then_made_counts_every_attempt(
+    clock: ManualClock,
+    tmp_path: Path,
+    metrics_on: None,
+    capsys: pytest.CaptureFixture[str],
+    fault: str,
+    error_type: UpstreamErrorType,
+) -> None:
+    # Given half the creates refused (seed 7 refuses the first two attempts)
+    with simulator(clock, **{fault: 0.5}) as sim:
+        # When a batch is created
+        batches(sim.base_url, max_retries=2).create(batch_file(tmp_path, [request("a")]))
+    # Then the three attempts are three calls, the two refused ones upstream errors of their kind
+    assert counted(capsys) == (3, 2, {error_type: 2})
+
+
+def test_a_create_claude_rejects_is_a_call_but_no_upstream_error(
+    sim: Simulator, tmp_path: Path, metrics_on: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(BatchRejectedError, match="HTTP 400"):
+        batches(sim.base_url).create(batch_file(tmp_path, []))
+    assert counted(capsys) == (1, 0, {})
+
+
+def test_attempts_that_get_no_answer_are_connection_errors(
+    closed_port: str, tmp_path: Path, metrics_on: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given nothing listening
+    client = batches(closed_port, max_retries=2)
+    # When a batch is created (never retried: it may exist) and one is read (retried twice)
+    with pytest.raises(BatchSubmitUncertainError):
+        client.create(batch_file(tmp_path, [request("a")]))
+    create = counted(capsys)
+    with pytest.raises(UpstreamError, match="got no answer"):
+        client.retrieve("msgbatch_1")
+    # Then each attempt is a call and a connection error
+    assert create == (1, 1, {UpstreamErrorType.CONNECTION: 1})
+    assert counted(capsys) == (3, 3, {UpstreamErrorType.CONNECTION: 3})
+
+
+def test_a_read_retried_through_503_and_429_counts_each_failure_by_kind(
+    metrics_on: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    replies = (
+        error_reply(503, "api_error", "busy"),
+        error_reply(429, "rate_limit_error", "slow down"),
+        Reply(body=json.dumps(batch_json()).encode()),
+    )
+    with ScriptedServer(*replies) as server:
+        batches(server.base_url, max_retries=2).retrieve("msgbatch_01")
+    assert counted(capsys) == (3, 2, {UpstreamErrorType.SERVER_ERROR: 1, UpstreamErrorType.RATE_LIMITED: 1})
+
+
+class CutOff(list[bytes]):
+    """Chunks a scripted server sends before it fails mid-body and drops the connection."""
+
+    def __iter__(self) -> Iterator[bytes]:
+        yield from super().__iter__()
+        raise RuntimeError("the server broke off the results")
+
+
+def test_results_that_break_off_count_the_download_as_one_failed_call(
+    metrics_on: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given an ended batch whose results stream breaks after its first line
+    body = CutOff([b'{"custom_id": "a", "result": {"type": "succeeded"}}\n'])
+    with ScriptedServer(ended_batch(), Reply(body=body)) as server:
+        results = batches(server.base_url).results("msgbatch_01")
+        # When the results are read / Then the first line comes, then the break
+        assert next(results)["custom_id"] == "a"
+        with pytest.raises(UpstreamError, match="broke off after 1 line"):
+            next(results)
+    # And the retrieve is a call, the download a call and a connection error: counted once, at its end
+    assert counted(capsys) == (2, 1, {UpstreamErrorType.CONNECTION: 1})
+
+
+def test_results_abandoned_half_read_count_the_download_once_without_an_error(
+    sim: Simulator, clock: ManualClock, tmp_path: Path, metrics_on: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    client = batches(sim.base_url)
+    created = client.create(batch_file(tmp_path, (request(f"u{i}") for i in range(10))))
+    clock.advance(BATCH_DELAY)
+    capsys.readouterr()
+    results = client.results(created.id)
+    next(results)
+    results.close()  # type: ignore[attr-defined]
+    assert counted(capsys) == (2, 0, {})

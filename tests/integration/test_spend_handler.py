@@ -61,7 +61,7 @@ def test_a_tick_emits_todays_spend_and_its_projection_from_the_ledger(
     found = emitted(capsys.readouterr().out)
 
     # Then it read today's 4.00 and projected it to 16.00 by midnight (a quarter of the day gone)
-    assert result == {"day": "2026-11-29", "spent_usd": "4.00", "projected_usd": "16.00"}
+    assert result == {"day": "2026-11-29", "spent_usd": "4", "projected_usd": "16"}
     assert Decimal(result["projected_usd"]) == 4 * Decimal(result["spent_usd"])
     # and emitted both gauges once, on the service-only dimension set the burn-rate alarm watches
     assert found[(MetricName.SPEND_TODAY_USD, frozenset())] == [4.0]
@@ -82,7 +82,7 @@ def test_a_tick_in_the_first_hour_projects_at_most_24_times_the_spend(
     )
 
     # Then the projection is floored at one hour: 24 × 0.05, not 96 × 0.05
-    assert result["projected_usd"] == "1.20"
+    assert result["projected_usd"] == "1.2"
     assert emitted(capsys.readouterr().out)[(MetricName.PROJECTED_DAILY_SPEND_USD, frozenset())] == [1.2]
 
 

@@ -86,7 +86,7 @@ def test_the_observation_reads_todays_rollups_only_and_emits_both_gauges(
 
     # Then today's spend is 5.00 and it projects to 15.00 (a third of the day gone)
     assert observation == SpendObservation(day=DAY, spent_usd=Decimal("5.00"), projected_usd=Decimal(15))
-    assert observation.as_json() == {"day": "2026-11-29", "spent_usd": "5.00", "projected_usd": "15.00"}
+    assert observation.as_json() == {"day": "2026-11-29", "spent_usd": "5", "projected_usd": "15"}
     # and both are emitted once, service-only
     assert found[(MetricName.SPEND_TODAY_USD, frozenset())] == [5.0]
     assert found[(MetricName.PROJECTED_DAILY_SPEND_USD, frozenset())] == [15.0]

@@ -15,7 +15,7 @@ another feature later owns the answer; the stale index item just goes).
 import math
 import time
 import zlib
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from itertools import batched
 from typing import Any, Final
@@ -27,7 +27,7 @@ from pynamodb.attributes import (
     UnicodeSetAttribute,
     UTCDateTimeAttribute,
 )
-from pynamodb.exceptions import DoesNotExist, TransactWriteError
+from pynamodb.exceptions import DoesNotExist
 from pynamodb.transactions import TransactWrite
 
 from costgate.answer_cache import SemanticCandidate, SemanticEntry, StoredAnswer
@@ -36,11 +36,8 @@ from costgate.dal.table import (
     SORT_KEY,
     CostgateItem,
     DecimalAttribute,
-    conflict_backoff,
-    is_transaction_conflict,
-    transaction_connection,
+    transact,
 )
-from costgate.errors import UpstreamError
 from costgate.ledger import validate_tag
 from costgate.observability import logger
 from costgate.vector_index import decode_vector, encode_vector
@@ -50,7 +47,8 @@ MAX_ITEM_BYTES: Final = 390_000
 # TransactWriteItems: at most 100 items and 4 MB (4,194,304 bytes) in all.
 MAX_TRANSACTION_ITEMS: Final = 100
 MAX_TRANSACTION_BYTES: Final = 4_000_000
-# A conflicting transaction is another writer of the same entry or a purge: worth a retry, never a wait.
+# A conflicting transaction is another writer of the same entry or a purge: worth a few retries (with
+# the shared backoff), not the ledger's twelve: the answer is already with its client.
 MAX_PUT_ATTEMPTS: Final = 3
 # Index items handled per round of purge: one BatchGetItem (≤ 100 keys) plus BatchWriteItems of 25.
 PURGE_CHUNK: Final = 50
@@ -256,33 +254,24 @@ class DynamoAnswerCacheStore:
                 f"answer cache: {what} would be a {largest:,}-byte item (DynamoDB limit ~400 KB, costgate's"
                 f" {MAX_ITEM_BYTES:,}) after compression; not stored"
             )
-        if len(items) <= MAX_TRANSACTION_ITEMS and sum(sizes) <= MAX_TRANSACTION_BYTES:
-            self._transact(what, items)
+        if len(items) > MAX_TRANSACTION_ITEMS or sum(sizes) > MAX_TRANSACTION_BYTES:
+            logger.info(
+                "answer cache: entry too big for one transaction, written in order",
+                extra={"items": len(items), "bytes": sum(sizes)},
+            )
+            for item in head:
+                item.save()
+            with CostgateItem.batch_write() as batch:
+                for item in buckets:
+                    batch.save(item)
             return
-        logger.info(
-            "answer cache: entry too big for one transaction, written in order",
-            extra={"items": len(items), "bytes": sum(sizes)},
-        )
-        for item in head:
-            item.save()
-        with CostgateItem.batch_write() as batch:
-            for item in buckets:
-                batch.save(item)
 
-    def _transact(self, what: str, items: Iterable[CostgateItem]) -> None:
-        for attempt in range(1, MAX_PUT_ATTEMPTS + 1):
-            try:
-                with TransactWrite(connection=transaction_connection()) as transaction:
-                    for item in items:
-                        transaction.save(item)
-            except TransactWriteError as error:
-                if not is_transaction_conflict(error):
-                    raise
-                logger.info("answer cache: transaction conflict, retrying", extra={"attempt": attempt})
-                conflict_backoff(attempt, self._sleep)
-            else:
-                return
-        raise UpstreamError(f"answer cache: could not store the {what} after {MAX_PUT_ATTEMPTS} attempts")
+        def write(transaction: TransactWrite) -> None:
+            for item in items:
+                transaction.save(item)
+
+        # No item carries a condition, so no codes come back: the entry is stored or this raised.
+        transact(write, area="answer cache", what=f"store the {what}", sleep=self._sleep, attempts=MAX_PUT_ATTEMPTS)
 
 
 def _exact_pk(key: str) -> str:

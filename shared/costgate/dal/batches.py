@@ -37,7 +37,7 @@ from itertools import batched, islice
 from typing import Any, Final
 
 from pynamodb.attributes import ListAttribute, MapAttribute, NumberAttribute, UnicodeAttribute, UTCDateTimeAttribute
-from pynamodb.exceptions import DoesNotExist, PutError, TransactWriteError, UpdateError
+from pynamodb.exceptions import DoesNotExist, PutError, UpdateError
 from pynamodb.expressions.condition import Condition
 from pynamodb.expressions.update import Action
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
@@ -58,15 +58,7 @@ from costgate.batch_model import (
 from costgate.budgets import Budget, BudgetExceededError, BudgetPeriod, Hold, remaining_in, reservation_ceiling
 from costgate.clock import SystemClock
 from costgate.dal.budgets import committed_usd, release_update, reserve_update
-from costgate.dal.table import (
-    MAX_TRANSACTION_ATTEMPTS,
-    CostgateItem,
-    DecimalAttribute,
-    cancellation_codes,
-    conflict_backoff,
-    is_transaction_conflict,
-    transaction_connection,
-)
+from costgate.dal.table import CONDITION_FAILED, CostgateItem, DecimalAttribute, transact
 from costgate.errors import ConflictError, UpstreamError
 from costgate.observability import logger
 from costgate.ports import Clock
@@ -85,7 +77,6 @@ _META: Final = "META"
 _CHECK: Final = "CHECK"
 _MANIFEST: Final = "MANIFEST"
 _BATCH: Final = "BATCH"
-_CONDITION_FAILED: Final = "ConditionalCheckFailed"
 _BATCH_CHANGES: Final = frozenset({"remote_id", "submit_started_at", "ended_at", "note"})
 
 
@@ -324,23 +315,25 @@ class DynamoBatchStore:
             for item, actions, condition in updates:
                 transaction.update(item, actions=actions, condition=condition)
 
-        for attempt in range(1, MAX_TRANSACTION_ATTEMPTS + 1):
-            codes = self._transact_once(write)
-            if codes is None:
-                return replace(batch, state=BatchState.RESERVED, holds=holds)
-            if codes and codes[0] == _CONDITION_FAILED:
+        def worth_retrying(codes: list[str | None]) -> bool:
+            if codes[0] == CONDITION_FAILED:
                 raise ConflictError(f"batch {batch.batch_id} is no longer {BatchState.PACKING.value}")
             for hold, code in zip(holds, codes[1:], strict=False):
-                if code == _CONDITION_FAILED:
+                if code == CONDITION_FAILED:
                     committed = committed_usd(hold)
                     if committed > reservation_ceiling(hold):
                         raise BudgetExceededError(hold.budget, remaining_in(hold.budget, committed), hold.amount_usd)
-            # A conflict, or room came back between the refusal and the read (a release, a settlement).
-            logger.info("batches: reservation retried", extra={"attempt": attempt, "reasons": codes})
-            conflict_backoff(attempt, self._sleep)
-        raise UpstreamError(
-            f"batches: could not reserve batch {batch.batch_id} after {MAX_TRANSACTION_ATTEMPTS} attempts"
+            # Room came back between the refusal and the read (a release, a settlement): try again.
+            return True
+
+        transact(
+            write,
+            area="batches",
+            what=f"reserve batch {batch.batch_id}",
+            sleep=self._sleep,
+            retry_refused=worth_retrying,
         )
+        return replace(batch, state=BatchState.RESERVED, holds=holds)
 
     def set_batch_state(self, batch: BatchRecord, new_state: BatchState, **changes: Any) -> BatchRecord:
         unknown = sorted(set(changes) - _BATCH_CHANGES)
@@ -365,9 +358,9 @@ class DynamoBatchStore:
             )
             transaction.update(item, actions=actions, condition=condition)
 
-        codes = self._transact(f"record batch {batch.batch_id} as submitted", write)
+        codes = transact(write, area="batches", what=f"record batch {batch.batch_id} as submitted", sleep=self._sleep)
         if codes is not None:
-            if codes[-1] == _CONDITION_FAILED:
+            if codes[-1] == CONDITION_FAILED:
                 raise ConflictError(f"batch {batch.batch_id} is no longer {batch.state.value}")
             raise ConflictError(f"Claude batch {remote_id} is already recorded for another batch")
         return updated
@@ -393,10 +386,10 @@ class DynamoBatchStore:
             for item, actions, condition in releases:
                 transaction.update(item, actions=actions, condition=condition)
 
-        codes = self._transact(f"abort batch {batch.batch_id}", write)
+        codes = transact(write, area="batches", what=f"abort batch {batch.batch_id}", sleep=self._sleep)
         if codes is None:
             return
-        if codes[0] == _CONDITION_FAILED:
+        if codes[0] == CONDITION_FAILED:
             raise ConflictError(f"batch {batch.batch_id} is no longer {batch.state.value}")
         raise UpstreamError(f"batches: batch {batch.batch_id} holds a budget that was never reserved; not aborted")
 
@@ -471,10 +464,10 @@ class DynamoBatchStore:
                 condition=DocumentItem.pk.exists(),
             )
 
-        codes = self._transact(f"fail unit {unit.custom_id}", write)
+        codes = transact(write, area="batches", what=f"fail unit {unit.custom_id}", sleep=self._sleep)
         if codes is None:
             return True
-        if codes[0] == _CONDITION_FAILED:
+        if codes[0] == CONDITION_FAILED:
             return False
         raise ConflictError(f"unit {unit.custom_id}'s document is not registered in job {unit.job}")
 
@@ -530,12 +523,12 @@ class DynamoBatchStore:
                 condition=DocumentItem.pk.exists(),
             )
 
-        codes = self._transact(f"finish unit {unit.custom_id}", write)
+        codes = transact(write, area="batches", what=f"finish unit {unit.custom_id}", sleep=self._sleep)
         if codes is None:
             return True
-        if codes[0] == _CONDITION_FAILED:
+        if codes[0] == CONDITION_FAILED:
             return False
-        if codes[-1] == _CONDITION_FAILED:
+        if codes[-1] == CONDITION_FAILED:
             raise ConflictError(f"unit {unit.custom_id}'s document is not registered in job {unit.job}")
         raise UpstreamError(f"batches: unit {unit.custom_id} releases a budget hold that was never reserved")
 
@@ -624,7 +617,7 @@ class DynamoBatchStore:
             )
             transaction.update(JobItem(_job_pk(document.job), _META), actions=_job_changed(document, at=finished_at))
 
-        codes = self._transact(f"finish document {document.doc_id}", write)
+        codes = transact(write, area="batches", what=f"finish document {document.doc_id}", sleep=self._sleep)
         with self._flags_lock:
             self._flags.pop((document.job, document.doc_id), None)
         return codes is None
@@ -664,29 +657,6 @@ class DynamoBatchStore:
             if error.cause_response_code != "ConditionalCheckFailedException":
                 raise
             # It exists: queued, in flight or finished, with its own attempts; it stays as it is.
-
-    def _transact(self, what: str, write: Callable[[TransactWrite], None]) -> list[str | None] | None:
-        """One TransactWrite, retried on conflicts: None once written, or each item's cancellation reason."""
-        for attempt in range(1, MAX_TRANSACTION_ATTEMPTS + 1):
-            codes = self._transact_once(write)
-            if codes is None or _CONDITION_FAILED in codes:
-                return codes
-            logger.info("batches: transaction conflict, retrying", extra={"what": what, "attempt": attempt})
-            conflict_backoff(attempt, self._sleep)
-        raise UpstreamError(f"batches: could not {what} after {MAX_TRANSACTION_ATTEMPTS} attempts")
-
-    @staticmethod
-    def _transact_once(write: Callable[[TransactWrite], None]) -> list[str | None] | None:
-        """None once written; each item's cancellation reason on a refused condition or a conflict."""
-        try:
-            with TransactWrite(connection=transaction_connection()) as transaction:
-                write(transaction)
-        except TransactWriteError as error:
-            codes = cancellation_codes(error)
-            if _CONDITION_FAILED not in codes and not is_transaction_conflict(error):
-                raise
-            return codes
-        return None
 
     def _remember_flags(self, item: DocumentItem) -> None:
         with self._flags_lock:

@@ -18,7 +18,6 @@ from pynamodb.attributes import (
     UnicodeAttribute,
     UTCDateTimeAttribute,
 )
-from pynamodb.exceptions import TransactWriteError
 from pynamodb.expressions.update import Action
 from pynamodb.transactions import TransactWrite
 
@@ -26,18 +25,8 @@ from costgate.budgets import Hold
 from costgate.cost import Cost, CostComponent, Strategy
 from costgate.dal.budgets import settle_updates
 from costgate.dal.prompt_cache import prompt_cache_updates
-from costgate.dal.table import (
-    MAX_TRANSACTION_ATTEMPTS,
-    CostgateItem,
-    DecimalAttribute,
-    cancellation_codes,
-    conflict_backoff,
-    is_transaction_conflict,
-    transaction_connection,
-)
-from costgate.errors import UpstreamError
+from costgate.dal.table import CostgateItem, DecimalAttribute, transact
 from costgate.ledger import LedgerEntry, RejectionCount, Rollup, utc_day, validate_tag
-from costgate.observability import logger
 from costgate.usage import TokenUsage
 
 
@@ -186,28 +175,17 @@ class DynamoLedgerStore:
                 for strategy in entry.applied_strategies
             ),
         ]
-        for attempt in range(1, MAX_TRANSACTION_ATTEMPTS + 1):
-            try:
-                with TransactWrite(connection=transaction_connection()) as transaction:
-                    transaction.save(row, condition=LedgerItem.pk.does_not_exist())
-                    transaction.update(rollup, actions=actions)
-                    for item, settle in settle_updates(holds, entry.cost.total_usd):
-                        transaction.update(item, actions=settle)
-                    for item, observed in prompt_cache_updates(entry):
-                        transaction.update(item, actions=observed)
-            except TransactWriteError as error:
-                codes = cancellation_codes(error)
-                if codes and codes[0] == "ConditionalCheckFailed":
-                    return False
-                if not is_transaction_conflict(error):
-                    raise
-                logger.info("ledger: transaction conflict, retrying", extra={"attempt": attempt})
-                conflict_backoff(attempt, self._sleep)
-            else:
-                return True
-        raise UpstreamError(
-            f"ledger: could not record request {entry.request_id} after {MAX_TRANSACTION_ATTEMPTS} attempts"
-        )
+
+        def write(transaction: TransactWrite) -> None:
+            transaction.save(row, condition=LedgerItem.pk.does_not_exist())
+            transaction.update(rollup, actions=actions)
+            for item, settle in settle_updates(holds, entry.cost.total_usd):
+                transaction.update(item, actions=settle)
+            for item, observed in prompt_cache_updates(entry):
+                transaction.update(item, actions=observed)
+
+        # The row's is the only condition: a refusal means the request is already recorded.
+        return transact(write, area="ledger", what=f"record request {entry.request_id}", sleep=self._sleep) is None
 
     def rollups(self, first: date, last: date) -> Iterator[Rollup]:
         day = first

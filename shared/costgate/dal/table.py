@@ -8,13 +8,17 @@ import random
 from collections.abc import Callable
 from decimal import Decimal
 from functools import cache
-from typing import Any
+from typing import Any, Final
 
 from pynamodb.attributes import Attribute, DiscriminatorAttribute, NumberAttribute, UnicodeAttribute
 from pynamodb.connection import Connection
 from pynamodb.constants import NUMBER
 from pynamodb.exceptions import TransactWriteError
 from pynamodb.models import Model
+from pynamodb.transactions import TransactWrite
+
+from costgate.errors import UpstreamError
+from costgate.observability import logger
 
 PARTITION_KEY = "PK"
 SORT_KEY = "SK"
@@ -57,6 +61,8 @@ class CostgateItem(Model):
 MAX_TRANSACTION_ATTEMPTS = 12
 _BASE_DELAY_S = 0.01
 
+CONDITION_FAILED: Final = "ConditionalCheckFailed"
+
 
 @cache
 def transaction_connection() -> Connection:
@@ -78,6 +84,49 @@ def is_transaction_conflict(error: TransactWriteError) -> bool:
 def conflict_backoff(attempt: int, sleep: Callable[[float], None]) -> None:
     """Full jitter, doubling per attempt: contending writers spread out instead of colliding again."""
     sleep(random.uniform(0, _BASE_DELAY_S * 2**attempt))  # noqa: S311 - jitter, not crypto
+
+
+def transact(
+    write: Callable[[TransactWrite], None],
+    *,
+    area: str,
+    what: str,
+    sleep: Callable[[float], None],
+    attempts: int = MAX_TRANSACTION_ATTEMPTS,
+    retry_refused: Callable[[list[str | None]], bool] | None = None,
+) -> list[str | None] | None:
+    """Commit one TransactWrite that `write` fills, retried while other transactions hold its items.
+
+    Returns None once committed. A cancellation with a failed condition is an answer, not retried,
+    even if another item conflicted: its codes come back, one per item in the order DynamoDB got
+    them (pynamodb sends condition checks, deletes, puts, then updates, whatever order `write` used),
+    None where an item did not fail. Unless `retry_refused(codes)` says True: what the condition
+    guards may have changed since, so it is retried like a conflict. It may raise instead.
+
+    A conflict is retried after `conflict_backoff`, `attempts` tries in all, then UpstreamError
+    "<area>: could not <what> after <attempts> attempts". Any other error propagates as it came.
+    `write` runs once per try, on a new TransactWrite.
+    """
+    for attempt in range(1, attempts + 1):
+        try:
+            with TransactWrite(connection=transaction_connection()) as transaction:
+                write(transaction)
+        except TransactWriteError as error:
+            codes = cancellation_codes(error)
+            if CONDITION_FAILED in codes:
+                if retry_refused is None or not retry_refused(codes):
+                    return codes
+                logger.info(
+                    "%s: refused condition, retrying", area, extra={"what": what, "attempt": attempt, "reasons": codes}
+                )
+            elif is_transaction_conflict(error):
+                logger.info("%s: transaction conflict, retrying", area, extra={"what": what, "attempt": attempt})
+            else:
+                raise
+            conflict_backoff(attempt, sleep)
+        else:
+            return None
+    raise UpstreamError(f"{area}: could not {what} after {attempts} attempts")
 
 
 def bind_table(table_name: str, region: str | None = None) -> None:
