@@ -48,7 +48,7 @@ def serving(*flags: str, log: Path) -> Iterator[Served]:
             [str(COSTGATE), "serve", "--port", "0", *flags], stdout=subprocess.PIPE, stderr=stderr, text=True
         )
         try:
-            yield Served(process, json.loads(_read_line(process.stdout, READY_TIMEOUT_S)))
+            yield Served(process, json.loads(_read_line(process.stdout, READY_TIMEOUT_S)), log)
         finally:
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)

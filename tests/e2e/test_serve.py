@@ -23,10 +23,10 @@ SPEND_RUN_TIMEOUT_S = 15
 
 
 class Served:
-    def __init__(self, process: subprocess.Popen[str], ready: dict[str, Any], log: Path) -> None:
+    def __init__(self, process: subprocess.Popen[str], ready: dict[str, Any], log: Path | None = None) -> None:
         self.process = process
         self.ready = ready
-        self.log = log  # its stderr: every log line and EMF blob
+        self.log = log  # its stderr, where kept: every log line and EMF blob
 
     def env(self) -> dict[str, str]:
         """What the ready line tells other commands: the same resources, through the environment."""
@@ -81,6 +81,7 @@ def test_spend_watch_runs_at_the_interval_the_ready_line_names(served: Served) -
     # Given a stack serving SpendWatchFunction every second
     assert served.ready["spend_interval_s"] == SPEND_INTERVAL_S
     # When a few seconds pass / Then its log shows the real handler ran and read today's spend
+    assert served.log is not None
     deadline = time.monotonic() + SPEND_RUN_TIMEOUT_S
     observed: list[dict[str, Any]] = []
     while not observed and time.monotonic() < deadline:
