@@ -1,0 +1,376 @@
+"""`costgate capacity --rps N --tenants T [--json]`: the request path's DynamoDB load and AWS cost at N requests/s.
+
+The DynamoDB calls are those the real ApiFunction makes for a short recorded workload through the
+local stack (`tools.capacity_workload`); `tools.capacity` turns them into units per second per item
+and partition key at the given rate, and into cost per million requests by service.
+"""
+
+import argparse
+import json
+import os
+import re
+import sys
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from decimal import ROUND_HALF_EVEN, Decimal
+from typing import Any, TextIO
+
+from costgate_local.tools.capacity import (
+    API_GATEWAY_ACCOUNT_BURST,
+    API_GATEWAY_ACCOUNT_RPS,
+    LAMBDA_DEFAULT_ACCOUNT_CONCURRENCY,
+    PARTITION_RCU_PER_S,
+    PARTITION_WCU_PER_S,
+    SOURCES,
+    TABLE_ON_DEMAND_UNITS_PER_S,
+    Deployment,
+    RatedKey,
+    ScenarioFigures,
+    api_gateway_usd_per_million,
+    lambda_figures,
+    scenario_figures,
+)
+
+# The scenario the issue's goals are about: a miss with budgets on key, tenant and feature.
+GOAL_SCENARIO = "miss"
+GOAL_DYNAMODB_USD_PER_MILLION = Decimal(10)
+GOAL_ROUND_TRIPS_BEFORE_CLAUDE = 2
+DEFAULT_SAMPLE = 8
+# The warm-container caches of the request path: keys (costgate.keys.CACHE_TTL), feature configurations
+# (dal.features.CONFIG_TTL) and budget definitions (dal.budgets.DEFINITIONS_TTL) 30 s, gap histograms 60 s.
+DEFAULT_WARM_CACHE_TTL_S = Decimal(30)
+_TOP = 5
+# What tells two keys of one kind apart: the name after a ':' (a key id, a tenant) and the digits (dates, hashes).
+_SHAPE_NAME = re.compile(r":[^#/ ]*(/[^# ]*)?")
+_SHAPE_DIGITS = re.compile(r"[0-9a-f]{6,}|[0-9]+")
+_LONG_HEX = re.compile(r"[0-9a-f]{16,}|req_[A-Za-z0-9]{12,}|costgate-[0-9a-f-]{36}")
+
+
+def add_capacity_command(commands: Any) -> None:
+    capacity = commands.add_parser(
+        "capacity",
+        help="the request path's DynamoDB load and AWS cost at N requests/s, from the calls the real code makes",
+        description="Records a short workload through the local stack (moto, the Claude simulator, the real"
+        " ApiFunction) and extrapolates it to N requests/s spread evenly over T tenants: the hottest item and"
+        " partition key in read and write units/s against DynamoDB's per-partition limits, Lambda concurrency,"
+        " API Gateway's account limit, and AWS cost per million requests by service.",
+    )
+    capacity.add_argument("--rps", type=_positive_int, required=True, help="requests per second to size for")
+    capacity.add_argument("--tenants", type=_positive_int, required=True, help="tenants the requests spread over")
+    capacity.add_argument("--json", action="store_true", help="one JSON object instead of a report")
+    capacity.add_argument(
+        "--claude-latency-s", type=_positive_decimal, default=Decimal(5), help="Claude's answer time (default 5)"
+    )
+    capacity.add_argument(
+        "--dynamodb-ms",
+        type=_positive_decimal,
+        default=Decimal(10),
+        help="one DynamoDB round trip as Lambda sees it, in ms (default 10)",
+    )
+    capacity.add_argument(
+        "--sample",
+        type=_positive_int,
+        default=DEFAULT_SAMPLE,
+        help=f"recorded requests per tenant and scenario (default {DEFAULT_SAMPLE}; at least 2)",
+    )
+
+
+def capacity_command(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None = None) -> int:
+    # Imported here: recording needs moto, the simulator and the handler, which no other command should load.
+    from costgate_local.template import load_template  # noqa: PLC0415
+    from costgate_local.tools.capacity_workload import FUNCTION, record_scenarios  # noqa: PLC0415
+
+    out, err = out or sys.stdout, err or sys.stderr
+    if args.tenants > args.rps:
+        err.write("costgate capacity: --tenants must not exceed --rps (every tenant sends at least 1 request/s)\n")
+        return 2
+    if args.sample < 2:
+        err.write("costgate capacity: --sample must be at least 2\n")
+        return 2
+    memory_mb, architecture = _function_size(load_template(), FUNCTION)
+    deployment = Deployment(
+        rps=args.rps,
+        tenants=args.tenants,
+        claude_latency_s=args.claude_latency_s,
+        dynamodb_round_trip_s=args.dynamodb_ms / 1000,
+        memory_mb=memory_mb,
+        architecture=architecture,
+        warm_cache_ttl_s=DEFAULT_WARM_CACHE_TTL_S,
+    )
+    with _stdout_to(err):  # the handler's logs and EMF lines must not mix with the report
+        recorded = record_scenarios(args.sample, log=err)
+    figures = {name: scenario_figures(name, samples, deployment) for name, samples in recorded.items()}
+    report = capacity_report(figures, deployment, sample=args.sample)
+    if args.json:
+        out.write(json.dumps(report, ensure_ascii=False) + "\n")
+    else:
+        out.write(render_capacity(report))
+    return 0
+
+
+def capacity_report(figures: Mapping[str, ScenarioFigures], deployment: Deployment, *, sample: int) -> dict[str, Any]:
+    """The figures as one JSON object; the top-level fields are the miss path's (GOAL_SCENARIO)."""
+    goal = figures[GOAL_SCENARIO]
+    lambda_ = lambda_figures(goal, deployment)
+    first_tier, blended = api_gateway_usd_per_million(deployment.rps)
+    hottest = {
+        "item_write": goal.hottest("item", "write"),
+        "item_read": goal.hottest("item", "read"),
+        "partition_write": goal.hottest("partition", "write"),
+        "partition_read": goal.hottest("partition", "read"),
+    }
+    table_wru = goal.wru_per_request * deployment.rps
+    table_rru = (goal.rru_per_request + goal.cached_rru_per_request) * deployment.rps
+    over = [
+        rated
+        for level in ("item", "partition")
+        for kind in ("write", "read")
+        for rated in (goal.items if level == "item" else goal.partitions)[kind]
+        if rated.units_per_s > rated.limit
+    ]
+    return {
+        "rps": deployment.rps,
+        "tenants": deployment.tenants,
+        "assumptions": {
+            "claude_latency_s": str(deployment.claude_latency_s),
+            "dynamodb_round_trip_ms": str(deployment.dynamodb_round_trip_s * 1000),
+            "function_memory_mb": deployment.memory_mb,
+            "function_architecture": deployment.architecture,
+            "warm_cache_ttl_s": str(deployment.warm_cache_ttl_s),
+            "recorded_requests_per_tenant_and_scenario": sample,
+        },
+        "scenario": GOAL_SCENARIO,
+        "hottest_item_wcu_per_s": _number(goal.hottest_units("item", "write")),
+        "hottest_item_rcu_per_s": _number(goal.hottest_units("item", "read")),
+        "hottest_partition_wcu_per_s": _number(goal.hottest_units("partition", "write")),
+        "hottest_partition_rcu_per_s": _number(goal.hottest_units("partition", "read")),
+        "hottest": {name: _rated_json(rated) for name, rated in hottest.items() if rated is not None},
+        "over_partition_limits": len(over),
+        "dynamodb_usd_per_million_requests": _usd(goal.dynamodb_usd_per_million),
+        "lambda_usd_per_million_requests": _usd(lambda_.usd_per_million),
+        "api_gateway_usd_per_million_requests": _usd(first_tier),
+        "api_gateway_usd_per_million_requests_blended": _usd(blended),
+        "round_trips_before_claude": goal.round_trips_before_claude,
+        "round_trips_before_claude_cold": goal.round_trips_before_claude_cold,
+        "lambda": {
+            "concurrency": _number(lambda_.concurrency),
+            "duration_s": str(goal.lambda_duration_s),
+            "default_account_concurrency": LAMBDA_DEFAULT_ACCOUNT_CONCURRENCY,
+            "above_default_account_concurrency": lambda_.above_default_account_concurrency,
+            "seconds_to_scale_from_zero": _number(lambda_.seconds_to_scale_from_zero),
+        },
+        "api_gateway": {
+            "account_rps": API_GATEWAY_ACCOUNT_RPS,
+            "account_burst": API_GATEWAY_ACCOUNT_BURST,
+            "within_account_rps": deployment.rps <= API_GATEWAY_ACCOUNT_RPS,
+        },
+        "table": {
+            "wru_per_s": _number(table_wru),
+            "rru_per_s": _number(table_rru),
+            "on_demand_table_quota_units_per_s": _number(TABLE_ON_DEMAND_UNITS_PER_S),
+            "within_table_quota": table_wru <= TABLE_ON_DEMAND_UNITS_PER_S and table_rru <= TABLE_ON_DEMAND_UNITS_PER_S,
+        },
+        "goals": {
+            "no_item_or_partition_over_limits": not over,
+            "dynamodb_at_most_10_usd_per_million": goal.dynamodb_usd_per_million <= GOAL_DYNAMODB_USD_PER_MILLION,
+            "at_most_2_round_trips_before_claude": goal.round_trips_before_claude <= GOAL_ROUND_TRIPS_BEFORE_CLAUDE,
+        },
+        "scenarios": {name: _scenario_json(found, deployment) for name, found in figures.items()},
+        "limits": {
+            "partition_wcu_per_s": _number(PARTITION_WCU_PER_S),
+            "partition_rcu_per_s": _number(PARTITION_RCU_PER_S),
+        },
+        "sources": SOURCES,
+    }
+
+
+def _scenario_json(figures: ScenarioFigures, deployment: Deployment) -> dict[str, Any]:
+    lambda_ = lambda_figures(figures, deployment)
+    return {
+        "recorded_warm_requests": figures.requests,
+        "called_claude": figures.called_claude,
+        "wru_per_request": _number(figures.wru_per_request),
+        "rru_per_request": _number(figures.rru_per_request),
+        "cached_rru_per_request": _number(figures.cached_rru_per_request),
+        "dynamodb_usd_per_million_requests": _usd(figures.dynamodb_usd_per_million),
+        "lambda_usd_per_million_requests": _usd(lambda_.usd_per_million),
+        "round_trips_before_claude": figures.round_trips_before_claude,
+        "round_trips_before_claude_cold": figures.round_trips_before_claude_cold,
+        "round_trips": figures.round_trips,
+        "hottest_item_wcu_per_s": _number(figures.hottest_units("item", "write")),
+        "hottest_item_rcu_per_s": _number(figures.hottest_units("item", "read")),
+        "hottest_partition_wcu_per_s": _number(figures.hottest_units("partition", "write")),
+        "hottest_partition_rcu_per_s": _number(figures.hottest_units("partition", "read")),
+        "top": {
+            f"{level}_{kind}": [_rated_json(rated) for rated in _distinct(ranked[kind])]
+            for level, ranked in (("item", figures.items), ("partition", figures.partitions))
+            for kind in ("write", "read")
+        },
+    }
+
+
+def _distinct(rated: list[RatedKey]) -> list[RatedKey]:
+    """The hottest key of each kind of key (a budget counter of every scope, a day's rollups, ...), hottest first."""
+    seen: set[str] = set()
+    found = []
+    for entry in rated:
+        shape = _SHAPE_DIGITS.sub("0", _SHAPE_NAME.sub("", _key_text(entry)))
+        if shape not in seen:
+            seen.add(shape)
+            found.append(entry)
+        if len(found) == _TOP:
+            break
+    return found
+
+
+def _key_text(rated: RatedKey) -> str:
+    key = rated.load.key
+    return key if isinstance(key, str) else " / ".join(str(part) for part in key)  # type: ignore[attr-defined]
+
+
+def _rated_json(rated: RatedKey) -> dict[str, Any]:
+    load = rated.load
+    key = _key_text(rated)
+    return {
+        "key": _shorten(key),
+        "units_per_s": _number(rated.units_per_s),
+        "limit": _number(rated.limit),
+        "over_limit": rated.units_per_s > rated.limit,
+        "spread": load.spread.value,
+        "tenant_bound": load.tenant_bound,
+        "share": _number(load.share),
+        "units_per_touch": _number(load.units_per_touch),
+        "sample": f"{load.touched_by} of {load.population} requests",
+    }
+
+
+# --- the text report -----------------------------------------------------------------------------------------
+
+
+def render_capacity(report: Mapping[str, Any]) -> str:
+    a = report["assumptions"]
+    lines = [
+        f"costgate capacity: {report['rps']:,} requests/s over {report['tenants']:,} tenant(s)"
+        f" (Claude answers in {a['claude_latency_s']} s; a DynamoDB round trip {a['dynamodb_round_trip_ms']} ms;"
+        f" ApiFunction {a['function_memory_mb']} MB {a['function_architecture']})",
+        f"from the DynamoDB calls ApiFunction made for {a['recorded_requests_per_tenant_and_scenario']} requests per"
+        " tenant (2 tenants) and scenario through the local stack, plus one cold request per tenant",
+        "",
+        f"{'scenario':<14}{'WRU/req':>9}{'RRU/req':>9}{'DynamoDB $/M':>14}{'trips before Claude':>21}"
+        f"{'hottest item W / R':>24}{'hottest partition W / R':>28}",
+    ]
+    for name, s in report["scenarios"].items():
+        trips = f"{s['round_trips_before_claude']} warm, {s['round_trips_before_claude_cold']} cold"
+        if not s["called_claude"]:
+            trips = f"no call ({s['round_trips']})"
+        lines.append(
+            f"{name:<14}{s['wru_per_request']:>9.1f}{s['rru_per_request']:>9.1f}{s['dynamodb_usd_per_million_requests']:>14}"
+            f"{trips:>21}{_pair(s['hottest_item_wcu_per_s'], s['hottest_item_rcu_per_s']):>24}"
+            f"{_pair(s['hottest_partition_wcu_per_s'], s['hottest_partition_rcu_per_s']):>28}"
+        )
+    goal = report["scenarios"][report["scenario"]]
+    lines += [
+        "",
+        f"Hottest on the {report['scenario']} path (a partition takes {report['limits']['partition_wcu_per_s']:,.0f}"
+        f" WCU/s and {report['limits']['partition_rcu_per_s']:,.0f} RCU/s):",
+    ]
+    for slot, label in (
+        ("partition_write", "partition, writes"),
+        ("item_write", "item, writes"),
+        ("partition_read", "partition, reads"),
+        ("item_read", "item, reads"),
+    ):
+        for rated in goal["top"][slot]:
+            flag = "OVER" if rated["over_limit"] else "ok"
+            lines.append(
+                f"  {label:<18} {rated['units_per_s']:>12,.1f}/s  {flag:<4}  {rated['key']}  ({rated['spread']},"
+                f" {rated['sample']})"
+            )
+    lam, api, table = report["lambda"], report["api_gateway"], report["table"]
+    dynamodb, lambda_usd = report["dynamodb_usd_per_million_requests"], report["lambda_usd_per_million_requests"]
+    gateway = report["api_gateway_usd_per_million_requests"]
+    blended = report["api_gateway_usd_per_million_requests_blended"]
+    lines += [
+        "",
+        f"AWS per million requests ({report['scenario']} path): DynamoDB ${dynamodb}, Lambda ${lambda_usd}"
+        f" ({a['function_memory_mb']} MB for {lam['duration_s']} s), API Gateway ${gateway} (first 333M a month;"
+        f" ${blended} blended at this rate)",
+        f"Lambda: {lam['concurrency']:,.0f} concurrent executions (account default"
+        f" {lam['default_account_concurrency']:,}; +1,000 per 10 s per function:"
+        f" {lam['seconds_to_scale_from_zero']:,.0f} s from zero)",
+        f"API Gateway: the account's default throttle is {api['account_rps']:,} requests/s"
+        f" (burst {api['account_burst']:,})" + ("" if api["within_account_rps"] else "; above it: ask for more"),
+        f"DynamoDB table: {table['wru_per_s']:,.0f} WRU/s and {table['rru_per_s']:,.0f} RRU/s (on-demand table quota"
+        f" {table['on_demand_table_quota_units_per_s']:,.0f} each by default)",
+        "",
+        "Goals (issue 16, the miss path): "
+        + "; ".join(f"{name.replace('_', ' ')}: {'yes' if ok else 'NO'}" for name, ok in report["goals"].items()),
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _pair(write: float, read: float) -> str:
+    return f"{write:,.0f} / {read:,.0f}"
+
+
+# --- helpers -----------------------------------------------------------------------------------------------------
+
+
+def _function_size(template: Mapping[str, Any], logical_id: str) -> tuple[int, str]:
+    """The function's memory and architecture, from its properties or the template's Globals."""
+    globals_ = template.get("Globals", {}).get("Function", {})
+    properties = template["Resources"][logical_id]["Properties"]
+    memory = int(properties.get("MemorySize", globals_.get("MemorySize", 128)))
+    architectures = properties.get("Architectures", globals_.get("Architectures", ["x86_64"]))
+    return memory, str(architectures[0])
+
+
+@contextmanager
+def _stdout_to(stream: TextIO) -> Iterator[None]:
+    """Point file descriptor 1 at `stream` for the block: loggers that hold sys.stdout write there too."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        target = stream.fileno()
+    except (OSError, ValueError):  # a stream without a file (io.StringIO): the lines go nowhere
+        target = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(target, 1)
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
+def _shorten(key: str) -> str:
+    return _LONG_HEX.sub(lambda found: found.group(0)[:8] + "…", key)
+
+
+def _number(value: Decimal) -> float:
+    return float(value.quantize(Decimal("0.001"), rounding=ROUND_HALF_EVEN))
+
+
+def _usd(value: Decimal) -> str:
+    return str(value.quantize(Decimal("0.01"), rounding=ROUND_HALF_EVEN))
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def _positive_decimal(text: str) -> Decimal:
+    try:
+        value = Decimal(text)
+    except ArithmeticError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value.is_finite() or value <= 0:
+        raise argparse.ArgumentTypeError("must be a positive number")
+    return value
