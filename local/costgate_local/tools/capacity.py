@@ -237,6 +237,8 @@ def key_loads(samples: Sequence[RequestSample], kind: Literal["read", "write"], 
     by_tenant: dict[str, int] = defaultdict(int)
     for sample in warm:
         by_tenant[sample.tenant] += 1
+    if any(count < 2 for count in by_tenant.values()):
+        raise ValueError("a share needs at least 2 warm requests of every tenant in the sample")
 
     loads: list[KeyLoad] = []
     populations: dict[Hashable, tuple[bool, int, str | None]] = {}
