@@ -24,7 +24,7 @@ def client(local_aws: LocalAwsEndpoints) -> Any:
         endpoint_url=local_aws.endpoint_url,
         region_name=local_aws.region,
         aws_access_key_id="test",
-        aws_secret_access_key="test",  # noqa: S106
+        aws_secret_access_key="test",
     )
 
 

@@ -150,7 +150,9 @@ def _deployment(rps: int = 10_000, tenants: int = 1) -> Deployment:
 
 
 def test_rates_scale_by_the_keys_population() -> None:
-    samples = [_sample(t, _write(f"BUDGET#tenant:{t}", "day", "2"), _write("DAY#1", f"ROLLUP#{t}", "2")) for t in "abab"]
+    samples = [
+        _sample(t, _write(f"BUDGET#tenant:{t}", "day", "2"), _write("DAY#1", f"ROLLUP#{t}", "2")) for t in "abab"
+    ]
     loads = _loads(samples)
     deployment = _deployment(rps=10_000, tenants=4)
     assert rate(loads["BUDGET#tenant:a"], deployment, Decimal(0)) == 5_000  # 10,000 / 4 tenants × 2 units
@@ -158,9 +160,10 @@ def test_rates_scale_by_the_keys_population() -> None:
 
 
 def test_a_cached_read_is_bounded_by_the_containers_refreshing_it() -> None:
-    samples = [_sample("a", _read("KEY#a", "KEY"), cold=True), *(_sample("a", _read(f"ACX#{n}", "A")) for n in range(2))]
+    warm = [_sample("a", _read(f"ACX#{n}", "A")) for n in range(2)]
+    samples = [_sample("a", _read("KEY#a", "KEY"), cold=True), *warm]
     (cached,) = [load for load in key_loads(samples, "read", by="item") if load.spread is Spread.CACHED]
-    # 50,000 containers each read it once per 30 s: 1,666.67/s, above nothing: it is below 10,000 arrivals/s.
+    # 50,000 containers each read it again every 30 s: 1,666.67 reads/s (below the 10,000 arrivals/s), × 0.5 RRU.
     assert rate(cached, _deployment(), Decimal(50_000)) == Decimal(50_000) / 30 * Decimal("0.5")
     # 60 containers: 2 reads/s, far below the arrivals.
     assert rate(cached, _deployment(), Decimal(60)) == 1
