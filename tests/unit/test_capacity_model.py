@@ -216,3 +216,23 @@ def test_api_gateway_blends_its_monthly_tiers() -> None:
 def test_deployment_refuses_more_tenants_than_requests() -> None:
     with pytest.raises(ValueError, match="tenants"):
         _deployment(rps=10, tenants=11)
+
+
+def test_a_warm_cache_refreshed_during_the_recording_stays_a_warm_cache() -> None:
+    samples = [
+        _sample("a", _read("FEATURECFG", "chat"), cold=True),
+        _sample("a", _read("ACX#1", "A")),
+        _sample("a", _read("FEATURECFG", "chat"), _read("ACX#2", "A")),  # its 30 s ran out
+        _sample("a", _read("ACX#3", "A")),
+    ]
+    loads = _loads(samples, "read", by="item")
+    assert loads[("FEATURECFG", "chat")].spread is Spread.CACHED
+
+
+def test_round_trips_are_the_median_warm_requests() -> None:
+    samples = [
+        _sample("a", _read("ACX#1", "A"), _write("B#a", "d")),
+        _sample("a", _read("FEATURECFG", "chat"), _read("ACX#2", "A"), _write("B#a", "d")),  # a cache refresh
+        _sample("a", _read("ACX#3", "A"), _write("B#a", "d")),
+    ]
+    assert scenario_figures("miss", samples, _deployment()).round_trips_before_claude == 2

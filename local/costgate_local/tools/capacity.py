@@ -28,6 +28,7 @@ from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from decimal import ROUND_CEILING, Decimal
 from enum import StrEnum
+from statistics import median_low
 from typing import Any, Final, Literal
 
 # --- DynamoDB's limits and prices -----------------------------------------------------------------------
@@ -248,12 +249,15 @@ def key_loads(samples: Sequence[RequestSample], kind: Literal["read", "write"], 
         tenant = next(iter(tenants)) if bound else None
         population = by_tenant[tenant] if tenant is not None else len(warm)
         populations[key] = (bound, population, tenant)
-    hashed = _hashed_shares(warm_touches, populations, familyfn)
+    hashed = _hashed_shares(warm_touches, populations, familyfn, cached=cold_touches.keys())
     for key, touches in warm_touches.items():
         bound, population, _ = populations[key]
         units = sum(touches.values(), Decimal(0)) / len(touches)
         if len(touches) == population:
             spread, share = Spread.EVERY, Decimal(1)
+        elif key in cold_touches:
+            # A warm-cache read a warm request repeated because its TTL ran out during the recording.
+            spread, share = Spread.CACHED, Decimal(1)
         elif key in hashed:
             spread, share = Spread.HASHED, hashed[key]
         else:
@@ -288,12 +292,14 @@ def _hashed_shares(
     touches: Mapping[Hashable, Mapping[int, Decimal]],
     populations: Mapping[Hashable, tuple[bool, int, str | None]],
     familyfn: Callable[[Any], Hashable],
+    cached: Iterable[Hashable],
 ) -> dict[Hashable, Decimal]:
     """The share of each partly touched key whose family repeats keys (see the module docstring)."""
+    skip = set(cached)
     families: dict[tuple[Hashable, str | None], list[Hashable]] = defaultdict(list)
     for key, touched in touches.items():
         _, population, tenant = populations[key]
-        if len(touched) < population:
+        if len(touched) < population and key not in skip:
             families[(familyfn(key), tenant)].append(key)
     shares: dict[Hashable, Decimal] = {}
     for members in families.values():
@@ -353,7 +359,7 @@ class ScenarioFigures:
     wru_per_request: Decimal
     rru_per_request: Decimal
     cached_rru_per_request: Decimal  # warm-cache refreshes, spread over every request
-    round_trips_before_claude: int  # warm; the most any sampled request made
+    round_trips_before_claude: int  # the median warm request's
     round_trips_before_claude_cold: int
     round_trips: int  # warm, all phases
     called_claude: bool
@@ -391,7 +397,8 @@ def scenario_figures(name: str, samples: Sequence[RequestSample], deployment: De
     if not warm:
         raise ValueError(f"scenario {name}: no warm request was recorded")
     called = all(s.called_claude for s in warm)
-    round_trips = max(s.round_trips() for s in warm)
+    # The median: a warm request that refreshed an expired warm cache is not the steady state.
+    round_trips = median_low(s.round_trips() for s in warm)
     duration = deployment.dynamodb_round_trip_s * round_trips
     if called:
         duration += deployment.claude_latency_s
@@ -402,7 +409,7 @@ def scenario_figures(name: str, samples: Sequence[RequestSample], deployment: De
         wru_per_request=_mean(s.units("write") for s in warm),
         rru_per_request=_mean(s.units("read") for s in warm),
         cached_rru_per_request=Decimal(0),
-        round_trips_before_claude=max(s.round_trips(Phase.BEFORE) for s in warm) if called else 0,
+        round_trips_before_claude=median_low(s.round_trips(Phase.BEFORE) for s in warm) if called else 0,
         round_trips_before_claude_cold=max((s.round_trips(Phase.BEFORE) for s in cold), default=0) if called else 0,
         round_trips=round_trips,
         called_claude=called,
