@@ -39,7 +39,8 @@ DEFAULT_SAMPLE = 8
 # The warm-container caches of the request path: keys (costgate.keys.CACHE_TTL), feature configurations
 # (dal.features.CONFIG_TTL) and budget definitions (dal.budgets.DEFINITIONS_TTL) 30 s, gap histograms 60 s.
 DEFAULT_WARM_CACHE_TTL_S = Decimal(30)
-_TOP = 5
+_TOP = 12  # kinds of keys listed per level and kind in --json; the text report shows the first _SHOWN
+_SHOWN = 5
 # What tells two keys of one kind apart: the name after a ':' (a key id, a tenant) and the digits (dates, hashes).
 _SHAPE_NAME = re.compile(r":[^#/ ]*(/[^# ]*)?")
 _SHAPE_DIGITS = re.compile(r"[0-9a-f]{6,}|[0-9]+")
@@ -214,7 +215,10 @@ def _distinct(rated: list[RatedKey]) -> list[RatedKey]:
     seen: set[str] = set()
     found = []
     for entry in rated:
-        shape = _SHAPE_DIGITS.sub("0", _SHAPE_NAME.sub("", _key_text(entry)))
+        text = _key_text(entry)
+        if entry.load.tenant is not None:
+            text = text.replace(entry.load.tenant, "<tenant>")
+        shape = _SHAPE_DIGITS.sub("0", _SHAPE_NAME.sub("", text))
         if shape not in seen:
             seen.add(shape)
             found.append(entry)
@@ -280,7 +284,7 @@ def render_capacity(report: Mapping[str, Any]) -> str:
         ("partition_read", "partition, reads"),
         ("item_read", "item, reads"),
     ):
-        for rated in goal["top"][slot]:
+        for rated in goal["top"][slot][:_SHOWN]:
             flag = "OVER" if rated["over_limit"] else "ok"
             lines.append(
                 f"  {label:<18} {rated['units_per_s']:>12,.1f}/s  {flag:<4}  {rated['key']}  ({rated['spread']},"

@@ -127,6 +127,7 @@ def test_a_key_only_cold_requests_read_is_a_warm_cache() -> None:
     assert loads[("KEY#a", "KEY")].spread is Spread.CACHED
     assert loads[("KEY#a", "KEY")].tenant_bound
     assert loads[("ACX#a0", "ANSWER")].spread is Spread.PER_REQUEST
+    assert ("ACX#1", "ANSWER") not in loads  # the cold request's own lookup: every request makes one
 
 
 def test_a_share_needs_two_requests_of_every_tenant() -> None:
@@ -220,13 +221,15 @@ def test_deployment_refuses_more_tenants_than_requests() -> None:
 
 def test_a_warm_cache_refreshed_during_the_recording_stays_a_warm_cache() -> None:
     samples = [
-        _sample("a", _read("FEATURECFG", "chat"), cold=True),
-        _sample("a", _read("ACX#1", "A")),
-        _sample("a", _read("FEATURECFG", "chat"), _read("ACX#2", "A")),  # its 30 s ran out
-        _sample("a", _read("ACX#3", "A")),
+        _sample("a", _read("FEATURECFG", "chat"), _read("ACB#s#1", "e"), cold=True),
+        _sample("a", _read("ACX#1", "A"), _read("ACB#s#1", "e")),
+        _sample("a", _read("FEATURECFG", "chat"), _read("ACX#2", "A"), _read("ACB#s#2", "e")),  # its 30 s ran out
+        _sample("a", _read("ACX#3", "A"), _read("ACB#s#1", "e")),
     ]
     loads = _loads(samples, "read", by="item")
     assert loads[("FEATURECFG", "chat")].spread is Spread.CACHED
+    # Every warm request reads some bucket: a bucket the cold request also read is not a cache.
+    assert loads[("ACB#s#1", "e")].spread is Spread.HASHED
 
 
 def test_round_trips_are_the_median_warm_requests() -> None:

@@ -204,6 +204,7 @@ class KeyLoad:
     units_per_touch: Decimal  # mean units among the requests that touch it
     touched_by: int  # requests of the sample that touched it
     population: int  # requests of the sample it could have been touched by
+    tenant: str | None = None  # the sample's tenant of a tenant-bound key
 
 
 def family(key: str | None) -> str | None:
@@ -220,7 +221,10 @@ def _item_family(key: tuple[str, str | None]) -> tuple[str | None, str | None]:
 def key_loads(samples: Sequence[RequestSample], kind: Literal["read", "write"], *, by: str) -> list[KeyLoad]:
     """Every item (`by="item"`) or partition key (`by="partition"`) the samples touched with `kind` charges.
 
-    Warm samples give the shares; a key only cold samples touched is a warm-container cache.
+    Warm samples give the shares. A warm-container cache shows in the reads: its kind of key (the text
+    before the first '#') is read by cold requests and by some warm ones at most (those whose cache ran
+    out while the sample was recorded). A cold request's own keys of a kind every request has (its row,
+    its answer) add nothing the warm requests do not show, and are left out.
     """
     if by not in ("item", "partition"):
         raise ValueError("by must be 'item' or 'partition'")
@@ -234,7 +238,8 @@ def key_loads(samples: Sequence[RequestSample], kind: Literal["read", "write"], 
     warm = [s for s in samples if not s.cold]
     cold = [s for s in samples if s.cold]
     warm_touches = _touches(warm, kind, keyfn)
-    cold_touches = _touches(cold, kind, keyfn)
+    cold_touches = _touches(cold, kind, keyfn) if kind == "read" else {}
+    cache_kinds = _cache_kinds(warm, cold)
     by_tenant: dict[str, int] = defaultdict(int)
     for sample in warm:
         by_tenant[sample.tenant] += 1
@@ -249,13 +254,14 @@ def key_loads(samples: Sequence[RequestSample], kind: Literal["read", "write"], 
         tenant = next(iter(tenants)) if bound else None
         population = by_tenant[tenant] if tenant is not None else len(warm)
         populations[key] = (bound, population, tenant)
-    hashed = _hashed_shares(warm_touches, populations, familyfn, cached=cold_touches.keys())
+    cached = {key for key in [*warm_touches, *cold_touches] if kind == "read" and _kind_of(key) in cache_kinds}
+    hashed = _hashed_shares(warm_touches, populations, familyfn, cached=cached)
     for key, touches in warm_touches.items():
-        bound, population, _ = populations[key]
+        bound, population, tenant = populations[key]
         units = sum(touches.values(), Decimal(0)) / len(touches)
         if len(touches) == population:
             spread, share = Spread.EVERY, Decimal(1)
-        elif key in cold_touches:
+        elif key in cached:
             # A warm-cache read a warm request repeated because its TTL ran out during the recording.
             spread, share = Spread.CACHED, Decimal(1)
         elif key in hashed:
@@ -263,15 +269,31 @@ def key_loads(samples: Sequence[RequestSample], kind: Literal["read", "write"], 
         else:
             spread, share = Spread.PER_REQUEST, Decimal(1)
             units = max(touches.values())
-        loads.append(KeyLoad(key, kind, bound, spread, share, units, len(touches), population))
+        loads.append(KeyLoad(key, kind, bound, spread, share, units, len(touches), population, tenant))
     for key, touches in cold_touches.items():
-        if key in warm_touches:
+        if key in warm_touches or key not in cached:
             continue
         tenants = {cold[i].tenant for i in touches}
         bound = len(tenants) == 1 and len({s.tenant for s in cold}) > 1
         units = sum(touches.values(), Decimal(0)) / len(touches)
-        loads.append(KeyLoad(key, kind, bound, Spread.CACHED, Decimal(1), units, len(touches), len(cold)))
+        tenant = next(iter(tenants)) if bound else None
+        loads.append(KeyLoad(key, kind, bound, Spread.CACHED, Decimal(1), units, len(touches), len(cold), tenant))
     return loads
+
+
+def _kind_of(key: Hashable) -> str:
+    partition = key if isinstance(key, str) else key[0]  # type: ignore[index]
+    return str(partition).split("#", 1)[0]
+
+
+def _cache_kinds(warm: Sequence[RequestSample], cold: Sequence[RequestSample]) -> set[str]:
+    """Kinds of key cold requests read that not every warm request reads: what warm containers cache."""
+
+    def kinds(sample: RequestSample) -> set[str]:
+        return {_kind_of(c.partition) for call in sample.calls for c in call.charges if c.kind == "read"}
+
+    every_warm = set.intersection(*(kinds(sample) for sample in warm)) if warm else set()
+    return set().union(*(kinds(sample) for sample in cold)) - every_warm
 
 
 def _touches(
