@@ -26,7 +26,9 @@ from costgate_local.tools.capacity import (
     Deployment,
     RatedKey,
     ScenarioFigures,
+    Spread,
     api_gateway_usd_per_million,
+    family,
     lambda_figures,
     scenario_figures,
 )
@@ -218,6 +220,8 @@ def _distinct(rated: list[RatedKey]) -> list[RatedKey]:
         text = _key_text(entry)
         if entry.load.tenant is not None:
             text = text.replace(entry.load.tenant, "<tenant>")
+        if entry.load.spread in (Spread.PER_REQUEST, Spread.HASHED):  # one of many siblings: one line for all
+            text = " / ".join(family(part) or "" for part in text.split(" / "))
         shape = _SHAPE_DIGITS.sub("0", _SHAPE_NAME.sub("", text))
         if shape not in seen:
             seen.add(shape)
