@@ -36,8 +36,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.fakes, when run as bench/<file>.py
 os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")  # EMF blobs are built (CPU counted), not printed
 
-from costgate.batch_model import DocumentStatus
-from costgate.batches import (
+from costgate.batch.model import DocumentStatus
+from costgate.batch.scheduler import (
     CHUNK,
     MAX_BATCH_REQUESTS,
     PARALLEL,
@@ -47,16 +47,10 @@ from costgate.batches import (
     run_scheduler,
     write_manifest,
 )
-from tests.fakes import (
-    NOW,
-    FakeClaudeBatches,
-    InMemoryBatchStore,
-    InMemoryBudgetStore,
-    InMemoryLedgerStore,
-    InMemoryObjectStore,
-    ManualClock,
-    succeeded_answer,
-)
+from tests.fakes.accounting import InMemoryBudgetStore, InMemoryLedgerStore
+from tests.fakes.batch import InMemoryBatchStore, InMemoryObjectStore
+from tests.fakes.claude import FakeClaudeBatches, succeeded_answer
+from tests.fakes.clock import NOW, ManualClock
 
 JOB = "scale"
 DEFAULT_DOCUMENTS = 100_000

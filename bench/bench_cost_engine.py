@@ -8,9 +8,9 @@ import statistics
 import time
 from datetime import UTC, datetime
 
-from costgate.cost import price_usage
-from costgate.pricing import default_price_book
-from costgate.usage import normalise_usage
+from costgate.pricing.cost import price_usage
+from costgate.pricing.prices import default_price_book
+from costgate.pricing.usage import normalise_usage
 
 USAGE = {
     "input_tokens": 2_113,

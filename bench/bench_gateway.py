@@ -50,16 +50,16 @@ from werkzeug.test import EnvironBuilder
 from werkzeug.wrappers import Request
 
 from costgate import ports
+from costgate.claude.messages import HttpUpstream
 from costgate.dal.budgets import DynamoBudgetStore
 from costgate.dal.keys import DynamoKeyStore
 from costgate.dal.ledger import DynamoLedgerStore
-from costgate.keys import issue_key
-from costgate.upstream import HttpUpstream
-from costgate_local.aws import LocalAws, LocalAwsEndpoints, create_secret, create_table
-from costgate_local.front import LocalFunction, Route, rest_event
-from costgate_local.serve import CLAUDE_KEY_SECRET_NAME, DEV_TENANT, SIMULATOR_CLAUDE_KEY
+from costgate.gateway.keys import issue_key
 from costgate_local.simulator import Simulator
-from costgate_local.template import REPO_ROOT, load_template
+from costgate_local.stack.aws import LocalAws, LocalAwsEndpoints, create_secret, create_table
+from costgate_local.stack.front import LocalFunction, Route, rest_event
+from costgate_local.stack.serve import CLAUDE_KEY_SECRET_NAME, DEV_TENANT, SIMULATOR_CLAUDE_KEY
+from costgate_local.stack.template import REPO_ROOT, load_template
 
 FUNCTION = "ApiFunction"
 ROUNDS, PER_ROUND, WARMUP = 4, 50, 3  # 200 timed requests, a fresh table per round of 50

