@@ -43,9 +43,7 @@ def main() -> None:
     print(f"import anthropic (cold):                         {sdk:8.1f} ms")
     if sys.flags.dont_write_bytecode:
         print("(PYTHONDONTWRITEBYTECODE is set: costgate's modules were compiled on each import)")
-    print(
-        f"=> anthropic takes {sdk / upstream:.1f}× the whole claude.messages, {sdk / marginal:.0f}× what it adds"
-    )
+    print(f"=> anthropic takes {sdk / upstream:.1f}× the whole claude.messages, {sdk / marginal:.0f}× what it adds")
 
 
 if __name__ == "__main__":
