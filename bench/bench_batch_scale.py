@@ -1,6 +1,6 @@
 """Batch scheduler at scale: N short documents through ingest, submission, collection and the manifest.
 
-Everything runs in this process on the in-memory fakes (tests/fakes.py), with FakeClaudeBatches ending
+Everything runs in this process on the in-memory fakes (tests/fakes/), with FakeClaudeBatches ending
 its batches only when told: register every document, tick until all are submitted, end every batch,
 tick until every document is finished and the manifest written. Per phase: wall and CPU time, the
 port calls each document costs (a counting proxy on every port, noting whether the call came from

@@ -5,7 +5,7 @@ the module. A third figure is what `costgate.claude.messages` adds in the ApiFun
 has already imported Powertools (costgate.observability) and pynamodb (which imports botocore and
 so urllib3): the time of `import costgate.claude.messages` after those, measured in the same process.
 With PYTHONDONTWRITEBYTECODE set (as in the dev shell) costgate's own modules are compiled on every
-import, so that last figure includes compiling upstream.py; a layer that ships .pyc files skips it.
+import, so that last figure includes compiling claude/messages.py; a layer that ships .pyc files skips it.
 """
 
 import argparse
