@@ -38,7 +38,7 @@ GOAL_SCENARIO = "miss"
 GOAL_DYNAMODB_USD_PER_MILLION = Decimal(10)
 GOAL_ROUND_TRIPS_BEFORE_CLAUDE = 2
 DEFAULT_SAMPLE = 8
-# The warm-container caches of the request path: keys (costgate.keys.CACHE_TTL), feature configurations
+# The warm-container caches of the request path: keys (costgate.gateway.keys.CACHE_TTL), feature configurations
 # (dal.features.CONFIG_TTL) and budget definitions (dal.budgets.DEFINITIONS_TTL) 30 s, gap histograms 60 s.
 DEFAULT_WARM_CACHE_TTL_S = Decimal(30)
 _TOP = 12  # kinds of keys listed per level and kind in --json; the text report shows the first _SHOWN
@@ -80,7 +80,7 @@ def add_capacity_command(commands: Any) -> None:
 
 def capacity_command(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None = None) -> int:
     # Imported here: recording needs moto, the simulator and the handler, which no other command should load.
-    from costgate_local.template import load_template  # noqa: PLC0415
+    from costgate_local.stack.template import load_template  # noqa: PLC0415
     from costgate_local.tools.capacity_workload import FUNCTION, record_scenarios  # noqa: PLC0415
 
     out, err = out or sys.stdout, err or sys.stderr

@@ -9,9 +9,9 @@ from typing import Any
 import boto3
 import pytest
 
-from costgate_local.aws import LocalAwsEndpoints
 from costgate_local.capacity_cli import capacity_report
-from costgate_local.template import load_template, table_create_args
+from costgate_local.stack.aws import LocalAwsEndpoints
+from costgate_local.stack.template import load_template, table_create_args
 from costgate_local.tools.capacity import Deployment, Phase, item_size, scenario_figures
 from costgate_local.tools.capacity_recorder import DynamoRecorder, TableSchema
 from costgate_local.tools.capacity_workload import SCENARIOS, record_scenarios

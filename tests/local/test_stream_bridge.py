@@ -9,8 +9,8 @@ from typing import Any
 import boto3
 import pytest
 
-from costgate_local.aws import LocalAwsEndpoints
-from costgate_local.stream_bridge import Record, StreamBridge, enable_stream
+from costgate_local.stack.aws import LocalAwsEndpoints
+from costgate_local.stack.stream_bridge import Record, StreamBridge, enable_stream
 
 
 def _client(service: str, endpoints: LocalAwsEndpoints) -> Any:

@@ -54,7 +54,7 @@ class TableSchema:
 
     @classmethod
     def from_create_args(cls, args: Mapping[str, Any]) -> "TableSchema":
-        """From boto3 `create_table` keyword arguments (`costgate_local.template.table_create_args`)."""
+        """From boto3 `create_table` keyword arguments (`costgate_local.stack.template.table_create_args`)."""
 
         def keys(schema: Sequence[Mapping[str, str]]) -> tuple[str, str | None]:
             kinds = {entry["KeyType"]: entry["AttributeName"] for entry in schema}

@@ -26,10 +26,10 @@ from typing import Any, TextIO
 from werkzeug.test import EnvironBuilder
 from werkzeug.wrappers import Request
 
-from costgate_local.aws import LocalAws, create_secret, create_table, environment
-from costgate_local.front import ACCOUNT_ID, LocalFunction, Route, rest_event
 from costgate_local.simulator import Simulator, SimulatorOptions
-from costgate_local.template import load_template, table_create_args
+from costgate_local.stack.aws import LocalAws, create_secret, create_table, environment
+from costgate_local.stack.front import ACCOUNT_ID, LocalFunction, Route, rest_event
+from costgate_local.stack.template import load_template, table_create_args
 from costgate_local.tools.capacity import Phase, RequestSample
 from costgate_local.tools.capacity_recorder import DynamoRecorder, TableSchema
 
@@ -283,7 +283,7 @@ def _bind(table: str) -> None:
 
 
 def _define_budgets(tenants: Iterable[str]) -> None:
-    from costgate.budgets import Budget, BudgetPeriod, feature_scope, tenant_scope  # noqa: PLC0415
+    from costgate.accounting.budgets import Budget, BudgetPeriod, feature_scope, tenant_scope  # noqa: PLC0415
     from costgate.dal.budgets import DynamoBudgetStore  # noqa: PLC0415
 
     store = DynamoBudgetStore()
@@ -295,10 +295,10 @@ def _define_budgets(tenants: Iterable[str]) -> None:
 
 def _issue_key(tenant: str, *, exhausted: bool) -> str:
     """A new key of the tenant's, with daily and monthly budgets (the daily one already spent when `exhausted`)."""
-    from costgate.budgets import Budget, BudgetPeriod, Hold, key_scope  # noqa: PLC0415
+    from costgate.accounting.budgets import Budget, BudgetPeriod, Hold, key_scope  # noqa: PLC0415
     from costgate.dal.budgets import DynamoBudgetStore  # noqa: PLC0415
     from costgate.dal.keys import DynamoKeyStore  # noqa: PLC0415
-    from costgate.keys import issue_key  # noqa: PLC0415
+    from costgate.gateway.keys import issue_key  # noqa: PLC0415
 
     now = datetime.now(UTC)
     daily = Decimal(1) if exhausted else BUDGET_USD
