@@ -56,6 +56,11 @@ class MetricName(StrEnum):
     # total projected linearly to the end of the day (costgate.accounting.spend.project_day_spend).
     SPEND_TODAY_USD = "SpendTodayUsd"
     PROJECTED_DAILY_SPEND_USD = "ProjectedDailySpendUsd"
+    # A ledger or budget write that failed after Claude answered (or while an error was on its way):
+    # the row is left to the sweeper, or an unused hold stays held. Never a wrong total; always a look.
+    ACCOUNTING_ERRORS = "AccountingErrors"
+    # SweeperFunction, per run: rows whose settle never came, ended at what they held (flagged in the ledger).
+    SWEPT_REQUESTS = "SweptRequests"
 
 
 class MetricDimension(StrEnum):
