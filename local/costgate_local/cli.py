@@ -56,6 +56,13 @@ def main(argv: Sequence[str] | None = None) -> int:  # noqa: PLR0915 - one branc
     report.add_argument("--tenant", help="only this tenant")
     report.add_argument("--json", action="store_true", help="exact figures as JSON instead of a table")
     report.add_argument("--html", metavar="PATH", help="also write the report as an HTML page with charts to PATH")
+    report.add_argument(
+        "--wait-for-rollups",
+        metavar="SECONDS",
+        type=float,
+        help="first wait (up to SECONDS) until the rollups count every ended ledger row of the range; scans the"
+        " table, for the local stack",
+    )
 
     demo = commands.add_parser(
         "demo", help="the sample workload through the local stack, savings per strategy (what `make run` does)"
@@ -89,6 +96,13 @@ def main(argv: Sequence[str] | None = None) -> int:  # noqa: PLR0915 - one branc
         budget_parser.add_argument("--feature", help="one feature of the tenant (default: the whole tenant)")
         budget_parser.add_argument("--period", required=True, choices=["day", "month"], help="UTC day or UTC month")
     set_budget.add_argument("--limit-usd", required=True, help="the limit, exact decimal USD (0 blocks all spend)")
+    set_budget.add_argument(
+        "--shards",
+        type=int,
+        default=1,
+        help="shard items each (key, feature) pair spreads the budget's allowance over: 1 up to ~250 requests/s on"
+        " a pair; `costgate capacity` says what a rate needs (docs/scale.md)",
+    )
 
     _add_feature_commands(commands)
     _add_cache_commands(commands)
@@ -198,6 +212,14 @@ def report_command(args: argparse.Namespace) -> int:
         tenant=args.tenant,
     )
     store = DynamoLedgerStore()
+    if args.wait_for_rollups:
+        from costgate_local.tools.aggregation import wait_for_aggregation  # noqa: PLC0415
+
+        counted = wait_for_aggregation(
+            store, request.first, request.last, tenant=request.tenant, timeout_s=args.wait_for_rollups
+        )
+        if not counted.caught_up:
+            print(f"costgate: the rollups have not caught up with the ledger: {counted}", file=sys.stderr)
     report = build_report(store, request)
     if args.json:
         print(json.dumps(report.as_json(), indent=2))
@@ -316,6 +338,10 @@ def _add_serve_command(commands: Any) -> None:
         "--spend-interval", type=_positive_seconds, metavar="S",
         help="seconds between two runs of SpendWatchFunction (default: its template schedule, rate(5 minutes): 300)",
     )  # fmt: skip
+    serve.add_argument(
+        "--sweep-interval", type=_positive_seconds, metavar="S",
+        help="seconds between two runs of SweeperFunction (default: its template schedule, rate(1 minute): 60)",
+    )  # fmt: skip
     add_simulator_arguments(serve)
 
 
@@ -329,6 +355,7 @@ def serve_command(args: argparse.Namespace) -> int:
             simulator=simulator_options_from_args(args, port=0),
             batch_interval_s=args.batch_interval,
             spend_interval_s=args.spend_interval,
+            sweep_interval_s=args.sweep_interval,
         )
     )
 
@@ -413,13 +440,14 @@ def budgets_command(args: argparse.Namespace) -> int:
     from costgate.accounting.budgets import Budget, BudgetPeriod, Hold, feature_scope, tenant_scope  # noqa: PLC0415
     from costgate.dal.budgets import DynamoBudgetStore  # noqa: PLC0415 - keeps `costgate price` free of boto imports
 
-    def as_json(budget: Budget) -> dict[str, str | None]:
+    def as_json(budget: Budget) -> dict[str, str | int | None]:
         return {
             "scope": budget.scope,
             "tenant": budget.tenant,
             "feature": budget.feature,
             "period": budget.period.value,
             "limit_usd": format_usd(budget.limit_usd),
+            "shards": budget.shards,
         }
 
     _bind_table()
@@ -429,14 +457,18 @@ def budgets_command(args: argparse.Namespace) -> int:
         rows = []
         for budget in store.list_definitions():
             window = budget.window(now)
-            remaining = store.remaining([Hold(budget, window, Decimal(0))]) or Decimal(0)
+            # What the root can still hand out, plus what its shards hold and have not yet taken.
+            unallocated = store.remaining([Hold(budget, window, Decimal(0))]) or Decimal(0)
+            remaining = unallocated + store.held_in_shards(budget, window)
             rows.append(as_json(budget) | {"window": window, "remaining_usd": format_usd(remaining)})
         if args.json:
             for row in rows:
                 print(json.dumps(row))
             return 0
-        columns = ["scope", "period", "limit USD", "window", "remaining USD"]
-        cells = [columns] + [[r["scope"], r["period"], r["limit_usd"], r["window"], r["remaining_usd"]] for r in rows]
+        columns = ["scope", "period", "limit USD", "shards", "window", "remaining USD"]
+        cells = [columns] + [
+            [r["scope"], r["period"], r["limit_usd"], r["shards"], r["window"], r["remaining_usd"]] for r in rows
+        ]
         widths = [max(len(str(line[i])) for line in cells) for i in range(len(columns))]
         for line in cells:
             print("  ".join(str(cell).ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip())
@@ -451,7 +483,7 @@ def budgets_command(args: argparse.Namespace) -> int:
             limit = Decimal(args.limit_usd)
         except ArithmeticError:
             raise InvalidRequestError("--limit-usd must be a decimal amount in USD, such as 25 or 12.50") from None
-        budget = Budget(scope, period, limit)
+        budget = Budget(scope, period, limit, shards=args.shards)
         store.put_definition(budget)
         print(json.dumps(as_json(budget)))
         return 0

@@ -94,3 +94,17 @@ class SpendSettings(_Settings):
     """SpendWatchFunction: the table whose daily rollups it reads (read-only)."""
 
     table_name: str = field(metadata=_env("COSTGATE_TABLE"))
+
+
+@dataclass(frozen=True)
+class AggregatorSettings(_Settings):
+    """AggregatorFunction: the table whose stream it reads and whose rollup items it writes."""
+
+    table_name: str = field(metadata=_env("COSTGATE_TABLE"))
+
+
+@dataclass(frozen=True)
+class SweeperSettings(_Settings):
+    """SweeperFunction: the table whose unsettled rows it ends and whose dry budgets it gathers."""
+
+    table_name: str = field(metadata=_env("COSTGATE_TABLE"))

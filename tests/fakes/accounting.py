@@ -118,13 +118,21 @@ class InMemoryRollupStore:
             return None
         return self._prompt_cache.last_seen_of(target.feature, target.prefix_key)
 
-    def rollups(self, first: date, last: date) -> Iterator[Rollup]:
-        found = [t for t in self.counters if isinstance(t, RollupTarget) and first <= t.day <= last]
+    def rollups(self, first: date, last: date, tenant: str | None = None) -> Iterator[Rollup]:
+        found = [
+            t
+            for t in self.counters
+            if isinstance(t, RollupTarget) and first <= t.day <= last and tenant in (None, t.tenant)
+        ]
         for target in sorted(found, key=lambda t: (t.day, t.tenant, t.feature, t.model, t.hour)):
             yield _to_rollup(target, self.counters[target])
 
-    def rejections(self, first: date, last: date) -> Iterator[RejectionCount]:
-        found = [t for t in self.counters if isinstance(t, RejectionTarget) and first <= t.day <= last]
+    def rejections(self, first: date, last: date, tenant: str | None = None) -> Iterator[RejectionCount]:
+        found = [
+            t
+            for t in self.counters
+            if isinstance(t, RejectionTarget) and first <= t.day <= last and tenant in (None, t.tenant)
+        ]
         for target in sorted(found, key=lambda t: (t.day, t.tenant, t.feature, t.hour)):
             count = int(self.counters[target].get("rejected", 0))
             yield RejectionCount(
@@ -281,11 +289,11 @@ class InMemoryLedgerStore:
             aggregate(self.rollup_store, FAKE_LANE, waiting)
         return len(waiting)
 
-    def rollups(self, first: date, last: date) -> Iterator[Rollup]:
-        return self.rollup_store.rollups(first, last)
+    def rollups(self, first: date, last: date, tenant: str | None = None) -> Iterator[Rollup]:
+        return self.rollup_store.rollups(first, last, tenant)
 
-    def rejections(self, first: date, last: date) -> Iterator[RejectionCount]:
-        return self.rollup_store.rejections(first, last)
+    def rejections(self, first: date, last: date, tenant: str | None = None) -> Iterator[RejectionCount]:
+        return self.rollup_store.rejections(first, last, tenant)
 
 
 def make_entry(
@@ -431,11 +439,12 @@ class InMemoryBudgetStore:
                 if slot in slots and window == hold.window(slots[slot])
             }
             fits = all(shard.headroom.get(slot, Decimal(0)) >= hold.amount_usd for slot in slots)
+            held = {slot: amount for slot, amount in shard.headroom.items() if slot in slots}
             if shard.day != hold.day or not fits:
-                return Taken(ok=False, headroom=dict(shard.headroom), day=shard.day, dry=dry)
+                return Taken(ok=False, headroom=held, day=shard.day, dry=dry)
             for slot in slots:
                 shard.headroom[slot] -= hold.amount_usd
-            return Taken(ok=True, headroom=dict(shard.headroom), day=shard.day)
+            return Taken(ok=True, headroom={slot: shard.headroom[slot] for slot in slots}, day=shard.day)
 
     def roll_day(self, shard: ShardKey, seen_day: str | None, day: str) -> None:
         self.calls.append("roll_day")

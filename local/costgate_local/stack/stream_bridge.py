@@ -13,18 +13,24 @@ event of the stream's records, shard by shard, in sequence order, one batch at a
   idempotent, exactly as in AWS); with `bisect_on_error` the retried batch is the failing half, down
   to a single record, and halving does not count as a retry;
 - after `max_retry_attempts` retries (-1: until the record expires) the records of the failed batch go
-  to `on_failure` (in AWS: the mapping's on-failure destination) and delivery moves past them.
+  to `on_failure` (in AWS: the mapping's on-failure destination) and delivery moves past them;
+- with `filters` (the mapping's FilterCriteria patterns), only records some pattern matches are
+  delivered; the others are passed over as if handled;
+- with `tumbling_window_s`, each event also carries `shardId`, `eventSourceARN`, `window`, `state` and
+  `isFinalInvokeForWindow`, and an answer without `state` fails the batch, as Lambda's tumbling windows
+  do (the bridge runs no final invocation per window: the state is handed back unused).
 
 What it cannot reproduce of DynamoDB Streams, because moto does not: more than one shard, shard
 rotation, the 24-hour retention and iterator expiry; moto keeps every record and iterator in memory.
 """
 
 import base64
+import json
 import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -82,7 +88,10 @@ class StreamBridge:
     max_record_age_s: float | None = None
     on_failure: OnFailure = lost_records
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    filters: Sequence[Mapping[str, Any]] = ()
+    tumbling_window_s: float | None = None
     _shards: dict[str, _Shard] = field(default_factory=dict, init=False)
+    _caught_up: bool = field(default=False, init=False)
 
     def __post_init__(self) -> None:
         if not 1 <= self.batch_size <= 10_000:
@@ -101,9 +110,35 @@ class StreamBridge:
                 log.exception("stream bridge: could not read %s", self.stream_arn)
                 stop.wait(interval_s)
 
+    @classmethod
+    def from_event(cls, streams: Any, stream_arn: str, invoke: Invoke, source: Mapping[str, Any]) -> "StreamBridge":
+        """A bridge set up as a template's DynamoDB event source (`template.stream_source`) declares it."""
+        age = source.get("MaximumRecordAgeInSeconds", -1)
+        patterns = [json.loads(f["Pattern"]) for f in (source.get("FilterCriteria") or {}).get("Filters", [])]
+        window = source.get("TumblingWindowInSeconds")
+        return cls(
+            streams=streams,
+            stream_arn=stream_arn,
+            invoke=invoke,
+            batch_size=int(source.get("BatchSize", DEFAULT_BATCH_SIZE)),
+            starting_position=str(source.get("StartingPosition", "TRIM_HORIZON")),
+            report_batch_item_failures="ReportBatchItemFailures" in source.get("FunctionResponseTypes", []),
+            bisect_on_error=bool(source.get("BisectBatchOnFunctionError", False)),
+            max_retry_attempts=int(source.get("MaximumRetryAttempts", -1)),
+            max_record_age_s=None if int(age) == -1 else float(age),
+            filters=patterns,
+            tumbling_window_s=float(window) if window else None,
+        )
+
+    @property
+    def caught_up(self) -> bool:
+        """Whether the last poll found every shard without a record waiting (nothing left to deliver)."""
+        return self._caught_up
+
     def poll(self) -> int:
         """One batch from each shard that has records; the number of records handed over (done or failed)."""
         delivered = 0
+        waiting = False
         shards = self.streams.describe_stream(StreamArn=self.stream_arn)["StreamDescription"]["Shards"]
         for described in shards:
             shard_id = described["ShardId"]
@@ -114,13 +149,25 @@ class StreamBridge:
                     state.checkpoint = self._latest(shard_id)
             records = self._read(shard_id, state)
             if records:
-                self._deliver(state, records)
-                delivered += len(records)
+                waiting = True
+                wanted = [r for r in records if self._wanted(r)]
+                if wanted:
+                    self._deliver(state, wanted, shard_id, passed_over=records)
+                    delivered += len(wanted)
+                else:  # nothing a pattern matches: the mapping passes them over without invoking anything
+                    state.checkpoint = _sequence(records[-1])
+        self._caught_up = not waiting
         return delivered
+
+    def _wanted(self, record: Record) -> bool:
+        if not self.filters:
+            return True
+        shown = _as_lambda_sends_it(record, self.stream_arn)
+        return any(matches(pattern, shown) for pattern in self.filters)
 
     # --- one batch ---------------------------------------------------------------------------------------
 
-    def _deliver(self, state: _Shard, records: list[Record]) -> None:
+    def _deliver(self, state: _Shard, records: list[Record], shard_id: str, passed_over: list[Record]) -> None:
         expired = [r for r in records if self._expired(r)]
         if expired:  # the oldest come first: expired records lead the batch
             self.on_failure(expired, "MaximumRecordAgeInSeconds")
@@ -128,9 +175,11 @@ class StreamBridge:
             records = records[len(expired) :]
             if not records:
                 return
-        failed_at = self._call(records)
+        failed_at = self._call(records, shard_id)
         if failed_at is None:
-            state.checkpoint, state.limit, state.retries = _sequence(records[-1]), self.batch_size, 0
+            # Done with the batch, and with the filtered-out records read along with it.
+            last = max(_sequence(records[-1]), _sequence(passed_over[-1]), key=int)
+            state.checkpoint, state.limit, state.retries = last, self.batch_size, 0
             return
         if failed_at > 0:  # reported partial success: the records before the failure are done
             state.checkpoint, state.retries = _sequence(records[failed_at - 1]), 0
@@ -143,12 +192,18 @@ class StreamBridge:
             self.on_failure(records, f"MaximumRetryAttempts ({self.max_retry_attempts})")
             state.checkpoint, state.limit, state.retries = _sequence(records[-1]), self.batch_size, 0
 
-    def _call(self, records: list[Record]) -> int | None:
+    def _call(self, records: list[Record], shard_id: str) -> int | None:
         """None when the batch is done; else the index of the first record to deliver again."""
+        event: dict[str, Any] = {"Records": [_as_lambda_sends_it(r, self.stream_arn) for r in records]}
+        if self.tumbling_window_s is not None:
+            event |= self._window_fields(shard_id)
         try:
-            response = self.invoke({"Records": [_as_lambda_sends_it(r, self.stream_arn) for r in records]})
+            response = self.invoke(event)
         except Exception:  # as in Lambda: a failed invocation fails its batch, which comes back
             log.exception("stream bridge: the function failed on %d records; they come back", len(records))
+            return 0
+        if self.tumbling_window_s is not None and not (isinstance(response, Mapping) and "state" in response):
+            log.error("stream bridge: a tumbling window's answer has no state: the batch failed")
             return 0
         if not self.report_batch_item_failures or not isinstance(response, Mapping):
             return None
@@ -197,11 +252,49 @@ class StreamBridge:
             iterator = page.get("NextShardIterator")
         return found
 
+    def _window_fields(self, shard_id: str) -> dict[str, Any]:
+        if self.tumbling_window_s is None:
+            return {}
+        now = self.clock()
+        seconds = self.tumbling_window_s
+        start = datetime.fromtimestamp(now.timestamp() // seconds * seconds, UTC)
+        return {
+            "shardId": shard_id,
+            "eventSourceARN": self.stream_arn,
+            "window": {
+                "start": start.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "end": (start + timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            },
+            "state": {},
+            "isFinalInvokeForWindow": False,
+            "isWindowTerminatedEarly": False,
+        }
+
     def _expired(self, record: Record) -> bool:
         if self.max_record_age_s is None:
             return False
         created: datetime = record["dynamodb"]["ApproximateCreationDateTime"]
         return (self.clock() - created).total_seconds() > self.max_record_age_s
+
+
+def matches(pattern: Mapping[str, Any], value: Any) -> bool:
+    """Whether a Lambda event filter pattern matches a record (as Lambda sends it).
+
+    What the template's patterns use: nested objects, and lists of the values a field may equal. Any
+    other rule (prefix, numeric, exists, anything-but) is refused rather than guessed at.
+    """
+    if not isinstance(value, Mapping):
+        return False
+    for name, rule in pattern.items():
+        if isinstance(rule, Mapping):
+            if not matches(rule, value.get(name)):
+                return False
+            continue
+        if not isinstance(rule, list) or any(isinstance(option, Mapping | list) for option in rule):
+            raise ValueError(f"the local stream bridge matches only lists of plain values, not {rule!r}")
+        if name not in value or value[name] not in rule:
+            return False
+    return True
 
 
 def _sequence(record: Record) -> str:

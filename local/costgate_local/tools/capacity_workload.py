@@ -296,7 +296,7 @@ def _define_budgets(tenants: Iterable[str]) -> None:
 def _issue_key(tenant: str, *, exhausted: bool) -> str:
     """A new key of the tenant's, with daily and monthly budgets (the daily one already spent when `exhausted`)."""
     from costgate.accounting.budgets import Budget, BudgetPeriod, Hold, key_scope  # noqa: PLC0415
-    from costgate.dal.budgets import DynamoBudgetStore  # noqa: PLC0415
+    from costgate.dal.budgets import reserve_update  # noqa: PLC0415
     from costgate.dal.keys import DynamoKeyStore  # noqa: PLC0415
     from costgate.gateway.keys import issue_key  # noqa: PLC0415
 
@@ -306,7 +306,8 @@ def _issue_key(tenant: str, *, exhausted: bool) -> str:
         DynamoKeyStore(), tenant=tenant, daily_budget_usd=daily, monthly_budget_usd=BUDGET_USD, now=now
     )
     if exhausted:
-        # Spend the whole daily budget up front: every reservation then fails its condition, as at the limit.
+        # Hand the whole daily budget out up front: every draw then finds its root empty, as at the limit.
         budget = Budget(key_scope(key.key_id), BudgetPeriod.DAY, daily)
-        DynamoBudgetStore().reserve([Hold(budget, budget.window(now), daily)])
+        item, actions, condition = reserve_update(Hold(budget, budget.window(now), daily))
+        item.update(actions=actions, condition=condition)
     return api_key

@@ -46,12 +46,13 @@ class LedgerStore(Protocol):
         """Every row still `reserved` that was reserved before the given time (the sweeper's work)."""
         ...
 
-    def rollups(self, first: date, last: date) -> Iterator["Rollup"]:
-        """Every rollup the aggregator holds for the UTC days first..last, both included (by hour)."""
+    def rollups(self, first: date, last: date, tenant: str | None = None) -> Iterator["Rollup"]:
+        """Every rollup the aggregator holds for the UTC days first..last, both included (by hour), day by day;
+        of one tenant if given."""
         ...
 
-    def rejections(self, first: date, last: date) -> Iterator["RejectionCount"]:
-        """Every rejection counter for the UTC days first..last, both included (by hour)."""
+    def rejections(self, first: date, last: date, tenant: str | None = None) -> Iterator["RejectionCount"]:
+        """Every rejection counter for the UTC days first..last, both included (by hour); of one tenant if given."""
         ...
 
 

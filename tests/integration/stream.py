@@ -1,0 +1,50 @@
+"""The table's stream through the real AggregatorFunction, for tests that read rollups after writing rows.
+
+`aggregate(local_aws, table)` runs a stream bridge set up as template.yaml's event source (batch size,
+filters, tumbling window) until it has delivered everything the stream holds, as the local stack's
+`costgate serve` does in the background. One bridge per table, so a second call goes on from where
+the first stopped, as an event source mapping would.
+"""
+
+from typing import Any
+
+import boto3
+
+from costgate_local.stack.aws import LocalAwsEndpoints
+from costgate_local.stack.stream_bridge import StreamBridge
+from costgate_local.stack.template import load_template, stream_source
+from functions.aggregator import handler
+from tests.conftest import FakeLambdaContext
+
+MAX_POLLS = 500
+_BRIDGES: dict[str, StreamBridge] = {}
+
+
+def _client(service: str, endpoints: LocalAwsEndpoints) -> Any:
+    return boto3.client(service, endpoint_url=endpoints.endpoint_url, region_name=endpoints.region)
+
+
+def invoke(event: dict[str, Any]) -> Any:
+    """AggregatorFunction's handler as Lambda runs it, on a fresh container for the current table."""
+    handler.settings.cache_clear()
+    handler.rollup_store.cache_clear()
+    return handler.lambda_handler(event, FakeLambdaContext(function_name="costgate-AggregatorFunction-test"))
+
+
+def bridge_for(endpoints: LocalAwsEndpoints, table: str) -> StreamBridge:
+    if table not in _BRIDGES:
+        arn = _client("dynamodb", endpoints).describe_table(TableName=table)["Table"]["LatestStreamArn"]
+        source = stream_source(load_template(), "AggregatorFunction")
+        _BRIDGES[table] = StreamBridge.from_event(_client("dynamodbstreams", endpoints), arn, invoke, source)
+    return _BRIDGES[table]
+
+
+def aggregate(endpoints: LocalAwsEndpoints, table: str) -> int:
+    """Deliver everything waiting in the table's stream to AggregatorFunction; the records delivered."""
+    bridge = bridge_for(endpoints, table)
+    delivered = 0
+    for _ in range(MAX_POLLS):
+        delivered += bridge.poll()
+        if bridge.caught_up:
+            return delivered
+    raise AssertionError(f"the stream of {table} still had records after {MAX_POLLS} polls")
