@@ -139,7 +139,12 @@ class DynamoAnswerCacheStore:
         ttl = _ttl(answer.expires_at)
         item = _answer_item(ExactAnswerItem(_exact_pk(key), _ANSWER_SK), tenant, feature, answer)
         index = AnswerIndexItem(
-            _index_pk(tenant, key), f"{feature}#{_EXACT}#{key}", feature=feature, kind=_EXACT, ref=key, expires_at=ttl
+            index_partition(tenant, key),
+            f"{feature}#{_EXACT}#{key}",
+            feature=feature,
+            kind=_EXACT,
+            ref=key,
+            expires_at=ttl,
         )
         self._write(f"exact entry {key[:16]}", [index, item], [])
 
@@ -157,7 +162,7 @@ class DynamoAnswerCacheStore:
 
     def get_semantic(self, scope: str, entry_id: str, now: datetime) -> StoredAnswer | None:
         try:
-            item = SemanticAnswerItem.get(_semantic_pk(scope, entry_id), f"{_ENTRY_SK}{entry_id}")
+            item = SemanticAnswerItem.get(semantic_partition(scope, entry_id), f"{_ENTRY_SK}{entry_id}")
         except DoesNotExist:
             return None
         return _to_answer(item) if now < item.valid_until else None
@@ -169,13 +174,13 @@ class DynamoAnswerCacheStore:
         ttl = _ttl(answer.expires_at)
         bucket_keys = list(dict.fromkeys(entry.bucket_keys))
         item = _answer_item(
-            SemanticAnswerItem(_semantic_pk(entry.scope, entry.entry_id), f"{_ENTRY_SK}{entry.entry_id}"),
+            SemanticAnswerItem(semantic_partition(entry.scope, entry.entry_id), f"{_ENTRY_SK}{entry.entry_id}"),
             entry.tenant,
             entry.feature,
             answer,
         )
         index = AnswerIndexItem(
-            _index_pk(entry.tenant, entry.entry_id),
+            index_partition(entry.tenant, entry.entry_id),
             f"{entry.feature}#{_SEMANTIC}#{entry.scope}#{entry.entry_id}",
             feature=entry.feature,
             kind=_SEMANTIC,
@@ -264,7 +269,7 @@ def _exact_pk(key: str) -> str:
     return f"ACX#{key}"
 
 
-def _semantic_pk(scope: str, entry_id: str) -> str:
+def semantic_partition(scope: str, entry_id: str) -> str:
     return f"ACS#{scope}#{entry_id[:2]}"
 
 
@@ -272,7 +277,7 @@ def _bucket_pk(scope: str, bucket_key: str) -> str:
     return f"ACB#{scope}#{bucket_key}"
 
 
-def _index_pk(tenant: str, key: str) -> str:
+def index_partition(tenant: str, key: str) -> str:
     digest = hashlib.sha256(key.encode()).digest()
     return f"ACIDX#{tenant}#{int.from_bytes(digest[:4], 'big') % INDEX_PARTITIONS}"
 
@@ -281,7 +286,7 @@ def _answer_key(index: AnswerIndexItem, *, legacy: bool) -> tuple[str, str]:
     if index.kind == _EXACT:
         return _exact_pk(index.ref), _ANSWER_SK
     entry_id = index.entry_id or ""
-    pk = f"ACS#{index.ref}" if legacy else _semantic_pk(index.ref, entry_id)
+    pk = f"ACS#{index.ref}" if legacy else semantic_partition(index.ref, entry_id)
     return pk, f"{_ENTRY_SK}{entry_id}"
 
 
