@@ -48,3 +48,13 @@ def aggregate(endpoints: LocalAwsEndpoints, table: str) -> int:
         if bridge.caught_up:
             return delivered
     raise AssertionError(f"the stream of {table} still had records after {MAX_POLLS} polls")
+
+
+def aggregate_bound() -> int:
+    """`aggregate` for the table the data layer is bound to, on the local AWS the environment points at."""
+    import os  # noqa: PLC0415
+
+    from costgate.dal.table import CostgateItem  # noqa: PLC0415
+
+    endpoints = LocalAwsEndpoints(os.environ["AWS_ENDPOINT_URL"], os.environ["AWS_DEFAULT_REGION"])
+    return aggregate(endpoints, CostgateItem.Meta.table_name)
