@@ -23,14 +23,17 @@ from costgate_local.tools.capacity import (
     PARTITION_WCU_PER_S,
     SOURCES,
     TABLE_ON_DEMAND_UNITS_PER_S,
+    USD_PER_MILLION_WRU,
     Deployment,
     RatedKey,
     ScenarioFigures,
     Spread,
+    aggregator_figures,
     api_gateway_usd_per_million,
     family,
     lambda_figures,
     scenario_figures,
+    shards_for,
 )
 
 # The scenario the issue's goals are about: a miss with budgets on key, tenant and feature.
@@ -38,6 +41,15 @@ GOAL_SCENARIO = "miss"
 GOAL_DYNAMODB_USD_PER_MILLION = Decimal(10)
 GOAL_ROUND_TRIPS_BEFORE_CLAUDE = 2
 DEFAULT_SAMPLE = 8
+# What the aggregator writes per busy tenant and stream batch on the miss path: its hour's rollup, its
+# prompt-cache prefix and its day's gap histogram (a refusal writes a rejection counter instead).
+MISS_AGGREGATOR_TARGETS = 3
+# The sweep index's and the answer cache's spreads (costgate.dal.ledger, costgate.dal.answer_cache) and
+# the rollups' day partitions (costgate.dal.rollups): fixed by the code.
+SWEEP_PARTITIONS = 64
+ANSWER_INDEX_PARTITIONS = 32
+SEMANTIC_ANSWER_PARTITIONS = 256
+ROLLUP_PARTITIONS = 16
 # The warm-container caches of the request path: keys (costgate.gateway.keys.CACHE_TTL), feature configurations
 # (dal.features.CONFIG_TTL) and budget definitions (dal.budgets.DEFINITIONS_TTL) 30 s, gap histograms 60 s.
 DEFAULT_WARM_CACHE_TTL_S = Decimal(30)
@@ -100,10 +112,13 @@ def capacity_command(args: argparse.Namespace, out: TextIO | None = None, err: T
         architecture=architecture,
         warm_cache_ttl_s=DEFAULT_WARM_CACHE_TTL_S,
     )
+    # One key and feature per tenant in the workload: a pair takes all of its tenant's requests.
+    shards = shards_for(Decimal(args.rps) / args.tenants)
     with _stdout_to(err):  # the handler's logs and EMF lines must not mix with the report
-        recorded = record_scenarios(args.sample, log=err)
-    figures = {name: scenario_figures(name, samples, deployment) for name, samples in recorded.items()}
-    report = capacity_report(figures, deployment, sample=args.sample)
+        recorded = record_scenarios(args.sample, log=err, shards=shards)
+    spreads = declared_spreads(shards)
+    figures = {name: scenario_figures(name, samples, deployment, spreads) for name, samples in recorded.items()}
+    report = capacity_report(figures, deployment, sample=args.sample, shards=shards, worst_case_usd=_worst_case())
     if args.json:
         out.write(json.dumps(report, ensure_ascii=False) + "\n")
     else:
@@ -111,9 +126,42 @@ def capacity_command(args: argparse.Namespace, out: TextIO | None = None, err: T
     return 0
 
 
-def capacity_report(figures: Mapping[str, ScenarioFigures], deployment: Deployment, *, sample: int) -> dict[str, Any]:
-    """The figures as one JSON object; the top-level fields are the miss path's (GOAL_SCENARIO)."""
+def declared_spreads(shards: int) -> dict[str, int]:
+    """The key families the code spreads over a known number of keys, by partition prefix."""
+    return {
+        "BGT#": shards,
+        "Queue:sweep#": SWEEP_PARTITIONS,
+        "ACIDX#": ANSWER_INDEX_PARTITIONS,
+        "ACS#": SEMANTIC_ANSWER_PARTITIONS,
+    }
+
+
+def _worst_case() -> Decimal:
+    """The recorded miss path's worst case (the hold a request takes): its first contract review."""
+    from datetime import UTC, datetime  # noqa: PLC0415
+
+    from costgate.accounting.budgets import estimate_worst_case  # noqa: PLC0415
+    from costgate_local.tools.capacity_workload import SCENARIOS  # noqa: PLC0415
+
+    body = next(next(s for s in SCENARIOS if s.name == GOAL_SCENARIO).bodies("worst-case"))
+    return estimate_worst_case(body["model"], body, datetime.now(UTC))
+
+
+def capacity_report(
+    figures: Mapping[str, ScenarioFigures],
+    deployment: Deployment,
+    *,
+    sample: int,
+    shards: int = 1,
+    worst_case_usd: Decimal = Decimal(0),
+) -> dict[str, Any]:
+    """The figures as one JSON object; the top-level fields are the miss path's (GOAL_SCENARIO), the aggregator's
+    writes included (modelled, per `tools.capacity.aggregator_figures`)."""
     goal = figures[GOAL_SCENARIO]
+    aggregator = aggregator_figures(
+        deployment, goal.wru_per_request * deployment.rps, MISS_AGGREGATOR_TARGETS, ROLLUP_PARTITIONS
+    )
+    goal_usd = goal.dynamodb_usd_per_million + aggregator.wru_per_request * USD_PER_MILLION_WRU
     lambda_ = lambda_figures(goal, deployment)
     first_tier, blended = api_gateway_usd_per_million(deployment.rps)
     hottest = {
@@ -122,7 +170,7 @@ def capacity_report(figures: Mapping[str, ScenarioFigures], deployment: Deployme
         "partition_write": goal.hottest("partition", "write"),
         "partition_read": goal.hottest("partition", "read"),
     }
-    table_wru = goal.wru_per_request * deployment.rps
+    table_wru = (goal.wru_per_request + aggregator.wru_per_request) * deployment.rps
     table_rru = (goal.rru_per_request + goal.cached_rru_per_request) * deployment.rps
     over = [
         rated
@@ -131,6 +179,9 @@ def capacity_report(figures: Mapping[str, ScenarioFigures], deployment: Deployme
         for rated in (goal.items if level == "item" else goal.partitions)[kind]
         if rated.units_per_s > rated.limit
     ]
+    aggregator_over = aggregator.hottest_partition_wcu_per_s > PARTITION_WCU_PER_S
+    hottest_item_w = max(goal.hottest_units("item", "write"), aggregator.hottest_item_wcu_per_s)
+    hottest_partition_w = max(goal.hottest_units("partition", "write"), aggregator.hottest_partition_wcu_per_s)
     return {
         "rps": deployment.rps,
         "tenants": deployment.tenants,
@@ -143,13 +194,37 @@ def capacity_report(figures: Mapping[str, ScenarioFigures], deployment: Deployme
             "recorded_requests_per_tenant_and_scenario": sample,
         },
         "scenario": GOAL_SCENARIO,
-        "hottest_item_wcu_per_s": _number(goal.hottest_units("item", "write")),
+        "hottest_item_wcu_per_s": _number(hottest_item_w),
         "hottest_item_rcu_per_s": _number(goal.hottest_units("item", "read")),
-        "hottest_partition_wcu_per_s": _number(goal.hottest_units("partition", "write")),
+        "hottest_partition_wcu_per_s": _number(hottest_partition_w),
         "hottest_partition_rcu_per_s": _number(goal.hottest_units("partition", "read")),
         "hottest": {name: _rated_json(rated) for name, rated in hottest.items() if rated is not None},
-        "over_partition_limits": len(over),
-        "dynamodb_usd_per_million_requests": _usd(goal.dynamodb_usd_per_million),
+        "over_partition_limits": len(over) + aggregator_over,
+        "dynamodb_usd_per_million_requests": _usd(goal_usd),
+        "dynamodb_usd_per_million_requests_request_path": _usd(goal.dynamodb_usd_per_million),
+        "semantic_miss_dynamodb_usd_per_million_requests": _usd(
+            figures["semantic-miss"].dynamodb_usd_per_million + aggregator.wru_per_request * USD_PER_MILLION_WRU
+        )
+        if "semantic-miss" in figures
+        else None,
+        "budget_shards_per_key_and_feature": shards,
+        "stranded_budget": {
+            "worst_case_per_request_usd": _usd_exact(worst_case_usd),
+            "bound_usd": _usd_exact(worst_case_usd * shards),
+            "explanation": "a full budget can refuse a request while each of the pair's shards still holds less"
+            " than one worst case: below shards × the largest worst case, until the sweeper gathers it (every"
+            " minute); more pairs (keys × features) on one budget add one shard's crumbs each",
+        },
+        "aggregator": {
+            "stream_shards": aggregator.stream_shards,
+            "targets_per_tenant_per_batch": aggregator.targets_per_tenant,
+            "target_writes_per_s": _number(aggregator.target_writes_per_s),
+            "target_wru": _number(aggregator.target_wru),
+            "hottest_item_wcu_per_s": _number(aggregator.hottest_item_wcu_per_s),
+            "hottest_partition_wcu_per_s": _number(aggregator.hottest_partition_wcu_per_s),
+            "wru_per_request": _number(aggregator.wru_per_request),
+            "typical_lag_s": str(aggregator.lag_s),
+        },
         "lambda_usd_per_million_requests": _usd(lambda_.usd_per_million),
         "api_gateway_usd_per_million_requests": _usd(first_tier),
         "api_gateway_usd_per_million_requests_blended": _usd(blended),
@@ -174,8 +249,8 @@ def capacity_report(figures: Mapping[str, ScenarioFigures], deployment: Deployme
             "within_table_quota": table_wru <= TABLE_ON_DEMAND_UNITS_PER_S and table_rru <= TABLE_ON_DEMAND_UNITS_PER_S,
         },
         "goals": {
-            "no_item_or_partition_over_limits": not over,
-            "dynamodb_at_most_10_usd_per_million": goal.dynamodb_usd_per_million <= GOAL_DYNAMODB_USD_PER_MILLION,
+            "no_item_or_partition_over_limits": not over and not aggregator_over,
+            "dynamodb_at_most_10_usd_per_million": goal_usd <= GOAL_DYNAMODB_USD_PER_MILLION,
             "at_most_2_round_trips_before_claude": goal.round_trips_before_claude <= GOAL_ROUND_TRIPS_BEFORE_CLAUDE,
         },
         "scenarios": {name: _scenario_json(found, deployment) for name, found in figures.items()},
@@ -295,6 +370,7 @@ def render_capacity(report: Mapping[str, Any]) -> str:
                 f" {rated['sample']})"
             )
     lam, api, table = report["lambda"], report["api_gateway"], report["table"]
+    agg, stranded = report["aggregator"], report["stranded_budget"]
     dynamodb, lambda_usd = report["dynamodb_usd_per_million_requests"], report["lambda_usd_per_million_requests"]
     gateway = report["api_gateway_usd_per_million_requests"]
     blended = report["api_gateway_usd_per_million_requests_blended"]
@@ -310,6 +386,15 @@ def render_capacity(report: Mapping[str, Any]) -> str:
         f" (burst {api['account_burst']:,})" + ("" if api["within_account_rps"] else "; above it: ask for more"),
         f"DynamoDB table: {table['wru_per_s']:,.0f} WRU/s and {table['rru_per_s']:,.0f} RRU/s (on-demand table quota"
         f" {table['on_demand_table_quota_units_per_s']:,.0f} each by default)",
+        f"Aggregator (modelled): {agg['stream_shards']:,} stream shards; a busy tenant's rollup item takes"
+        f" {agg['target_writes_per_s']:,.0f} writes/s of {agg['target_wru']:,.0f} WRU ="
+        f" {agg['hottest_item_wcu_per_s']:,.0f} WCU/s (its partition {agg['hottest_partition_wcu_per_s']:,.0f});"
+        f" {agg['wru_per_request']:.3f} WRU per request; rollups lag the ledger by about {agg['typical_lag_s']} s",
+        f"Budgets: {report['budget_shards_per_key_and_feature']} shard(s) per key and feature; a full budget strands"
+        f" less than ${stranded['bound_usd']} ({report['budget_shards_per_key_and_feature']} ×"
+        f" ${stranded['worst_case_per_request_usd']}, the recorded worst case) until the sweeper gathers it",
+        f"Semantic-cache misses, shown apart: DynamoDB ${report['semantic_miss_dynamodb_usd_per_million_requests']}"
+        " per million",
         "",
         "Goals (issue 16, the miss path): "
         + "; ".join(f"{name.replace('_', ' ')}: {'yes' if ok else 'NO'}" for name, ok in report["goals"].items()),
@@ -362,6 +447,10 @@ def _number(value: Decimal) -> float:
 
 def _usd(value: Decimal) -> str:
     return str(value.quantize(Decimal("0.01"), rounding=ROUND_HALF_EVEN))
+
+
+def _usd_exact(value: Decimal) -> str:
+    return format(value.normalize(), "f")
 
 
 def _positive_int(text: str) -> int:

@@ -118,6 +118,8 @@ DIMENSION_SETS: Mapping[MetricName, frozenset[frozenset[MetricDimension]]] = {
     MetricName.UPSTREAM_LATENCY: frozenset({_SERVICE, frozenset({MetricDimension.MODEL})}),
     MetricName.GATEWAY_OVERHEAD: frozenset({_SERVICE}),
     **{name: frozenset({_SERVICE}) for name in SPEND_GAUGES},
+    MetricName.ACCOUNTING_ERRORS: frozenset({_SERVICE}),
+    MetricName.SWEPT_REQUESTS: frozenset({_SERVICE}),
 }
 
 logger = Logger()

@@ -22,7 +22,7 @@ from costgate.batch.model import (
     UsageTotals,
 )
 from costgate.dal.batches import BatchItem, DocumentItem, DynamoBatchStore, JobItem, RemoteBatchItem, UnitItem
-from costgate.dal.budgets import DynamoBudgetStore
+from costgate.dal.budgets import DynamoBudgetStore, reserve_update
 from costgate.errors import BudgetExceededError, ConflictError
 from tests.fakes.clock import ManualClock
 
@@ -317,7 +317,7 @@ def test_reserve_batch_holds_the_budgets_with_the_move_to_reserved(
 
 def test_reserve_batch_that_does_not_fit_changes_nothing(store: DynamoBatchStore, budgets: DynamoBudgetStore) -> None:
     # Given $0.6 already committed on the tenant's $1 budget and a packing batch worth $0.5
-    budgets.reserve([Hold(tenant_daily(), DAY, Decimal("0.6"))])
+    _hold_on_root(Hold(tenant_daily(), DAY, Decimal("0.6")))
     store.create_batch(batch())
 
     # When the batch is reserved
@@ -398,7 +398,7 @@ def test_a_remote_id_recorded_for_another_batch_is_a_conflict(store: DynamoBatch
 
 def test_abort_batch_releases_exactly_its_holds(store: DynamoBatchStore, budgets: DynamoBudgetStore) -> None:
     # Given $0.2 held elsewhere on the tenant's budget and a batch reserved for $0.5 and now submitting
-    budgets.reserve([Hold(tenant_daily(), DAY, Decimal("0.2"))])
+    _hold_on_root(Hold(tenant_daily(), DAY, Decimal("0.2")))
     record = reserved_batch(store, budgets, batch())
     submitting = store.set_batch_state(record, BatchState.SUBMITTING, submit_started_at=NOW)
 
@@ -419,7 +419,7 @@ def test_abort_batch_releases_exactly_its_holds(store: DynamoBatchStore, budgets
 
 
 def test_aborting_a_packing_batch_releases_nothing(store: DynamoBatchStore, budgets: DynamoBudgetStore) -> None:
-    budgets.reserve([Hold(tenant_daily(), DAY, Decimal("0.2"))])
+    _hold_on_root(Hold(tenant_daily(), DAY, Decimal("0.2")))
     store.create_batch(batch())
 
     store.abort_batch(batch(), "packing failed")
@@ -621,3 +621,9 @@ def test_job_documents_pages_through_the_job_s_documents(store: DynamoBatchStore
 
     assert iter(listed) is listed
     assert list(listed) == docs
+
+
+def _hold_on_root(hold: Hold) -> None:
+    """What another batch's hold leaves on the root: committed += amount, if it fits."""
+    item, actions, condition = reserve_update(hold)
+    item.update(actions=actions, condition=condition)

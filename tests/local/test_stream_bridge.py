@@ -10,7 +10,8 @@ import boto3
 import pytest
 
 from costgate_local.stack.aws import LocalAwsEndpoints
-from costgate_local.stack.stream_bridge import Record, StreamBridge, enable_stream
+from costgate_local.stack.stream_bridge import Record, StreamBridge, enable_stream, matches
+from costgate_local.stack.template import load_template, stream_source
 
 
 def _client(service: str, endpoints: LocalAwsEndpoints) -> Any:
@@ -215,3 +216,65 @@ def test_run_stops_when_told(dynamodb: Any, streams: Any, ledger_table: str, str
     thread.join(timeout=10)
     assert not thread.is_alive()
     assert function.events == [["A"]]
+
+
+def test_filters_pass_only_matching_records_and_the_rest_are_passed_over(
+    dynamodb: Any, streams: Any, ledger_table: str, stream_arn: str
+) -> None:
+    # Given rows of two kinds, and a filter pattern (as an event source mapping's FilterCriteria) for one
+    _put(dynamodb, ledger_table, "A", kind={"S": "keep"})
+    _put(dynamodb, ledger_table, "B", kind={"S": "skip"})
+    _put(dynamodb, ledger_table, "C", kind={"S": "keep"})
+    function = Function()
+    pattern = {"eventName": ["INSERT"], "dynamodb": {"NewImage": {"kind": {"S": ["keep"]}}}}
+    bridge = StreamBridge(streams, stream_arn, function, batch_size=10, filters=[pattern])
+
+    # When the stream is drained, twice
+    _drain(bridge)
+
+    # Then the function saw the matching records once, and the bridge knows it is caught up
+    assert function.events == [["A", "C"]]
+    assert bridge.caught_up
+    # and a batch with nothing to deliver invokes nothing, but moves on
+    _put(dynamodb, ledger_table, "D", kind={"S": "skip"})
+    _drain(bridge)
+    assert function.events == [["A", "C"]]
+
+
+def test_a_filter_rule_the_bridge_does_not_know_is_refused() -> None:
+    with pytest.raises(ValueError, match="only lists of plain values"):
+        matches({"dynamodb": {"NewImage": {"kind": {"S": [{"prefix": "k"}]}}}}, {"dynamodb": {"NewImage": {}}})
+    assert not matches({"eventName": ["INSERT"]}, {"eventName": "MODIFY"})
+    assert matches({"eventName": ["INSERT", "MODIFY"]}, {"eventName": "MODIFY"})
+
+
+def test_a_tumbling_window_names_the_shard_and_an_answer_without_state_fails_the_batch(
+    dynamodb: Any, streams: Any, ledger_table: str, stream_arn: str
+) -> None:
+    # Given a function that answers without a state the first time, then as a tumbling window requires
+    _put(dynamodb, ledger_table, "A")
+    events: list[dict[str, Any]] = []
+
+    def function(event: dict[str, Any]) -> dict[str, Any]:
+        events.append(event)
+        return {} if len(events) == 1 else {"state": {}, "batchItemFailures": []}
+
+    # When it gets the stream through a bridge with a 60-second tumbling window
+    bridge = StreamBridge(streams, stream_arn, function, batch_size=10, tumbling_window_s=60)
+    _drain(bridge)
+
+    # Then the first answer failed its batch, which came back, and every event named its shard and window
+    assert len(events) == 2
+    shard = streams.describe_stream(StreamArn=stream_arn)["StreamDescription"]["Shards"][0]["ShardId"]
+    assert {e["shardId"] for e in events} == {shard}
+    assert all(e["eventSourceARN"] == stream_arn and e["state"] == {} for e in events)
+    assert events[0]["window"]["end"] > events[0]["window"]["start"]
+
+
+def test_a_bridge_is_set_up_from_the_templates_event_source(streams: Any, stream_arn: str) -> None:
+    source = stream_source(load_template(), "AggregatorFunction")
+    bridge = StreamBridge.from_event(streams, stream_arn, lambda event: {"state": {}}, source)
+    assert (bridge.batch_size, bridge.bisect_on_error, bridge.max_retry_attempts) == (1000, True, -1)
+    assert bridge.max_record_age_s is None
+    assert bridge.tumbling_window_s == 60
+    assert len(bridge.filters) == 2

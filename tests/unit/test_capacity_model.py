@@ -12,13 +12,16 @@ from costgate_local.tools.capacity import (
     Phase,
     RequestSample,
     Spread,
+    aggregator_figures,
     api_gateway_usd_per_million,
     item_size,
     key_loads,
     lambda_figures,
     rate,
     read_units,
+    rollup_item_bytes,
     scenario_figures,
+    shards_for,
     value_size,
     write_units,
 )
@@ -239,3 +242,92 @@ def test_round_trips_are_the_median_warm_requests() -> None:
         _sample("a", _read("ACX#3", "A"), _write("B#a", "d")),
     ]
     assert scenario_figures("miss", samples, _deployment()).round_trips_before_claude == 2
+
+
+# --- budget shards and the aggregator ---------------------------------------------------------------------------
+
+
+def test_a_pair_gets_a_power_of_two_of_shards_each_near_half_a_partition() -> None:
+    # 2 writes per request per shard; 500 WCU/s per shard at most
+    assert shards_for(Decimal(1)) == 1
+    assert shards_for(Decimal(250)) == 1  # 500 WCU/s on one shard
+    assert shards_for(Decimal(251)) == 2
+    assert shards_for(Decimal(10_000)) == 64  # 2 × 10,000 / 500 = 40 → 64: 312 WCU/s each
+
+
+def test_a_declared_spread_beats_the_few_coincidences_a_short_sample_shows() -> None:
+    # Given 4 requests per tenant landing on 4 different shards of 64 (no coincidence at all)
+    samples = [
+        _sample(t, _write(f"BGT#k-{t}#chat#{n}", "2026-11", "1"), _write(f"REQ#{t}{n}", "REQ"))
+        for n in range(4)
+        for t in "ab"
+    ]
+
+    # When the shard family is declared as spread over 64 keys
+    loads = {load.key: load for load in key_loads(samples, "write", by="partition", spreads={"BGT#": 64})}
+
+    # Then each shard takes 1/64 of its tenant's requests, not "a key per request"
+    shard = loads["BGT#k-a#chat#0"]
+    assert (shard.spread, shard.share, shard.tenant_bound) == (Spread.HASHED, Decimal(1) / 64, True)
+    # and without the declaration the sample alone would call it a key per request
+    undeclared = {load.key: load for load in key_loads(samples, "write", by="partition")}
+    assert undeclared["BGT#k-a#chat#0"].spread is Spread.PER_REQUEST
+
+
+def test_the_aggregator_writes_a_target_once_per_stream_shard_and_second() -> None:
+    # Given 10,000 requests/s of one tenant making 100,000 WRU/s: 100 table partitions, so 100 stream shards
+    deployment = Deployment(
+        rps=10_000,
+        tenants=1,
+        claude_latency_s=Decimal(5),
+        dynamodb_round_trip_s=Decimal("0.01"),
+        memory_mb=1024,
+        architecture="arm64",
+        warm_cache_ttl_s=Decimal(30),
+    )
+    figures = aggregator_figures(deployment, Decimal(100_000), targets_per_tenant=3, rollup_partitions=16)
+
+    # Then the tenant's rollup item takes one write per shard per second (100 records each: every batch
+    # touches it), each of the item with 100 marks of 54 bytes: ceil((base + 5,400) / 1,024) units
+    assert figures.stream_shards == 100
+    assert figures.target_writes_per_s == 100
+    assert figures.target_wru == write_units(rollup_item_bytes(100))
+    assert rollup_item_bytes(100) - rollup_item_bytes(0) == 100 * 54
+    assert figures.hottest_item_wcu_per_s == 100 * figures.target_wru
+    assert figures.hottest_item_wcu_per_s < 1000
+    # and per request: 3 targets × 100 writes/s × units / 10,000 requests/s
+    assert figures.wru_per_request == 3 * 100 * figures.target_wru / 10_000
+    # and the lag: the 1 s window, a quarter-second poll, three writes of 10 ms
+    assert figures.lag_s == Decimal("1.28")
+
+
+def test_a_quiet_tenant_is_not_in_every_batch() -> None:
+    deployment = Deployment(
+        rps=1_000,
+        tenants=1_000,
+        claude_latency_s=Decimal(5),
+        dynamodb_round_trip_s=Decimal("0.01"),
+        memory_mb=1024,
+        architecture="arm64",
+        warm_cache_ttl_s=Decimal(30),
+    )
+    figures = aggregator_figures(deployment, Decimal(10_000), targets_per_tenant=1, rollup_partitions=16)
+    # 10 shards; a tenant's 1 request/s reaches a given shard's batch a tenth of the time: 1 write/s in all
+    assert figures.stream_shards == 10
+    assert figures.target_writes_per_s == 1
+    # 1,000 tenants over 16 day partitions: 63 busy items share the hottest one
+    assert figures.hottest_partition_wcu_per_s == 63 * figures.hottest_item_wcu_per_s
+
+
+def test_calls_issued_while_another_is_in_flight_share_its_round_trip() -> None:
+    def call(issued: float, done: float) -> Call:
+        return Call("PutItem", Phase.BEFORE, (), issued=issued, done=done)
+
+    # the exact answer read; the row put and the shard update sent together; after the call, two more
+    sample = _sample(
+        "a", call(0.0, 1.0), call(1.0, 2.5), call(1.1, 2.0), Call("UpdateItem", Phase.AFTER, (), issued=9, done=10)
+    )
+    assert sample.round_trips(Phase.BEFORE) == 2
+    assert sample.round_trips() == 3
+    # calls without times count one each, as sequential calls do
+    assert _sample("a", _write("A", "x"), _write("B", "y")).round_trips() == 2

@@ -283,18 +283,24 @@ def matches(pattern: Mapping[str, Any], value: Any) -> bool:
     What the template's patterns use: nested objects, and lists of the values a field may equal. Any
     other rule (prefix, numeric, exists, anything-but) is refused rather than guessed at.
     """
+    _check_pattern(pattern)
     if not isinstance(value, Mapping):
         return False
     for name, rule in pattern.items():
         if isinstance(rule, Mapping):
             if not matches(rule, value.get(name)):
                 return False
-            continue
-        if not isinstance(rule, list) or any(isinstance(option, Mapping | list) for option in rule):
-            raise ValueError(f"the local stream bridge matches only lists of plain values, not {rule!r}")
-        if name not in value or value[name] not in rule:
+        elif name not in value or value[name] not in rule:
             return False
     return True
+
+
+def _check_pattern(pattern: Mapping[str, Any]) -> None:
+    for rule in pattern.values():
+        if isinstance(rule, Mapping):
+            _check_pattern(rule)
+        elif not isinstance(rule, list) or any(isinstance(option, Mapping | list) for option in rule):
+            raise ValueError(f"the local stream bridge matches only lists of plain values, not {rule!r}")
 
 
 def _sequence(record: Record) -> str:

@@ -15,8 +15,15 @@ row, an answer keyed by its question) is per request: its load is what one reque
 the rate. A key touched by some requests but not all is hashed into a finite space (an LSH bucket):
 its share is estimated from the coincidences in its family, the keys with the same prefix up to the
 last '#': n touches that fall on the same key in k pairs put the space at C(n, 2) / k keys, each
-taking (touches per request) / space of the requests. A key read only by a container's first request
-is a warm-container cache: each busy container reads it again once per cache TTL.
+taking (touches per request) / space of the requests. Where the code itself spreads a family over a
+known number of keys (a pair's budget shards, the sweep index, the answer cache's partitions) that
+number is the space instead (`spreads`): a short sample sees too few coincidences to estimate 64 keys.
+A key read only by a container's first request is a warm-container cache: each busy container reads
+it again once per cache TTL.
+
+The aggregator's writes are not recorded (they come from the table's stream, per batch, not per
+request): `aggregator_figures` models them from the table's write rate (one stream shard per table
+partition), the batching window and the size of a target item with one mark per stream shard.
 
 Limits and prices are AWS's published figures (see the SOURCES mapping); money stays Decimal.
 """
@@ -162,6 +169,10 @@ class Call:
     phase: Phase
     charges: tuple[Charge, ...]
     error: str | None = None  # DynamoDB's error code when it refused the call (its units are still charged)
+    # When the caller issued it and when its answer came (monotonic seconds): calls issued while another is
+    # in flight share its round trip (the request path sends some in parallel). 0 and 0: one after another.
+    issued: float = 0.0
+    done: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -178,8 +189,17 @@ class RequestSample:
         return sum((c.units for call in self.calls for c in call.charges if c.kind == kind), Decimal(0))
 
     def round_trips(self, phase: Phase | None = None) -> int:
-        """DynamoDB calls, in the given phase or all; the request path makes them one after another."""
-        return sum(1 for call in self.calls if phase is None or call.phase is phase)
+        """Round trips to DynamoDB, in the given phase or all: calls one after another count one each, calls
+        issued while another was still in flight count with it."""
+        calls = sorted((c for c in self.calls if phase is None or c.phase is phase), key=lambda c: c.issued)
+        trips, in_flight_until = 0, None
+        for call in calls:
+            if in_flight_until is None or call.issued >= in_flight_until:
+                trips += 1
+                in_flight_until = call.done
+            else:
+                in_flight_until = max(in_flight_until, call.done)
+        return trips
 
 
 # --- shares of the request rate ------------------------------------------------------------------------------
@@ -218,7 +238,13 @@ def _item_family(key: tuple[str, str | None]) -> tuple[str | None, str | None]:
     return family(key[0]), family(key[1])
 
 
-def key_loads(samples: Sequence[RequestSample], kind: Literal["read", "write"], *, by: str) -> list[KeyLoad]:
+def key_loads(
+    samples: Sequence[RequestSample],
+    kind: Literal["read", "write"],
+    *,
+    by: str,
+    spreads: Mapping[str, int] | None = None,
+) -> list[KeyLoad]:
     """Every item (`by="item"`) or partition key (`by="partition"`) the samples touched with `kind` charges.
 
     Warm samples give the shares. A warm-container cache shows in the reads: its kind of key (the text
@@ -255,11 +281,13 @@ def key_loads(samples: Sequence[RequestSample], kind: Literal["read", "write"], 
         population = by_tenant[tenant] if tenant is not None else len(warm)
         populations[key] = (bound, population, tenant)
     cached = {key for key in [*warm_touches, *cold_touches] if kind == "read" and _kind_of(key) in cache_kinds}
-    hashed = _hashed_shares(warm_touches, populations, familyfn, cached=cached)
+    hashed = _hashed_shares(warm_touches, populations, familyfn, cached=cached, spreads=spreads or {})
     for key, touches in warm_touches.items():
         bound, population, tenant = populations[key]
         units = sum(touches.values(), Decimal(0)) / len(touches)
-        if len(touches) == population:
+        if key in hashed and _declared(key, spreads or {}) is not None:
+            spread, share = Spread.HASHED, hashed[key]
+        elif len(touches) == population:
             spread, share = Spread.EVERY, Decimal(1)
         elif key in cached:
             # A warm-cache read a warm request repeated because its TTL ran out during the recording.
@@ -279,6 +307,12 @@ def key_loads(samples: Sequence[RequestSample], kind: Literal["read", "write"], 
         tenant = next(iter(tenants)) if bound else None
         loads.append(KeyLoad(key, kind, bound, Spread.CACHED, Decimal(1), units, len(touches), len(cold), tenant))
     return loads
+
+
+def _declared(key: Hashable, spreads: Mapping[str, int]) -> int | None:
+    """The number of keys the code spreads this key's family over, if `spreads` names its prefix."""
+    partition = str(key if isinstance(key, str) else key[0])  # type: ignore[index]
+    return next((count for prefix, count in spreads.items() if partition.startswith(prefix)), None)
 
 
 def _kind_of(key: Hashable) -> str:
@@ -315,22 +349,25 @@ def _hashed_shares(
     populations: Mapping[Hashable, tuple[bool, int, str | None]],
     familyfn: Callable[[Any], Hashable],
     cached: Iterable[Hashable],
+    spreads: Mapping[str, int],
 ) -> dict[Hashable, Decimal]:
     """The share of each partly touched key whose family repeats keys (see the module docstring)."""
     skip = set(cached)
     families: dict[tuple[Hashable, str | None], list[Hashable]] = defaultdict(list)
     for key, touched in touches.items():
         _, population, tenant = populations[key]
-        if len(touched) < population and key not in skip:
+        declared = _declared(key, spreads) is not None
+        if (len(touched) < population or declared) and key not in skip:
             families[(familyfn(key), tenant)].append(key)
     shares: dict[Hashable, Decimal] = {}
     for members in families.values():
         counts = [len(touches[key]) for key in members]
         pairs = sum(c * (c - 1) // 2 for c in counts)
-        if pairs == 0:
+        declared_space = _declared(members[0], spreads)
+        if pairs == 0 and declared_space is None:
             continue  # nothing repeats: a key per request
         draws = sum(counts)
-        space = Decimal(draws * (draws - 1) // 2) / pairs
+        space = Decimal(declared_space) if declared_space is not None else Decimal(draws * (draws - 1) // 2) / pairs
         population = populations[members[0]][1]
         share = Decimal(draws) / population / space
         for key in members:
@@ -413,7 +450,9 @@ def rate(load: KeyLoad, deployment: Deployment, concurrency: Decimal) -> Decimal
     return arrivals * load.share * load.units_per_touch
 
 
-def scenario_figures(name: str, samples: Sequence[RequestSample], deployment: Deployment) -> ScenarioFigures:
+def scenario_figures(
+    name: str, samples: Sequence[RequestSample], deployment: Deployment, spreads: Mapping[str, int] | None = None
+) -> ScenarioFigures:
     warm = [s for s in samples if not s.cold]
     cold = [s for s in samples if s.cold]
     if not warm:
@@ -440,7 +479,7 @@ def scenario_figures(name: str, samples: Sequence[RequestSample], deployment: De
     cached_reads = Decimal(0)
     for level, target in (("item", figures.items), ("partition", figures.partitions)):
         for kind in ("write", "read"):
-            loads = key_loads(samples, kind, by=level)
+            loads = key_loads(samples, kind, by=level, spreads=spreads)
             rated = sorted(
                 (RatedKey(load, rate(load, deployment, concurrency)) for load in loads),
                 key=lambda r: r.units_per_s,
@@ -498,3 +537,107 @@ def api_gateway_usd_per_million(rps: int) -> tuple[Decimal, Decimal]:
         if left <= 0:
             break
     return API_GATEWAY_REST_TIERS[0][1], total / millions
+
+
+# --- budget shards and the aggregator (not recorded: modelled) -------------------------------------------------
+
+# A shard takes a request's hold and its give-back: 2 writes of ~0.4 KB. Half a partition's write limit per
+# shard leaves room for a busy shard (Poisson) and the rare draw.
+SHARD_TARGET_WCU_PER_S: Final = Decimal(500)
+# AggregatorFunction's event source (template.yaml): at most one batch a second per stream shard, of up to 1,000.
+STREAM_BATCH_WINDOW_S: Final = Decimal(1)
+STREAM_BATCH_SIZE: Final = 1000
+# Lambda polls each stream shard four times a second: a record waits a quarter of a second on average.
+STREAM_POLL_S: Final = Decimal("0.25")
+# A mark on a target: its attribute name ("m_" and 12 hex characters) and a 40-digit sequence number.
+MARK_BYTES: Final = 14 + 40
+
+
+def shards_for(pair_rps: Decimal) -> int:
+    """The shard count a (key, feature) pair needs at `pair_rps`: a power of two, each shard near half a partition."""
+    needed = max(1, math.ceil(2 * pair_rps / SHARD_TARGET_WCU_PER_S))
+    return 1 << (needed - 1).bit_length()
+
+
+def rollup_item_bytes(marks: int) -> int:
+    """A busy hour's rollup item as the aggregator writes it (every counter present), with `marks` stream shards."""
+    counters = {
+        name: {"N": "123456789"}
+        for name in [
+            "requests",
+            "input_tokens",
+            "output_tokens",
+            "cache_write_5m_tokens",
+            "cache_write_1h_tokens",
+            "cache_read_tokens",
+            "web_search_requests",
+            "swept_requests",
+            "applied_prompt_cache_requests",
+            "applied_routing_requests",
+        ]
+    }
+    money = {
+        name: {"N": "1234.5678901234"}
+        for name in [
+            "cost_usd",
+            "baseline_cost_usd",
+            "swept_usd",
+            "savings_prompt_cache_usd",
+            "savings_routing_usd",
+            "applied_prompt_cache_cost_usd",
+            "applied_routing_cost_usd",
+        ]
+    }
+    identity = {
+        "PK": {"S": "DAY#2026-11-20#15"},
+        "SK": {"S": "ROLLUP#tenant-name-of-some-length#feature-name#claude-sonnet-5-5#12"},
+        "entity": {"S": "rollup"},
+        "day": {"S": "2026-11-20"},
+        "tenant": {"S": "tenant-name-of-some-length"},
+        "feature": {"S": "feature-name"},
+        "model": {"S": "claude-sonnet-5-5"},
+        "hour": {"N": "12"},
+        "expires_at": {"N": "1798243200"},
+    }
+    return item_size({**identity, **counters, **money}) + marks * MARK_BYTES
+
+
+@dataclass(frozen=True)
+class AggregatorFigures:
+    """AggregatorFunction at the deployment's rate: its hottest target and what it adds per request."""
+
+    stream_shards: int
+    target_writes_per_s: Decimal  # a busy tenant's rollup item: one write per stream shard per batch
+    target_wru: Decimal  # one such write (the item with a mark per stream shard)
+    targets_per_tenant: int
+    hottest_item_wcu_per_s: Decimal
+    hottest_partition_wcu_per_s: Decimal
+    wru_per_request: Decimal
+    lag_s: Decimal  # typical: the batching window, the poll, and a batch's writes
+
+
+def aggregator_figures(
+    deployment: Deployment, table_wru_per_s: Decimal, targets_per_tenant: int, rollup_partitions: int
+) -> AggregatorFigures:
+    """The aggregator's load: each stream shard (one per table partition, at ≤ 1,000 WRU/s each) hands it a batch
+    at most every window; a batch writes each target its records touch once."""
+    shards = max(1, math.ceil(table_wru_per_s / PARTITION_WCU_PER_S))
+    per_tenant = Decimal(deployment.rps) / deployment.tenants
+    per_shard_window = per_tenant / shards * STREAM_BATCH_WINDOW_S  # a tenant's records in one batch of one shard
+    batches_per_s = max(Decimal(1), Decimal(deployment.rps) / shards / STREAM_BATCH_SIZE) / STREAM_BATCH_WINDOW_S
+    writes_per_s = shards * batches_per_s * min(Decimal(1), per_shard_window)
+    wru = write_units(rollup_item_bytes(shards))
+    item = writes_per_s * wru
+    tenants_per_partition = math.ceil(deployment.tenants / rollup_partitions)
+    total_writes = writes_per_s * wru * targets_per_tenant * deployment.tenants
+    lag = STREAM_BATCH_WINDOW_S + STREAM_POLL_S + targets_per_tenant * deployment.dynamodb_round_trip_s
+    return AggregatorFigures(
+        stream_shards=shards,
+        target_writes_per_s=writes_per_s,
+        target_wru=wru,
+        targets_per_tenant=targets_per_tenant,
+        hottest_item_wcu_per_s=item,
+        hottest_partition_wcu_per_s=item * tenants_per_partition,
+        wru_per_request=total_writes / deployment.rps,
+        lag_s=lag,
+    )

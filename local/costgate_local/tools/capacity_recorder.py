@@ -16,6 +16,7 @@ Only a single table is followed (the template's); calls to other tables are reco
 
 import re
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -131,16 +132,19 @@ class DynamoRecorder:
 
     def _record(self, send: Any, operation: str, params: dict[str, Any]) -> Any:
         phase = self.phase
+        issued = time.monotonic()  # before the local AWS, which serves one call at a time, may make it wait
         writes = self._writes(operation, params)
         before = {_frozen(w.key): self._get(w.key) for w in writes}
         try:
             response = send()
         except ClientError as error:
             code = error.response.get("Error", {}).get("Code", "")
-            self._append(Call(operation, phase, self._refused_charges(code, writes, before), error=code))
+            charges = self._refused_charges(code, writes, before)
+            self._append(Call(operation, phase, charges, error=code, issued=issued, done=time.monotonic()))
             raise
+        done = time.monotonic()
         charges = (*self._write_charges(writes, before), *self._read_charges(operation, params, response))
-        self._append(Call(operation, phase, charges))
+        self._append(Call(operation, phase, charges, issued=issued, done=done))
         return response
 
     def _append(self, call: Call) -> None:

@@ -4,7 +4,9 @@ moto as AWS (the table from template.yaml), the Claude API simulator, and ApiFun
 handler loaded from the template, invoked with API Gateway REST events as the local front builds
 them. Two tenants, each with a key that carries daily and monthly budgets and with daily and
 monthly budgets of its own and on its feature: six budget windows per request, as a deployment
-that uses every kind of budget has.
+that uses every kind of budget has. The tenant and feature budgets spread each (key, feature) pair
+over `shards` shard items, and every shard is given its allowance before recording (as a busy
+deployment's shards have theirs): a recorded request takes its hold in one write, as in steady state.
 
 Each scenario runs in execution environments of its own: a warm one (one unrecorded request per
 tenant first), then one new environment per tenant for a recorded cold request (empty warm
@@ -146,10 +148,11 @@ class _Stack:
     route: Route
     recorder: DynamoRecorder
     containers: Iterator[int]
+    shards: int
 
 
 def record_scenarios(
-    per_tenant: int, scenarios: Iterable[Scenario] = SCENARIOS, log: TextIO | None = None
+    per_tenant: int, scenarios: Iterable[Scenario] = SCENARIOS, log: TextIO | None = None, shards: int = 1
 ) -> dict[str, list[RequestSample]]:
     """Run each scenario through a fresh local stack; its recorded requests, cold ones first."""
     if per_tenant < 2:
@@ -186,7 +189,7 @@ def record_scenarios(
         create_secret(endpoints, CLAUDE_KEY_SECRET, "sk-ant-capacity-simulator")
         _bind(TABLE)
         route = next(r for r in api.routes if r.method == "POST" and r.resource == MESSAGES_PATH)
-        state = _Stack(api, route, recorder, itertools.count(1000))
+        state = _Stack(api, route, recorder, itertools.count(1000), shards)
         with recorder.recording():
             for scenario in scenarios:
                 if log is not None:
@@ -198,11 +201,11 @@ def record_scenarios(
 def _run(stack: _Stack, scenario: Scenario, per_tenant: int) -> list[RequestSample]:
     # Tenants of its own: no answer, prompt-cache or budget state carries over from another scenario.
     tenants = tuple(f"{scenario.name}-{suffix}" for suffix in TENANT_SUFFIXES)
-    _define_budgets(tenants)
+    _define_budgets(tenants, stack.shards)
     tag = uuid.uuid4().hex[:12]
     # Keys are cached per process (not per environment): a cold request needs a key no request has used.
-    keys = {tenant: _issue_key(tenant, exhausted=scenario.exhausted) for tenant in tenants}
-    cold_keys = {tenant: _issue_key(tenant, exhausted=scenario.exhausted) for tenant in tenants}
+    keys = {tenant: _issue_key(tenant, exhausted=scenario.exhausted, shards=stack.shards) for tenant in tenants}
+    cold_keys = {tenant: _issue_key(tenant, exhausted=scenario.exhausted, shards=stack.shards) for tenant in tenants}
     bodies = {tenant: scenario.bodies(tag) for tenant in tenants}
 
     def invoke(handler: Any, tenant: str, *, cold: bool) -> RequestSample:
@@ -282,7 +285,7 @@ def _bind(table: str) -> None:
     bind_table(table)
 
 
-def _define_budgets(tenants: Iterable[str]) -> None:
+def _define_budgets(tenants: Iterable[str], shards: int) -> None:
     from costgate.accounting.budgets import Budget, BudgetPeriod, feature_scope, tenant_scope  # noqa: PLC0415
     from costgate.dal.budgets import DynamoBudgetStore  # noqa: PLC0415
 
@@ -290,11 +293,12 @@ def _define_budgets(tenants: Iterable[str]) -> None:
     for tenant in tenants:
         for scope in (tenant_scope(tenant), feature_scope(tenant, FEATURE)):
             for period in BudgetPeriod:
-                store.put_definition(Budget(scope, period, BUDGET_USD))
+                store.put_definition(Budget(scope, period, BUDGET_USD, shards=shards))
 
 
-def _issue_key(tenant: str, *, exhausted: bool) -> str:
-    """A new key of the tenant's, with daily and monthly budgets (the daily one already spent when `exhausted`)."""
+def _issue_key(tenant: str, *, exhausted: bool, shards: int) -> str:
+    """A new key of the tenant's, with daily and monthly budgets (the daily one already spent when `exhausted`),
+    its shards holding their allowances (or, spent, flagged dry) as a busy deployment's do."""
     from costgate.accounting.budgets import Budget, BudgetPeriod, Hold, key_scope  # noqa: PLC0415
     from costgate.dal.budgets import reserve_update  # noqa: PLC0415
     from costgate.dal.keys import DynamoKeyStore  # noqa: PLC0415
@@ -310,4 +314,27 @@ def _issue_key(tenant: str, *, exhausted: bool) -> str:
         budget = Budget(key_scope(key.key_id), BudgetPeriod.DAY, daily)
         item, actions, condition = reserve_update(Hold(budget, budget.window(now), daily))
         item.update(actions=actions, condition=condition)
+    _warm_shards(key.key_id, shards, daily, now)
     return api_key
+
+
+def _warm_shards(key_id: str, shards: int, daily: Decimal, now: datetime) -> None:
+    """Every shard of the (key, feature) pair holding an allowance for today, as a busy deployment's shards do
+    (written directly, in batches: drawing 64 shards through the roots one by one is not what is measured);
+    with the key's daily budget spent, its slot is flagged dry instead, as at the limit."""
+    from costgate.dal.budgets import BudgetShardItem  # noqa: PLC0415
+
+    day = now.date()
+    allowance = BUDGET_USD / (2 * shards)
+    with BudgetShardItem.batch_write() as batch:
+        for index in range(shards):
+            item = BudgetShardItem(f"BGT#{key_id}#{FEATURE}#{index}", f"{day.year:04d}-{day.month:02d}")
+            item.day = day.isoformat()
+            for kind in ("key", "tenant", "feature"):
+                for period in ("day", "month"):
+                    setattr(item, f"h_{kind}_{period}", allowance)
+            if daily < BUDGET_USD:  # the spent daily budget: nothing left in the shard, its root dry
+                item.h_key_day = Decimal(0)
+                item.dry_key_day = day.isoformat()
+                item.left_key_day = Decimal(0)
+            batch.save(item)
