@@ -6,11 +6,13 @@ filters, tumbling window) until it has delivered everything the stream holds, as
 the first stopped, as an event source mapping would.
 """
 
+from functools import partial
 from typing import Any
 
 import boto3
 
-from costgate_local.stack.aws import LocalAwsEndpoints
+from costgate.dal.table import CostgateItem
+from costgate_local.stack.aws import LocalAwsEndpoints, environment
 from costgate_local.stack.stream_bridge import StreamBridge
 from costgate_local.stack.template import load_template, stream_source
 from functions.aggregator import handler
@@ -24,18 +26,20 @@ def _client(service: str, endpoints: LocalAwsEndpoints) -> Any:
     return boto3.client(service, endpoint_url=endpoints.endpoint_url, region_name=endpoints.region)
 
 
-def invoke(event: dict[str, Any]) -> Any:
-    """AggregatorFunction's handler as Lambda runs it, on a fresh container for the current table."""
+def invoke(event: dict[str, Any], table: str | None = None) -> Any:
+    """AggregatorFunction's handler as Lambda runs it, on a fresh container for `table` (default: the bound one)."""
     handler.settings.cache_clear()
     handler.rollup_store.cache_clear()
-    return handler.lambda_handler(event, FakeLambdaContext(function_name="costgate-AggregatorFunction-test"))
+    with environment({"COSTGATE_TABLE": table or CostgateItem.Meta.table_name}):
+        return handler.lambda_handler(event, FakeLambdaContext(function_name="costgate-AggregatorFunction-test"))
 
 
 def bridge_for(endpoints: LocalAwsEndpoints, table: str) -> StreamBridge:
     if table not in _BRIDGES:
         arn = _client("dynamodb", endpoints).describe_table(TableName=table)["Table"]["LatestStreamArn"]
         source = stream_source(load_template(), "AggregatorFunction")
-        _BRIDGES[table] = StreamBridge.from_event(_client("dynamodbstreams", endpoints), arn, invoke, source)
+        streams = _client("dynamodbstreams", endpoints)
+        _BRIDGES[table] = StreamBridge.from_event(streams, arn, partial(invoke, table=table), source)
     return _BRIDGES[table]
 
 
@@ -53,8 +57,6 @@ def aggregate(endpoints: LocalAwsEndpoints, table: str) -> int:
 def aggregate_bound() -> int:
     """`aggregate` for the table the data layer is bound to, on the local AWS the environment points at."""
     import os  # noqa: PLC0415
-
-    from costgate.dal.table import CostgateItem  # noqa: PLC0415
 
     endpoints = LocalAwsEndpoints(os.environ["AWS_ENDPOINT_URL"], os.environ["AWS_DEFAULT_REGION"])
     return aggregate(endpoints, CostgateItem.Meta.table_name)
