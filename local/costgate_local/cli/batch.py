@@ -8,10 +8,9 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Protocol, TextIO
 
 from costgate.batch.input import INCOMING, JOB_CONFIG_NAME, JOB_NAME
-from costgate.batch.ports import ObjectStore
 from costgate.batch.scheduler import JobStatus, job_status
 from costgate.dal.batches import DynamoBatchStore
 from costgate.dal.objects import S3ObjectStore
@@ -33,6 +32,12 @@ _CONTENT_TYPES = {
     ".jsonl": "application/jsonl",
     ".json": "application/json",
 }
+
+
+class FileUploads(Protocol):
+    """What `submit_batch` needs of the documents bucket (S3ObjectStore; tests record the uploads)."""
+
+    def put_file(self, key: str, path: Path, content_type: str) -> None: ...
 
 
 def register(parser: argparse.ArgumentParser) -> None:
@@ -62,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
     return show_batch_status(lambda: job_status(store, job), as_json=args.json, watch=args.watch, out=sys.stdout)
 
 
-def submit_batch(directory: Path, job: str | None, objects: ObjectStore, out: TextIO, err: TextIO) -> int:
+def submit_batch(directory: Path, job: str | None, objects: FileUploads, out: TextIO, err: TextIO) -> int:
     """Upload every regular file under `directory` to incoming/<job>/<relative path>, `_job.json` first.
 
     The job's settings go first because ingest reads `_job.json` when each document registers (S3
