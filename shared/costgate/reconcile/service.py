@@ -9,6 +9,8 @@ pending or never checked. It keeps each day's recorded verdict (pending until se
 drift of the days it settled; `recheck_days` re-checks a range on request and emits its drift as of now.
 """
 
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -23,6 +25,7 @@ from costgate.reconcile.ports import AnthropicRecordsReader, LedgerTotalsReader,
 
 # Anthropic's usage report reaches back 365 days; a longer range could not be compared anyway.
 MAX_RANGE_DAYS = 366
+_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
 @dataclass(frozen=True)
@@ -113,6 +116,23 @@ def recheck_days(
     for day in result.days:
         store.save(day.recorded())
     return _emit(result.days)
+
+
+def requested_days(event: Mapping[str, object]) -> tuple[date, date] | None:
+    """The days an invocation asks to re-check, `{"from": "YYYY-MM-DD", "to": "YYYY-MM-DD"}`; None for an
+    event that names no days (the schedule's). InvalidRequestError for anything else."""
+    if "from" not in event and "to" not in event:
+        return None
+    days = []
+    for name in ("from", "to"):
+        value = event.get(name)
+        if not isinstance(value, str) or not _DAY.fullmatch(value):
+            raise InvalidRequestError(f"'{name}' must be a day as YYYY-MM-DD, got {value!r}")
+        try:
+            days.append(date.fromisoformat(value))
+        except ValueError:
+            raise InvalidRequestError(f"'{name}' must be a day as YYYY-MM-DD, got {value!r}") from None
+    return days[0], days[1]
 
 
 def _emit(days: tuple[DayComparison, ...]) -> CheckReport:
