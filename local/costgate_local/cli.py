@@ -27,6 +27,7 @@ from costgate.errors import ConfigurationError, CostgateError, InvalidRequestErr
 from costgate.report import CostReport, CostReportRequest, GroupBy, ReportRow, StrategyTotals, build_report
 from costgate.routing import DEFAULT_MODELS, Tier
 from costgate.settings import CliBucketSettings, CliSettings
+from costgate_local.reconcile_cli import add_reconcile_command, reconcile_command
 from costgate_local.replay_cli import add_replay_command, replay_command
 from costgate_local.simulator import add_simulator_arguments, simulator_options_from_args
 
@@ -92,6 +93,7 @@ def main(argv: Sequence[str] | None = None) -> int:  # noqa: PLR0915 - one branc
     _add_cache_commands(commands)
     _add_batch_commands(commands)
     add_replay_command(commands)
+    add_reconcile_command(commands)
 
     args = parser.parse_args(argv)
     try:
@@ -115,6 +117,8 @@ def main(argv: Sequence[str] | None = None) -> int:  # noqa: PLR0915 - one branc
             return batch_command(args)
         if args.command == "replay":
             return replay_command(args)
+        if args.command == "reconcile":
+            return reconcile_command(args)
         return demo_command(args.out)
     except CostgateError as error:
         print(f"costgate: {error.message}", file=sys.stderr)

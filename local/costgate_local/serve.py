@@ -160,6 +160,12 @@ def serve(options: ServeOptions) -> int:
             "upstream_url": upstream_url,
             "batch_interval_s": options.batch_interval_s,
             "spend_interval_s": spend_interval_s,
+            # Simulator mode only: its keys, so a test can go around the gateway and read the usage and cost reports.
+            **(
+                {"upstream_api_key": claude_key, "admin_api_key": options.simulator.admin_key}
+                if options.upstream == "simulator"
+                else {}
+            ),
         }
         ready_line.write(json.dumps(ready) + "\n")
         ready_line.close()

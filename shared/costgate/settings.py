@@ -98,6 +98,15 @@ class SpendSettings(_Settings):
 
 
 @dataclass(frozen=True)
+class CliReconcileSettings(_Settings):
+    """`costgate reconcile`: the ledger's table, and an Anthropic Admin API key (from the environment, never a
+    flag, which `ps` and shell history would show; kept out of the repr, which a traceback would)."""
+
+    table_name: str = field(metadata=_env("COSTGATE_TABLE"))
+    admin_api_key: str = field(metadata=_env("ANTHROPIC_ADMIN_API_KEY"), repr=False)
+
+
+@dataclass(frozen=True)
 class ReconcileSettings(_Settings):
     """ReconcileFunction: the table (rollups read, verdicts kept), Anthropic's Admin API and its key's secret,
     which Claude API keys are the gateway's, how long a day takes to settle, how far back pending days are
