@@ -162,7 +162,7 @@ def test_a_price_anthropic_changed_shows_as_cost_drift_with_zero_token_drift(
     # Given a stack whose simulator bills Haiku 5.5 output at 0.60 instead of costgate's 0.50 per MTok
     data = json.loads(PRICES.read_text(encoding="utf-8"))
     (haiku,) = (model for model in data["models"] if model["id"] == MODEL)
-    assert haiku["rates"][-1]["output"] == "0.5"
+    assert Decimal(haiku["rates"][-1]["output"]) == Decimal("0.5")
     haiku["rates"][-1]["output"] = "0.6"
     altered = tmp_path_factory.mktemp("prices") / "prices.json"
     altered.write_text(json.dumps(data), encoding="utf-8")
@@ -203,7 +203,10 @@ def _run_reconcile_function(served: Served, day: date, monkeypatch: pytest.Monke
     for line in printed.getvalue().splitlines():
         if '"_aws"' in line and "ReconcileDriftDays" in line:
             blob = json.loads(line)
-            found = {name: blob[name] for name in ("ReconcileDriftDays", "ReconcileDriftTokens", "ReconcileDriftUsd")}
+            # Powertools prints each metric's values as a list: one run, one value each.
+            found = {
+                name: blob[name][0] for name in ("ReconcileDriftDays", "ReconcileDriftTokens", "ReconcileDriftUsd")
+            }
     assert found, "ReconcileFunction printed no Reconcile* metrics"
     assert os.environ["COSTGATE_CLAUDE_KEY_IDS"] == "organization"
     return found
