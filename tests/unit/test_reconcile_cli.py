@@ -2,15 +2,25 @@
 
 import argparse
 import io
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from costgate.observability import logger
 from costgate.reconcile.compare import compare
 from costgate_local.reconcile_cli import add_reconcile_command, reconcile_command, render_reconciliation
 from tests.unit.reconcile_world import DAY, HAIKU, NEXT, SETTLE, ours, records, theirs, tokens
 
 USED = tokens(1200, 300, cache_read_tokens=4096)
+
+
+@pytest.fixture(autouse=True)
+def logger_level_kept() -> Iterator[None]:
+    """The command quiets costgate's logger for the process it runs in; the tests after this one log at INFO."""
+    level = logger.log_level
+    yield
+    logger.setLevel(level)
 
 
 def _parse(*argv: str) -> argparse.Namespace:
