@@ -8,7 +8,7 @@ import pytest
 
 from costgate.errors import InvalidRequestError
 from costgate.observability import DIMENSION_SETS, RECONCILE_FIGURES, MetricName
-from costgate.reconcile.model import AnthropicRow, DayStatus, LedgerRow
+from costgate.reconcile.model import AnthropicRecords, AnthropicRow, DayStatus, LedgerRow
 from costgate.reconcile.service import ReconcileSources, recheck_days, reconcile, reconcile_closed_days
 from tests.unit.reconcile_world import (
     DAY,
@@ -174,3 +174,14 @@ def test_drift_usd_metric_adds_both_signs() -> None:
     )
     assert report.drift_usd == "0.03"
     assert Decimal(report.drift_usd) == abs(Decimal("0.01")) + abs(Decimal("-0.02"))
+
+
+def test_days_before_what_anthropic_keeps_are_refused_as_a_bad_range() -> None:
+    # Given an Anthropic that reports from Nov 30 on
+    class Keeps(FakeAnthropic):
+        def read(self, first: date, last: date, now: datetime) -> AnthropicRecords:
+            return super().read(max(first, DAY), last, now)
+
+    # When Nov 29 is asked for / Then the range is refused, not compared against nothing
+    with pytest.raises(InvalidRequestError, match="from 2026-11-30 on"):
+        reconcile(date(2026, 11, 29), DAY, ReconcileSources(Keeps([]), FakeLedger([])), now=RUN, settle=SETTLE)

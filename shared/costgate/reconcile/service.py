@@ -50,6 +50,8 @@ def reconcile(
     # The neighbouring days explain requests in flight at the range's midnights.
     read_first, read_last = first - timedelta(days=1), min(last + timedelta(days=1), today)
     anthropic = sources.anthropic.read(read_first, read_last, now)
+    if anthropic.first > first:
+        raise InvalidRequestError(f"Anthropic reports usage from {anthropic.first} on; {first} is earlier")
     ledger = list(sources.ledger.totals(anthropic.first, anthropic.last))
     return compare(first, last, anthropic, ledger, now=now, settle=settle, book=sources.book or default_price_book())
 
