@@ -1,6 +1,6 @@
 """Batch scheduler at scale: N short documents through ingest, submission, collection and the manifest.
 
-Everything runs in this process on the in-memory fakes (tests/fakes.py), with FakeClaudeBatches ending
+Everything runs in this process on the in-memory fakes (tests/fakes/), with FakeClaudeBatches ending
 its batches only when told: register every document, tick until all are submitted, end every batch,
 tick until every document is finished and the manifest written. Per phase: wall and CPU time, the
 port calls each document costs (a counting proxy on every port, noting whether the call came from
@@ -36,17 +36,12 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.fakes, when run as bench/<file>.py
 os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")  # EMF blobs are built (CPU counted), not printed
 
+from costgate.batch.collect import CHUNK
+from costgate.batch.ingest import IngestServices, register_object
+from costgate.batch.manifests import write_manifest
 from costgate.batch.model import DocumentStatus
-from costgate.batch.scheduler import (
-    CHUNK,
-    MAX_BATCH_REQUESTS,
-    PARALLEL,
-    IngestServices,
-    SchedulerServices,
-    register_object,
-    run_scheduler,
-    write_manifest,
-)
+from costgate.batch.scheduler import SchedulerServices, run_scheduler
+from costgate.batch.tick import MAX_BATCH_REQUESTS, PARALLEL
 from tests.fakes.accounting import InMemoryBudgetStore, InMemoryLedgerStore
 from tests.fakes.batch import InMemoryBatchStore, InMemoryObjectStore
 from tests.fakes.claude import FakeClaudeBatches, succeeded_answer

@@ -32,8 +32,8 @@ from costgate_local.replay_cli import add_replay_command, replay_command
 from costgate_local.simulator import add_simulator_arguments, simulator_options_from_args
 
 if TYPE_CHECKING:
+    from costgate.batch.manifests import JobStatus
     from costgate.batch.ports import ObjectStore
-    from costgate.batch.scheduler import JobStatus
     from costgate.cache.embedding import Embedder
     from costgate_local.tools.calibration import Calibration
 
@@ -868,8 +868,8 @@ def batch_command(args: argparse.Namespace) -> int:
 
         bucket = args.bucket or CliBucketSettings.from_env(os.environ).bucket
         return submit_batch(args.dir, args.job, S3ObjectStore(bucket), sys.stdout, sys.stderr)
-    from costgate.batch.scheduler import job_status  # noqa: PLC0415
-    from costgate.dal.batches import DynamoBatchStore  # noqa: PLC0415
+    from costgate.batch.manifests import job_status  # noqa: PLC0415
+    from costgate.dal.batch.store import DynamoBatchStore  # noqa: PLC0415
 
     job = _job_name(args.job)
     _bind_table()

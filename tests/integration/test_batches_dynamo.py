@@ -21,7 +21,8 @@ from costgate.batch.model import (
     UnitState,
     UsageTotals,
 )
-from costgate.dal.batches import BatchItem, DocumentItem, DynamoBatchStore, JobItem, RemoteBatchItem, UnitItem
+from costgate.dal.batch.entities import BatchItem, DocumentItem, JobItem, RemoteBatchItem, UnitItem
+from costgate.dal.batch.store import DynamoBatchStore
 from costgate.dal.budgets import DynamoBudgetStore
 from costgate.errors import BudgetExceededError, ConflictError
 from tests.fakes.clock import ManualClock
