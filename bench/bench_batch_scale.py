@@ -51,6 +51,7 @@ JOB = "scale"
 DEFAULT_DOCUMENTS = 100_000
 SCALING_DOCUMENTS = 10_000  # the smaller untraced run the scaling is read from
 MEMORY_DOCUMENTS = (1_000, 5_000)  # traced runs: memory per document from their difference
+QUICK_DOCUMENTS = 300  # --quick: every phase once, at a size CI runs in seconds
 MAX_TICKS = 200
 
 # --- the AWS projection's assumptions ---------------------------------------------------------------------
@@ -504,7 +505,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--documents", type=int, default=DEFAULT_DOCUMENTS)
     parser.add_argument("--memory-documents", type=int, nargs="*", default=list(MEMORY_DOCUMENTS))
+    parser.add_argument("--quick", action="store_true", help="a short run: every figure once, few repetitions")
     args = parser.parse_args()
+    if args.quick:
+        args.documents, args.memory_documents = QUICK_DOCUMENTS, [QUICK_DOCUMENTS]
     logging.disable(logging.INFO)  # the scheduler logs every batch and document at info
     started = time.perf_counter()
     print(f"PARALLEL={PARALLEL}, MAX_BATCH_REQUESTS={MAX_BATCH_REQUESTS:,}, CHUNK={CHUNK}; {os.cpu_count()} CPUs")

@@ -147,7 +147,8 @@ def write_center(vectors: Matrix) -> None:
 
 
 def unit_rows(matrix: npt.NDArray[np.floating]) -> Matrix:
-    return (matrix / np.linalg.norm(matrix, axis=1, keepdims=True)).astype(np.float32)
+    unit: Matrix = (matrix / np.linalg.norm(matrix, axis=1, keepdims=True)).astype(np.float32)
+    return unit
 
 
 class Distribution:
@@ -392,7 +393,10 @@ def main() -> None:
     parser.add_argument("--bits", type=int, default=DEFAULT_BITS)
     parser.add_argument("--probes", type=int, default=DEFAULT_PROBES)
     parser.add_argument("--sizes", type=int, nargs="+", default=list(SIZES))
+    parser.add_argument("--quick", action="store_true", help="a short run: every figure once, few repetitions")
     args = parser.parse_args()
+    if args.quick:
+        args.sizes = [min(args.sizes)]
 
     _, real, pairs = real_embeddings()
     if args.write_center:

@@ -5,9 +5,10 @@ the module. A third figure is what `costgate.claude.messages` adds in the ApiFun
 has already imported Powertools (costgate.observability) and pynamodb (which imports botocore and
 so urllib3): the time of `import costgate.claude.messages` after those, measured in the same process.
 With PYTHONDONTWRITEBYTECODE set (as in the dev shell) costgate's own modules are compiled on every
-import, so that last figure includes compiling upstream.py; a layer that ships .pyc files skips it.
+import, so that last figure includes compiling claude/messages.py; a layer that ships .pyc files skips it.
 """
 
+import argparse
 import statistics
 import subprocess
 import sys
@@ -35,6 +36,11 @@ def cold_import_ms(module: str, before: str = "") -> float:
 
 
 def main() -> None:
+    global RUNS  # noqa: PLW0603 - the run's size, chosen once from the command line
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a short run: every figure once, few repetitions")
+    if parser.parse_args().quick:
+        RUNS = 1
     upstream = cold_import_ms("costgate.claude.messages")
     marginal = cold_import_ms("costgate.claude.messages", before=ALREADY_IN_THE_API_FUNCTION)
     sdk = cold_import_ms("anthropic")

@@ -15,7 +15,7 @@ cat chases a dog" has no lexical difference): on KorSTS dev the guards alone rea
 any threshold, so the first condition would let the threshold fall to 0; the similarity must carry
 most of the weight and the guards catch what it cannot see (설치 vs 삭제, 48213 vs 48231).
 
-The shipped defaults live in `data/semantic_thresholds.json`, written from `costgate cache calibrate`
+The shipped defaults live in `costgate/cache/semantic_thresholds.json`, written from `costgate cache calibrate`
 over ../shared/data (KorSTS dev to pick; KorSTS test, STS-B test, KLUE dev and a Korean→English set
 to report). `default_threshold(embedder_id)` reads them; an uncalibrated embedder is an error.
 """

@@ -1,6 +1,6 @@
 """The semantic cache's shipped similarity thresholds, one per embedder (`semantic_thresholds.json`).
 
-Written by `costgate cache calibrate --write-defaults`; read here on the request path, so this module
+Written by `costgate cache calibrate --defaults-file`; read here on the request path, so this module
 stays free of the calibration tooling (datasets, disk caches) that only the CLI needs.
 """
 
