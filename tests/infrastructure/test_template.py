@@ -13,7 +13,8 @@ from moto import mock_aws
 
 from costgate import observability
 from costgate.accounting.ledger import validate_tag
-from costgate.dal import batches, table
+from costgate.dal import table
+from costgate.dal.batch import entities
 from costgate.errors import InvalidRequestError
 from costgate.observability import MetricDimension, MetricName
 from costgate.settings import ApiSettings, BatchSettings, IngestSettings, ReconcileSettings, SpendSettings
@@ -279,8 +280,8 @@ def test_table_matches_the_data_access_layer(template: dict[str, Any]) -> None:
     assert types == {table.PARTITION_KEY: "S", table.SORT_KEY: "S", "queue": "S", "queue_at": "S"}
     # And the one GSI is the batch store's queue index as pynamodb declares it (same keys, whole items)
     [index] = properties["GlobalSecondaryIndexes"]
-    declared = batches.QueueIndex._get_schema()
-    assert index["IndexName"] == declared["index_name"] == batches.QUEUE_INDEX
+    declared = entities.QueueIndex._get_schema()
+    assert index["IndexName"] == declared["index_name"] == entities.QUEUE_INDEX
     assert index["KeySchema"] == declared["key_schema"]
     assert index["Projection"] == declared["projection"] == {"ProjectionType": "ALL"}
     assert all(types[a["AttributeName"]] == a["AttributeType"] for a in declared["attribute_definitions"])

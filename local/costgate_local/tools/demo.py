@@ -217,8 +217,8 @@ def _team_line(result: Sent) -> str:
 
 def _run_batch(job: str, bucket: str) -> Decimal:
     """Drop the documents into S3 as a job and wait until every one has a result or an error file."""
-    from costgate.batch.scheduler import job_status  # noqa: PLC0415
-    from costgate.dal.batches import DynamoBatchStore  # noqa: PLC0415
+    from costgate.batch.manifests import job_status  # noqa: PLC0415
+    from costgate.dal.batch.store import DynamoBatchStore  # noqa: PLC0415
     from costgate.dal.objects import S3ObjectStore  # noqa: PLC0415
     from costgate_local.cli.batch import render_batch_status, submit_batch  # noqa: PLC0415
 
