@@ -67,6 +67,10 @@ def test_entry_with_naive_datetime_is_rejected() -> None:
         replace(valid, at=naive)
 
 
+def tagged(field: str, tag: str) -> LedgerEntry:
+    return make_entry("req-1", tenant=tag) if field == "tenant" else make_entry("req-1", feature=tag)
+
+
 @pytest.mark.parametrize(
     "tag",
     [
@@ -79,10 +83,6 @@ def test_entry_with_naive_datetime_is_rejected() -> None:
         pytest.param("a" * 65, id="65-chars"),
     ],
 )
-def tagged(field: str, tag: str) -> LedgerEntry:
-    return make_entry("req-1", tenant=tag) if field == "tenant" else make_entry("req-1", feature=tag)
-
-
 @pytest.mark.parametrize("field", ["tenant", "feature"])
 def test_entry_with_bad_tag_is_rejected(field: str, tag: str) -> None:
     # Given a tenant or feature tag that cannot be part of a key or a metric dimension
