@@ -28,6 +28,7 @@ from costgate.dal.batch.store import DynamoBatchStore
 from costgate.dal.budgets import DynamoBudgetStore
 from costgate.errors import ConflictError
 from tests.fakes.clock import ManualClock
+from tests.integration import nullable
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 DAY = "2026-11-20"
@@ -167,7 +168,7 @@ def test_a_registered_document_round_trips_and_marks_its_manifest_dirty(store: D
     # Then it reads back equal, the job counts one change and is on the MANIFEST queue
     assert store.document(JOB, DOC_A) == doc
     job = job_item()
-    assert (job.job, job.created_at, job.changes, job.manifest_changes) == (JOB, NOW, 1, None)
+    assert (job.job, job.created_at, job.changes, nullable(job.manifest_changes)) == (JOB, NOW, 1, None)
     assert (job.queue, job.queue_at) == ("MANIFEST", f"2026-11-20T12:00:00.000000+00:00#{JOB}")
     assert doc_item().queue is None
     assert store.jobs_to_manifest(10) == [(JOB, 1)]
@@ -224,7 +225,7 @@ def test_pack_unit_takes_a_pending_unit_off_the_queue_once(store: DynamoBatchSto
 
     item = unit_item(u)
     assert (item.state, item.batch_id, item.reserved_usd) == ("packed", "b1", Decimal("0.25"))
-    assert (item.queue, item.queue_at) == (None, None)
+    assert (nullable(item.queue), nullable(item.queue_at)) == (None, None)
     assert store.pending_units(10) == []
 
 
@@ -238,7 +239,7 @@ def test_unpack_unit_requeues_it_where_it_was(store: DynamoBatchStore) -> None:
     assert store.unpack_unit(u, "b1") is False
 
     item = unit_item(u)
-    assert (item.batch_id, item.reserved_usd) == (None, None)
+    assert (nullable(item.batch_id), nullable(item.reserved_usd)) == (None, None)
     assert item.queue_at == f"2026-11-20T12:07:00.000000+00:00#{DOC_A}#000000"
     assert store.pending_units(10) == [u]
 
@@ -275,7 +276,7 @@ def test_set_batch_state_moves_it_and_records_the_remote_id(
     # And collecting it takes it off the open list
     collected = store.set_batch_state(submitted, BatchState.COLLECTED, ended_at=NOW + timedelta(hours=2))
     assert store.open_batches() == []
-    assert (batch_item().queue, batch_item().queue_at) == (None, None)
+    assert (nullable(batch_item().queue), nullable(batch_item().queue_at)) == (None, None)
     assert store.batch_for_remote("msgbatch_1") == collected
 
 
@@ -290,7 +291,7 @@ def test_abort_batch_releases_exactly_its_holds(store: DynamoBatchStore, budgets
 
     # Then it is ABORTED with its note, off the open list, and only its $0.5 came back
     item = batch_item()
-    assert (item.state, item.note, item.queue) == ("aborted", "rejected: 400", None)
+    assert (item.state, item.note, nullable(item.queue)) == ("aborted", "rejected: 400", None)
     assert store.open_batches() == []
     assert budgets.remaining(holds()[:1]) == Decimal("0.8")
     assert budgets.remaining(holds()[1:]) == Decimal(5)
@@ -358,7 +359,7 @@ def test_clear_check_takes_the_document_off_the_check_list(store: DynamoBatchSto
     store.clear_check(flagged)
 
     assert store.documents_to_check(10) == []
-    assert (doc_item().queue, doc_item().queue_at) == (None, None)
+    assert (nullable(doc_item().queue), nullable(doc_item().queue_at)) == (None, None)
 
 
 def test_finish_document_finishes_it_once_and_marks_the_manifest(store: DynamoBatchStore) -> None:
@@ -404,7 +405,7 @@ def test_manifest_written_cleans_the_job(store: DynamoBatchStore) -> None:
 
     assert store.jobs_to_manifest(10) == [("older", 1)]
     item = job_item()
-    assert (item.changes, item.manifest_changes, item.queue, item.queue_at) == (2, 2, None, None)
+    assert (item.changes, item.manifest_changes, nullable(item.queue), nullable(item.queue_at)) == (2, 2, None, None)
 
 
 def test_manifest_written_after_another_change_leaves_the_job_dirty(store: DynamoBatchStore) -> None:

@@ -104,7 +104,7 @@ def test_a_routed_cached_request_emits_its_tier_decision_and_savings(
 
 
 def test_every_declared_dimension_set_is_emitted_by_some_request(
-    metrics_on: None, capsys: pytest.CaptureFixture[str]
+    metrics_on: None, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Given requests that are routed and prompt-cached (Claude's answer timed), then answered from the answer
     # cache, refused by a budget, answered without usage, refused a semantic hit by a guard, and not storable
@@ -121,7 +121,7 @@ def test_every_declared_dimension_set_is_emitted_by_some_request(
     guarded.send(question("Where is order 48213?"))
     guarded.send(question("Where is order 48231?"))
     failing = make_world()
-    failing.answers.put_exact = _refuse  # type: ignore[method-assign]
+    monkeypatch.setattr(failing.answers, "put_exact", _refuse)
     failing.send(question("What is Python?"))
     found = emitted(capsys.readouterr().out)
 
