@@ -83,7 +83,7 @@ def slow_stack(local_aws: LocalAwsEndpoints) -> Iterator[SlowStack]:
         env = {**local_aws.environ(), **function.environment, "POWERTOOLS_METRICS_DISABLED": "true"}
         stack.enter_context(environment(env))
         # Powertools keeps one Secrets Manager client per process: make it find this moto, then forget it.
-        parameters.clear_caches()  # type: ignore[no-untyped-call]
+        parameters.clear_caches()
         stack.callback(parameters.clear_caches)
         stack.callback(bind_table, CostgateItem.Meta.table_name)
         bind_table(table)

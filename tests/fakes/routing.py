@@ -2,28 +2,32 @@
 
 import threading
 from dataclasses import replace
-from datetime import datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
-from costgate.routing.prompt_cache import GapHistogram, PrefixStats
+from costgate.clock import Clock
+from costgate.dal.prompt_cache import GAP_WINDOW_DAYS
+from costgate.routing.prompt_cache import GapBucket, GapHistogram, PrefixStats
 
 if TYPE_CHECKING:
     from costgate.accounting.aggregator import GapTarget, PrefixTarget, TargetDelta
 
 
 class InMemoryPromptCacheStore:
-    """PromptCacheStore in two dicts: prefix totals by (feature, prefix_key), gap histograms by feature.
+    """PromptCacheStore in two dicts: prefix totals by (feature, prefix_key), gap histograms by (feature, UTC day).
 
     Written through `apply`, which the in-memory rollup store calls with the aggregator's prefix and gap
-    deltas (what the Dynamo rollup store writes to the PCACHE items). Never stale; thread-safe. Seed
-    `gaps` directly to test a TTL choice.
+    deltas (what the Dynamo rollup store writes to the PCACHE items). Like DynamoPromptCacheStore,
+    `gap_histogram` sums the last GAP_WINDOW_DAYS UTC days as of `clock.now()`; unlike it, it is never
+    stale. Thread-safe. Seed `gaps` directly to test a TTL choice (at `clock.now()`'s UTC day to count it).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
         self.stats: dict[tuple[str, str], PrefixStats] = {}
         self.ttls: dict[tuple[str, str], str | None] = {}
-        self.gaps: dict[str, GapHistogram] = {}
+        self.gaps: dict[tuple[str, date], GapHistogram] = {}
         self._lock = threading.Lock()
 
     def apply(self, target: "PrefixTarget | GapTarget", delta: "TargetDelta") -> None:
@@ -33,8 +37,9 @@ class InMemoryPromptCacheStore:
             if isinstance(target, PrefixTarget):
                 self._apply_prefix(target, delta)
                 return
-            histogram = self.gaps.get(target.feature, GapHistogram())
-            self.gaps[target.feature] = replace(
+            day = (target.feature, target.day)
+            histogram = self.gaps.get(day, GapHistogram())
+            self.gaps[day] = replace(
                 histogram, **{name: getattr(histogram, name) + int(count) for name, count in delta.adds.items()}
             )
 
@@ -67,8 +72,15 @@ class InMemoryPromptCacheStore:
         return stats.last_seen if stats else None
 
     def gap_histogram(self, feature: str) -> GapHistogram:
+        today = self.clock.now().astimezone(UTC).date()
+        first = today - timedelta(days=GAP_WINDOW_DAYS - 1)
+        counts = dict.fromkeys((bucket.value for bucket in GapBucket), 0)
         with self._lock:
-            return self.gaps.get(feature, GapHistogram())
+            for (of_feature, day), histogram in self.gaps.items():
+                if of_feature == feature and first <= day <= today:
+                    for name in counts:
+                        counts[name] += getattr(histogram, name)
+        return GapHistogram(**counts)
 
     def prefixes(self, feature: str | None = None) -> list[PrefixStats]:
         with self._lock:

@@ -1,6 +1,7 @@
 """DynamoBudgetStore against moto: takes from shards, draws from roots, dry flags and gathers, give-backs across
 midnight, root holds settled in a batch's transaction, definitions, the CLI, the fake agreeing, and the proof that
-concurrent requests never overshoot a budget (one shard and four)."""
+concurrent requests never overshoot a budget (one shard and four). The port's contract, which the in-memory
+fake must pass too, is in tests/contract/test_budget_store.py."""
 
 import contextlib
 import json

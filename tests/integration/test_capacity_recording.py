@@ -9,7 +9,7 @@ from typing import Any
 import boto3
 import pytest
 
-from costgate_local.capacity_cli import capacity_report
+from costgate_local.cli.capacity import capacity_report
 from costgate_local.stack.aws import LocalAwsEndpoints
 from costgate_local.stack.template import load_template, table_create_args
 from costgate_local.tools.capacity import Deployment, Phase, item_size, scenario_figures

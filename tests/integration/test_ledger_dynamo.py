@@ -1,5 +1,6 @@
 """DynamoLedgerStore against moto: exact round trips, exactly-once recording, rollups through the table's stream
-and the real AggregatorFunction (concurrent writers, day ranges, per-strategy counts), and budget rejection counters."""
+and the real AggregatorFunction (concurrent writers, day ranges, per-strategy counts), and budget rejection counters.
+The port's contract, which the in-memory fake must pass too, is in tests/contract/test_ledger_store.py."""
 
 import random
 import threading

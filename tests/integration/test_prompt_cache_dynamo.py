@@ -1,5 +1,6 @@
 """Prompt-cache observations against moto: settled ledger rows, the table's stream and the real AggregatorFunction
-write per-prefix totals and gap histograms that DynamoPromptCacheStore reads back; the ledger row's routing fields."""
+write per-prefix totals and gap histograms that DynamoPromptCacheStore reads back; the ledger row's routing fields.
+The port's contract, which the in-memory fake must pass too, is in tests/contract/test_prompt_cache_store.py."""
 
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal

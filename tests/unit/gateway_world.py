@@ -189,7 +189,8 @@ def make_world(
 ) -> World:
     key_store = InMemoryKeyStore()
     budget_store = InMemoryBudgetStore(budgets)
-    prompt_cache = InMemoryPromptCacheStore()
+    clock = FixedClock()
+    prompt_cache = InMemoryPromptCacheStore(clock)
     feature_store = InMemoryFeatureStore(features)
     answer_store = InMemoryAnswerCacheStore()
     fake_embedder = embedder or FakeEmbedder()
@@ -215,7 +216,7 @@ def make_world(
             threshold_for=lambda e: SEMANTIC_THRESHOLD,
         ),
         upstream=upstream,
-        clock=FixedClock(),
+        clock=clock,
     )
     return World(
         gateway,

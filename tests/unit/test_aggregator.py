@@ -21,6 +21,7 @@ from costgate.accounting.ledger import RequestState, ReservedRequest
 from costgate.pricing.cost import Strategy
 from costgate.routing.prompt_cache import GapHistogram, PrefixUse
 from tests.fakes.accounting import InjectedFaultError, InMemoryRollupStore, make_entry
+from tests.fakes.clock import ManualClock
 from tests.fakes.routing import InMemoryPromptCacheStore
 
 NOW = datetime(2026, 11, 20, 12, 10, tzinfo=UTC)
@@ -245,10 +246,10 @@ def use(prefix: str = "p1", managed_by: str = "costgate", write: int = 0, read: 
 
 def test_prefix_uses_add_to_their_totals_and_their_gaps_to_the_days_histogram() -> None:
     # Given a prefix last used 40 minutes ago, then three uses: 2 minutes apart, then 2 hours later
-    prompt_cache = InMemoryPromptCacheStore()
+    prompt_cache = InMemoryPromptCacheStore(ManualClock())
     store = InMemoryRollupStore(prompt_cache)
     aggregate(store, LANE, [settled(1, "0.1", at=NOW - timedelta(minutes=40), prompt_cache=use(write=1000))])
-    prompt_cache.gaps.clear()
+    prompt_cache.gaps.clear()  # only the gaps of the batch below
 
     aggregate(
         store,
@@ -270,7 +271,7 @@ def test_prefix_uses_add_to_their_totals_and_their_gaps_to_the_days_histogram() 
 
 
 def test_a_prefix_the_client_manages_adds_to_its_totals_but_no_gap() -> None:
-    prompt_cache = InMemoryPromptCacheStore()
+    prompt_cache = InMemoryPromptCacheStore(ManualClock())
     store = InMemoryRollupStore(prompt_cache)
 
     aggregate(store, LANE, [settled(1, "0.1", prompt_cache=use(managed_by="client", write=10))])
@@ -282,7 +283,7 @@ def test_a_prefix_the_client_manages_adds_to_its_totals_but_no_gap() -> None:
 
 def test_a_retried_batch_loses_the_gap_it_cannot_know_rather_than_count_a_wrong_one() -> None:
     # Given a batch whose prefix totals were written, but not its gaps, before the invocation died
-    prompt_cache = InMemoryPromptCacheStore()
+    prompt_cache = InMemoryPromptCacheStore(ManualClock())
     store = InMemoryRollupStore(prompt_cache)
     batch = [
         settled(1, "0.1", at=NOW, prompt_cache=use(write=100)),

@@ -52,6 +52,8 @@ class RollupTarget:
     tenant: str
     feature: str
     model: str
+    # Kept apart for reconciliation with Anthropic's records, which come per service tier.
+    service_tier: str = "standard"
 
 
 @dataclass(frozen=True)
@@ -133,10 +135,15 @@ def targets(events: Iterable[Ended]) -> dict[Target, list[Ended]]:
     for event in sorted(events, key=lambda e: e.sequence):
         if event.state is RequestState.SETTLED and event.entry is not None:
             entry = event.entry
-            found[RollupTarget(entry.day, hour_of(entry.at), entry.tenant, entry.feature, entry.model)].append(event)
+            tier = entry.usage.service_tier
+            found[RollupTarget(entry.day, hour_of(entry.at), entry.tenant, entry.feature, entry.model, tier)].append(
+                event
+            )
             if entry.prompt_cache is not None:
                 found[PrefixTarget(entry.feature, entry.prompt_cache.prefix_key)].append(event)
         elif event.state is RequestState.SWEPT and event.request is not None:
+            # A swept row has no usage, so no tier of its own: it is counted as standard (its hold was priced
+            # at the dearest non-batch tier, which is standard's price today).
             row = event.request
             found[RollupTarget(row.day, hour_of(row.at), row.tenant, row.feature, row.model)].append(event)
         elif event.state is RequestState.REFUSED and event.request is not None:

@@ -3,7 +3,7 @@
 Where they live (docs/scale.md §4); no partition key takes more than one write per target per stream
 batch per stream shard, whatever the request rate:
 
-    rollup      PK DAY#<day>#<n>          SK ROLLUP#<tenant>#<feature>#<model>#<hh>    n = hash(tenant) mod 16
+    rollup      PK DAY#<day>#<n>          SK ROLLUP#<tenant>#<feature>#<model>#<tier>#<hh>   n = hash(tenant) mod 16
     rejections  PK DAY#<day>#<n>          SK REJECT#<tenant>#<feature>#<hh>
     prefix      PK PCACHE#<feature>#<m>   SK PREFIX#<prefix_key>                       m = hash(prefix) mod 16
     gaps        PK PCACHE#<feature>       SK GAPS#<day>
@@ -57,6 +57,7 @@ from costgate.dal.table import (
 from costgate.pricing.cost import Strategy
 
 ROLLUP_PARTITIONS: Final = 16
+ROLLUP_PREFIX: Final = "ROLLUP#"
 # Rollups and rejection counters outlive their day by this much (DynamoDB TTL); reports read within it.
 ROLLUP_RETENTION: Final = timedelta(days=400)
 # Parallel reads of a report's partitions (one Query each).
@@ -67,18 +68,21 @@ _MARK: Final = "m_"
 class RollupItem(CostgateItem, discriminator="rollup"):
     """Hourly totals, changed only by the aggregator's ADDs.
 
-    PK: DAY#<day>#<n>  SK: ROLLUP#<tenant>#<feature>#<model>#<hh>
+    PK: DAY#<day>#<n>  SK: ROLLUP#<tenant>#<feature>#<model>#<service_tier>#<hh>
 
+    The service tier is in the key because reconciliation compares each tier with Anthropic's figures
+    (costgate.dal.reconcile); the domain `Rollup` does not carry it (no report is by tier).
     Per strategy: `savings_<strategy>_usd` sums what it saved over every request; `applied_<strategy>_*`
     count only the requests it changed (a non-zero saving) and sum their cost. `swept_*`: the rows the
     sweeper ended, counted at what they held (also in `requests` and `cost_usd`). Legacy items (PK
-    DAY#<day>, SK ROLLUP#<tenant>#<feature>#<model>) have no hour.
+    DAY#<day>, SK ROLLUP#<tenant>#<feature>#<model>[#<service_tier>]) have no hour.
     """
 
     day = UnicodeAttribute()
     tenant = UnicodeAttribute()
     feature = UnicodeAttribute()
     model = UnicodeAttribute()
+    service_tier = UnicodeAttribute(null=True)
     hour = NumberAttribute(null=True)
     requests = NumberAttribute()
     cost_usd = DecimalAttribute()
@@ -125,6 +129,11 @@ def lane_mark(lane: str) -> str:
     return _MARK + hashlib.sha256(lane.encode()).hexdigest()[:12]
 
 
+def day_key(day: date) -> str:
+    """A day's partition before the rollups were spread over 16; the reconciliation verdicts still live there."""
+    return f"DAY#{day.isoformat()}"
+
+
 def day_partition(day: date, tenant: str) -> str:
     digest = hashlib.sha256(tenant.encode()).digest()
     return f"DAY#{day.isoformat()}#{int.from_bytes(digest[:4], 'big') % ROLLUP_PARTITIONS}"
@@ -134,7 +143,7 @@ def target_key(target: Target) -> tuple[str, str]:
     if isinstance(target, RollupTarget):
         return (
             day_partition(target.day, target.tenant),
-            f"ROLLUP#{target.tenant}#{target.feature}#{target.model}#{target.hour:02d}",
+            f"{ROLLUP_PREFIX}{target.tenant}#{target.feature}#{target.model}#{target.service_tier}#{target.hour:02d}",
         )
     if isinstance(target, RejectionTarget):
         return day_partition(target.day, target.tenant), f"REJECT#{target.tenant}#{target.feature}#{target.hour:02d}"
@@ -208,8 +217,12 @@ class DynamoRollupStore:
     # --- reads -----------------------------------------------------------------------------------------
 
     def rollups(self, first: date, last: date, tenant: str | None = None) -> Iterator[Rollup]:
-        for item in self._read(RollupItem, "ROLLUP#", first, last, tenant):
+        for item in self.rollup_items(first, last, tenant):
             yield _to_rollup(item)
+
+    def rollup_items(self, first: date, last: date, tenant: str | None = None) -> Iterator[RollupItem]:
+        """The rollup items themselves (their service tier included), day by day."""
+        return self._read(RollupItem, ROLLUP_PREFIX, first, last, tenant)
 
     def rejections(self, first: date, last: date, tenant: str | None = None) -> Iterator[RejectionCount]:
         for item in self._read(RejectionItem, "REJECT#", first, last, tenant):
@@ -263,6 +276,7 @@ def _identity(target: Target, delta: TargetDelta) -> dict[str, str | None]:
         }
         if isinstance(target, RollupTarget):
             found["model"] = target.model
+            found["service_tier"] = target.service_tier
         return found
     if isinstance(target, PrefixTarget):
         if delta.seen is None:

@@ -12,9 +12,12 @@ import re
 import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any, TextIO
 
+from costgate.accounting.budgets import estimate_worst_case
+from costgate_local.stack.template import load_template
 from costgate_local.tools.capacity import (
     API_GATEWAY_ACCOUNT_BURST,
     API_GATEWAY_ACCOUNT_RPS,
@@ -35,6 +38,7 @@ from costgate_local.tools.capacity import (
     scenario_figures,
     shards_for,
 )
+from costgate_local.tools.capacity_workload import FUNCTION, SCENARIOS, record_scenarios
 
 # The scenario the issue's goals are about: a miss with budgets on key, tenant and feature.
 GOAL_SCENARIO = "miss"
@@ -61,14 +65,12 @@ _SHAPE_DIGITS = re.compile(r"[0-9a-f]{6,}|[0-9]+")
 _LONG_HEX = re.compile(r"[0-9a-f]{16,}|req_[A-Za-z0-9]{12,}|costgate-[0-9a-f-]{36}")
 
 
-def add_capacity_command(commands: Any) -> None:
-    capacity = commands.add_parser(
-        "capacity",
-        help="the request path's DynamoDB load and AWS cost at N requests/s, from the calls the real code makes",
-        description="Records a short workload through the local stack (moto, the Claude simulator, the real"
+def register(capacity: argparse.ArgumentParser) -> None:
+    capacity.description = (
+        "Records a short workload through the local stack (moto, the Claude simulator, the real"
         " ApiFunction) and extrapolates it to N requests/s spread evenly over T tenants: the hottest item and"
         " partition key in read and write units/s against DynamoDB's per-partition limits, Lambda concurrency,"
-        " API Gateway's account limit, and AWS cost per million requests by service.",
+        " API Gateway's account limit, and AWS cost per million requests by service."
     )
     capacity.add_argument("--rps", type=_positive_int, required=True, help="requests per second to size for")
     capacity.add_argument("--tenants", type=_positive_int, required=True, help="tenants the requests spread over")
@@ -90,11 +92,7 @@ def add_capacity_command(commands: Any) -> None:
     )
 
 
-def capacity_command(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None = None) -> int:
-    # Imported here: recording needs moto, the simulator and the handler, which no other command should load.
-    from costgate_local.stack.template import load_template  # noqa: PLC0415
-    from costgate_local.tools.capacity_workload import FUNCTION, record_scenarios  # noqa: PLC0415
-
+def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None = None) -> int:
     out, err = out or sys.stdout, err or sys.stderr
     if args.tenants > args.rps:
         err.write("costgate capacity: --tenants must not exceed --rps (every tenant sends at least 1 request/s)\n")
@@ -138,11 +136,6 @@ def declared_spreads(shards: int) -> dict[str, int]:
 
 def _worst_case() -> Decimal:
     """The recorded miss path's worst case (the hold a request takes): its first contract review."""
-    from datetime import UTC, datetime  # noqa: PLC0415
-
-    from costgate.accounting.budgets import estimate_worst_case  # noqa: PLC0415
-    from costgate_local.tools.capacity_workload import SCENARIOS  # noqa: PLC0415
-
     body = next(next(s for s in SCENARIOS if s.name == GOAL_SCENARIO).bodies("worst-case"))
     return estimate_worst_case(body["model"], body, datetime.now(UTC))
 
