@@ -233,7 +233,8 @@ class InMemoryLedgerStore:
         with self._lock:
             row = self.rows.get(request_id)
             if row is None or row.state is not RequestState.RESERVED:
-                return False
+                # Ended so already: a retry of a refusal or an abandon (a sweep is the sweeper's once).
+                return row is not None and row.state is state and state is not RequestState.SWEPT
             row.state = state
             event = self._emit(state, request=row.reserved)
         self._deliver(event)
@@ -501,11 +502,10 @@ class InMemoryBudgetStore:
         self.faults.check("give_back")
         with self._lock:
             state = self.shards[hold.shard]
-            for slot in hold.slots:
-                if slot.endswith("_day") and state.day != hold.day:
-                    continue  # that day's window has closed: its money is void
+            open_slots = [slot for slot in hold.slots if not (slot.endswith("_day") and state.day != hold.day)]
+            for slot in open_slots:  # a day slot whose day has closed takes nothing: that money is void
                 state.headroom[slot] = state.headroom.get(slot, Decimal(0)) + amount_usd
-            return {slot: state.headroom.get(slot, Decimal(0)) for slot in hold.slots}
+            return {slot: state.headroom[slot] for slot in open_slots}
 
     def gather(self, budget: Budget, window: str) -> Decimal:
         self.calls.append("gather")

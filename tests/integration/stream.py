@@ -3,15 +3,23 @@
 `aggregate(local_aws, table)` runs a stream bridge set up as template.yaml's event source (batch size,
 filters, tumbling window) until it has delivered everything the stream holds, as the local stack's
 `costgate serve` does in the background. One bridge per table, so a second call goes on from where
-the first stopped, as an event source mapping would.
+the first stopped, as an event source mapping would. `AggregatedLedger` and `AggregatedPromptCache` are
+the real stores whose reads aggregate first: what a reader sees once the aggregator has caught up.
 """
 
+import os
+from collections.abc import Iterator
+from datetime import date
 from functools import partial
 from typing import Any
 
 import boto3
 
+from costgate.accounting.ledger import RejectionCount, Rollup
+from costgate.dal.ledger import DynamoLedgerStore
+from costgate.dal.prompt_cache import DynamoPromptCacheStore
 from costgate.dal.table import CostgateItem
+from costgate.routing.prompt_cache import GapHistogram, PrefixStats
 from costgate_local.stack.aws import LocalAwsEndpoints, environment
 from costgate_local.stack.stream_bridge import StreamBridge
 from costgate_local.stack.template import load_template, stream_source
@@ -56,7 +64,29 @@ def aggregate(endpoints: LocalAwsEndpoints, table: str) -> int:
 
 def aggregate_bound() -> int:
     """`aggregate` for the table the data layer is bound to, on the local AWS the environment points at."""
-    import os  # noqa: PLC0415
-
     endpoints = LocalAwsEndpoints(os.environ["AWS_ENDPOINT_URL"], os.environ["AWS_DEFAULT_REGION"])
     return aggregate(endpoints, CostgateItem.Meta.table_name)
+
+
+class AggregatedLedger(DynamoLedgerStore):
+    """The real store; its reads first let AggregatorFunction take everything the bound table's stream holds."""
+
+    def rollups(self, first: date, last: date, tenant: str | None = None) -> Iterator[Rollup]:
+        aggregate_bound()
+        return super().rollups(first, last, tenant)
+
+    def rejections(self, first: date, last: date, tenant: str | None = None) -> Iterator[RejectionCount]:
+        aggregate_bound()
+        return super().rejections(first, last, tenant)
+
+
+class AggregatedPromptCache(DynamoPromptCacheStore):
+    """The real store; its reads first let AggregatorFunction take everything the bound table's stream holds."""
+
+    def gap_histogram(self, feature: str) -> GapHistogram:
+        aggregate_bound()
+        return super().gap_histogram(feature)
+
+    def prefixes(self, feature: str | None = None) -> list[PrefixStats]:
+        aggregate_bound()
+        return super().prefixes(feature)

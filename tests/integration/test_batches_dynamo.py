@@ -25,10 +25,10 @@ from costgate.batch.model import (
 )
 from costgate.dal.batch.entities import BatchItem, DocumentItem, JobItem, RemoteBatchItem, UnitItem
 from costgate.dal.batch.store import DynamoBatchStore
-from costgate.dal.budgets import DynamoBudgetStore, reserve_update
+from costgate.dal.budgets import DynamoBudgetStore
 from costgate.errors import ConflictError
 from tests.fakes.clock import ManualClock
-from tests.integration import nullable
+from tests.integration import hold_on_root, nullable
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 DAY = "2026-11-20"
@@ -282,7 +282,7 @@ def test_set_batch_state_moves_it_and_records_the_remote_id(
 
 def test_abort_batch_releases_exactly_its_holds(store: DynamoBatchStore, budgets: DynamoBudgetStore) -> None:
     # Given $0.2 held elsewhere on the tenant's budget and a batch reserved for $0.5 and now submitting
-    _hold_on_root(Hold(tenant_daily(), DAY, Decimal("0.2")))
+    hold_on_root(Hold(tenant_daily(), DAY, Decimal("0.2")))
     record = reserved_batch(store, budgets, batch())
     submitting = store.set_batch_state(record, BatchState.SUBMITTING, submit_started_at=NOW)
 
@@ -420,9 +420,3 @@ def test_manifest_written_after_another_change_leaves_the_job_dirty(store: Dynam
     # Then the job is still dirty, at 2 changes, for the next tick
     assert store.jobs_to_manifest(10) == [(JOB, 2)]
     assert job_item().manifest_changes is None
-
-
-def _hold_on_root(hold: Hold) -> None:
-    """What another batch's hold leaves on the root: committed += amount, if it fits."""
-    item, actions, condition = reserve_update(hold)
-    item.update(actions=actions, condition=condition)

@@ -83,8 +83,9 @@ def test_an_index_entry_costs_a_write_of_its_own(recorder: DynamoRecorder, clien
     client.put_item(TableName=ledger_table, Item=item)
     client.update_item(TableName=ledger_table, Key=_key("BATCH#1", "DOC#1"), UpdateExpression="REMOVE queue, queue_at")
     put, removed = recorder.take()
-    assert [(c.partition, c.units) for c in put.charges] == [("BATCH#1", 1), ("Queue:pending#3", 1)]
-    assert [(c.partition, c.units) for c in removed.charges] == [("BATCH#1", 1), ("Queue:pending#3", 1)]
+    one = Decimal(1)
+    assert [(c.partition, c.units) for c in put.charges] == [("BATCH#1", one), ("Queue:pending#3", one)]
+    assert [(c.partition, c.units) for c in removed.charges] == [("BATCH#1", one), ("Queue:pending#3", one)]
 
 
 def test_reads_sum_a_querys_items_and_halve_eventual_consistency(
@@ -145,5 +146,5 @@ def test_a_miss_through_apifunction_is_recorded_before_and_after_its_claude_call
     assert report["hottest_partition_wcu_per_s"] == 80_000
     assert report["round_trips_before_claude"] == 3
     assert not report["goals"]["no_item_or_partition_over_limits"]
-    wru = sum(s.units("write") for s in warm) / len(warm)
+    wru = sum((s.units("write") for s in warm), Decimal(0)) / len(warm)
     assert Decimal(report["dynamodb_usd_per_million_requests"]) >= (wru * Decimal("0.625")).quantize(Decimal("0.01"))

@@ -1,7 +1,9 @@
 """The capacity model: item sizes and units by DynamoDB's rules, shares of the request rate, and the arithmetic
 that extrapolates them (every expected figure below is worked out by hand in its comment)."""
 
+from collections.abc import Hashable
 from decimal import Decimal
+from typing import Any
 
 import pytest
 
@@ -9,6 +11,7 @@ from costgate_local.tools.capacity import (
     Call,
     Charge,
     Deployment,
+    KeyLoad,
     Phase,
     RequestSample,
     Spread,
@@ -30,7 +33,7 @@ from costgate_local.tools.capacity import (
 
 
 def test_item_size_counts_names_and_values_by_dynamodbs_rules() -> None:
-    item = {
+    item: dict[str, Any] = {
         "PK": {"S": "REQ#abc"},  # 2 + 7
         "n": {"N": "12345.000"},  # 1 + (5 significant digits → 3 bytes) + 1
         "ok": {"BOOL": True},  # 2 + 1
@@ -82,7 +85,7 @@ def _sample(tenant: str, *calls: Call, cold: bool = False) -> RequestSample:
     return RequestSample(tenant=tenant, cold=cold, status=200, called_claude=True, calls=calls)
 
 
-def _loads(samples: list[RequestSample], kind: str = "write", by: str = "partition") -> dict[object, object]:
+def _loads(samples: list[RequestSample], kind: str = "write", by: str = "partition") -> dict[Hashable, KeyLoad]:
     return {load.key: load for load in key_loads(samples, kind, by=by)}  # type: ignore[arg-type]
 
 
@@ -93,18 +96,18 @@ def test_a_key_every_request_of_one_tenant_touches_is_that_tenants() -> None:
     assert (budget.spread, budget.tenant_bound, budget.share, budget.units_per_touch) == (
         Spread.EVERY,
         True,
-        1,
-        2,
+        Decimal(1),
+        Decimal(2),
     )
     day = loads["DAY#1"]  # both tenants' requests write the day's partition
-    assert (day.spread, day.tenant_bound, day.share) == (Spread.EVERY, False, 1)
+    assert (day.spread, day.tenant_bound, day.share) == (Spread.EVERY, False, Decimal(1))
 
 
 def test_a_key_of_its_own_per_request_takes_one_requests_units() -> None:
     samples = [_sample("a", _write(f"REQ#{i}", "REQ", "2"), _write(f"REQ#{i}", "REQ", "2")) for i in range(4)]
     loads = _loads(samples)
     assert len(loads) == 4
-    assert (loads["REQ#0"].spread, loads["REQ#0"].units_per_touch) == (Spread.PER_REQUEST, 4)  # put + update
+    assert (loads["REQ#0"].spread, loads["REQ#0"].units_per_touch) == (Spread.PER_REQUEST, Decimal(4))  # put + update
 
 
 def test_a_hashed_family_shares_by_its_coincidences() -> None:
@@ -185,14 +188,14 @@ def test_scenario_figures_cost_and_round_trips() -> None:
 
     samples = [request(t, n) for n, t in enumerate("abab")]
     figures = scenario_figures("miss", samples, _deployment())
-    assert (figures.wru_per_request, figures.rru_per_request) == (6, Decimal("0.5"))
+    assert (figures.wru_per_request, figures.rru_per_request) == (Decimal(6), Decimal("0.5"))
     # 6 × $0.625 + 0.5 × $0.125 per million units
     assert figures.dynamodb_usd_per_million == Decimal("3.8125")
     assert (figures.round_trips_before_claude, figures.round_trips) == (2, 3)
     assert figures.lambda_duration_s == Decimal("5.03")  # Claude's 5 s + 3 round trips × 10 ms
     hottest = figures.hottest("partition", "write")
     assert hottest is not None
-    assert (hottest.load.key, hottest.units_per_s) == ("BUDGET#tenant:a", 20_000)  # 10,000/s × 2 units
+    assert (hottest.load.key, hottest.units_per_s) == ("BUDGET#tenant:a", Decimal(20_000))  # 10,000/s × 2 units
 
 
 def test_lambda_figures() -> None:

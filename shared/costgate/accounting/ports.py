@@ -31,7 +31,11 @@ class LedgerStore(Protocol):
         ...
 
     def end(self, request_id: str, state: "RequestState") -> bool:
-        """End a reserved row `refused`, `abandoned` or `swept` (cost = what it held); False if not reserved."""
+        """End a reserved row `refused`, `abandoned` or `swept` (cost = what it held).
+
+        False, changing nothing, if the row is not `reserved`; except that ending a row again as `refused`
+        or `abandoned` when it already is (a retry whose answer was lost) is True. A sweep is True once only.
+        """
         ...
 
     def record(self, entry: "LedgerEntry", holds: "Sequence[Hold]" = ()) -> bool:
@@ -132,7 +136,8 @@ class BudgetStore(Protocol):
 
     def mark_dry(self, hold: "ShardHold", budget: "Budget", left_usd: Decimal) -> None:
         """Flag the budget's root (this window) and the hold's shard slot dry, noting what the root had left:
-        the shard refuses at once from now on, until the sweeper gathers the budget (or its limit changes)."""
+        from now on a take the shard cannot cover is refused at once (no draw is tried), with that figure,
+        until the sweeper gathers the budget (or its limit changes)."""
         ...
 
     def give_back(self, hold: "ShardHold", amount_usd: Decimal) -> dict[str, Decimal]:
