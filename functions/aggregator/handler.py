@@ -12,8 +12,9 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from costgate.accounting.aggregator import Ended, aggregate
+from costgate.accounting.aggregator import aggregate
 from costgate.accounting.ports import RollupStore
+from costgate.accounting.targets import Ended
 from costgate.dal.ledger import ended_event
 from costgate.dal.rollups import DynamoRollupStore
 from costgate.dal.table import bind_table

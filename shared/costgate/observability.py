@@ -106,6 +106,8 @@ RECONCILE_FIGURES = (
     MetricName.RECONCILE_DRIFT_TOKENS,
     MetricName.RECONCILE_DRIFT_USD,
 )
+# SweeperFunction's count (sweep).
+SWEEPER_COUNTS = (MetricName.SWEPT_REQUESTS,)
 _SERVICE: frozenset[MetricDimension] = frozenset()
 # Every dimension set (besides `service`, always present) each metric is emitted with: what a dashboard
 # widget or an alarm may ask for. A unit test checks the emitters against it, the template test reads it.

@@ -7,20 +7,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
 
-from costgate.accounting.aggregator import (
-    Ended,
-    GapTarget,
-    PrefixTarget,
-    RejectionTarget,
-    RollupTarget,
-    Target,
-    TargetDelta,
-    aggregate,
-    applied_cost_field,
-    applied_requests_field,
-    padded,
-    savings_field,
-)
+from costgate.accounting.aggregator import aggregate, applied_cost_field, applied_requests_field, savings_field
 from costgate.accounting.budgets import (
     Budget,
     BudgetPeriod,
@@ -42,6 +29,16 @@ from costgate.accounting.ledger import (
     new_request_id,
 )
 from costgate.accounting.ports import Grant, RootState, Taken
+from costgate.accounting.targets import (
+    Ended,
+    GapTarget,
+    PrefixTarget,
+    RejectionTarget,
+    RollupTarget,
+    Target,
+    TargetDelta,
+    padded,
+)
 from costgate.errors import ConflictError, InvalidRequestError
 from costgate.pricing.cost import Cost, CostComponent, Strategy, price_usage
 from costgate.pricing.usage import TokenUsage

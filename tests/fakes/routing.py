@@ -11,7 +11,7 @@ from costgate.dal.prompt_cache import GAP_WINDOW_DAYS
 from costgate.routing.prompt_cache import GapBucket, GapHistogram, PrefixStats
 
 if TYPE_CHECKING:
-    from costgate.accounting.aggregator import GapTarget, PrefixTarget, TargetDelta
+    from costgate.accounting.targets import GapTarget, PrefixTarget, TargetDelta
 
 
 class InMemoryPromptCacheStore:
@@ -31,7 +31,7 @@ class InMemoryPromptCacheStore:
         self._lock = threading.Lock()
 
     def apply(self, target: "PrefixTarget | GapTarget", delta: "TargetDelta") -> None:
-        from costgate.accounting.aggregator import PrefixTarget  # noqa: PLC0415 - the fakes import each other
+        from costgate.accounting.targets import PrefixTarget  # noqa: PLC0415 - the fakes import each other
 
         with self._lock:
             if isinstance(target, PrefixTarget):

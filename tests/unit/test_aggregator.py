@@ -8,16 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from costgate.accounting.aggregator import (
-    Ended,
-    GapTarget,
-    PrefixTarget,
-    RejectionTarget,
-    RollupTarget,
-    aggregate,
-    padded,
-)
+from costgate.accounting.aggregator import aggregate
 from costgate.accounting.ledger import RequestState, ReservedRequest
+from costgate.accounting.targets import Ended, GapTarget, PrefixTarget, RejectionTarget, RollupTarget, padded
 from costgate.pricing.cost import Strategy
 from costgate.routing.prompt_cache import GapHistogram, PrefixUse
 from tests.fakes.accounting import InjectedFaultError, InMemoryRollupStore, make_entry

@@ -15,19 +15,17 @@ from costgate_local.tools.capacity import (
     Phase,
     RequestSample,
     Spread,
-    aggregator_figures,
     api_gateway_usd_per_million,
     item_size,
     key_loads,
     lambda_figures,
     rate,
     read_units,
-    rollup_item_bytes,
     scenario_figures,
-    shards_for,
     value_size,
     write_units,
 )
+from costgate_local.tools.capacity_modelled import aggregator_figures, rollup_item_bytes, shards_for
 
 # --- sizes and units ------------------------------------------------------------------------------------------
 

@@ -31,13 +31,12 @@ from costgate_local.tools.capacity import (
     RatedKey,
     ScenarioFigures,
     Spread,
-    aggregator_figures,
     api_gateway_usd_per_million,
     family,
     lambda_figures,
     scenario_figures,
-    shards_for,
 )
+from costgate_local.tools.capacity_modelled import aggregator_figures, shards_for
 from costgate_local.tools.capacity_workload import FUNCTION, SCENARIOS, record_scenarios
 
 # The scenario the issue's goals are about: a miss with budgets on key, tenant and feature.
@@ -149,7 +148,7 @@ def capacity_report(
     worst_case_usd: Decimal = Decimal(0),
 ) -> dict[str, Any]:
     """The figures as one JSON object; the top-level fields are the miss path's (GOAL_SCENARIO), the aggregator's
-    writes included (modelled, per `tools.capacity.aggregator_figures`)."""
+    writes included (modelled, per `tools.capacity_modelled.aggregator_figures`)."""
     goal = figures[GOAL_SCENARIO]
     aggregator = aggregator_figures(
         deployment, goal.wru_per_request * deployment.rps, MISS_AGGREGATOR_TARGETS, ROLLUP_PARTITIONS

@@ -10,9 +10,9 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from costgate.accounting.aggregator import Target, TargetDelta
     from costgate.accounting.budgets import Budget, BudgetPeriod, Hold, ShardHold, ShardKey
     from costgate.accounting.ledger import LedgerEntry, RejectionCount, RequestState, ReservedRequest, Rollup
+    from costgate.accounting.targets import Target, TargetDelta
 
 
 class LedgerStore(Protocol):

@@ -28,7 +28,6 @@ from pynamodb.expressions.update import Action
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
 from pynamodb.transactions import TransactWrite
 
-from costgate.accounting.aggregator import Ended, padded
 from costgate.accounting.budgets import Hold
 from costgate.accounting.ledger import (
     LedgerEntry,
@@ -37,6 +36,7 @@ from costgate.accounting.ledger import (
     ReservedRequest,
     Rollup,
 )
+from costgate.accounting.targets import Ended, padded
 from costgate.dal.budgets import settle_updates
 from costgate.dal.rollups import DynamoRollupStore
 from costgate.dal.table import CostgateItem, DecimalAttribute, transact

@@ -26,18 +26,9 @@ from typing import Any, Final
 from pynamodb.attributes import NumberAttribute, UnicodeAttribute
 from pynamodb.exceptions import DoesNotExist
 
-from costgate.accounting.aggregator import (
-    GapTarget,
-    PrefixTarget,
-    RejectionTarget,
-    RollupTarget,
-    Target,
-    TargetDelta,
-    applied_cost_field,
-    applied_requests_field,
-    savings_field,
-)
+from costgate.accounting.aggregator import applied_cost_field, applied_requests_field, savings_field
 from costgate.accounting.ledger import RejectionCount, Rollup
+from costgate.accounting.targets import GapTarget, PrefixTarget, RejectionTarget, RollupTarget, Target, TargetDelta
 from costgate.dal.prompt_cache import (
     GAP_RETENTION_DAYS,
     PREFIX_RETENTION,
