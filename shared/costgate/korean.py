@@ -7,9 +7,11 @@ other request pays for it (import cost: none; load: about 2 s of CPU and ~200 MB
 
 Which Kiwi: kiwipiepy 0.24.1 with the CoNg model of kiwipiepy-model 0.24.0, without its optional
 dictionaries (the Wikipedia/Namuwiki proper nouns, WikiData multi-word names, typo and dialect
-dictionaries): the Lambda layer ships only the files this configuration reads (cong.mdl, sj.morph,
-nounchr.mdl, extract.mdl, combiningRule.txt; see layers/kiwi/Makefile and docs/decisions.md), and
-every other environment loads the same configuration, so the guards read Korean alike everywhere.
+dictionaries) and with rule-based handling of unknown nouns instead of the character-level noun
+model: the Lambda layer ships only the files this configuration reads (cong.mdl, sj.morph,
+extract.mdl, combiningRule.txt: 84 MB of the package's 109; layers/guards/Makefile,
+docs/decisions.md), and every other environment loads the same configuration, so the guards read
+Korean alike everywhere.
 """
 
 import threading
@@ -32,6 +34,8 @@ KIWI_OPTIONS: Final[dict[str, Any]] = {
     "load_multi_dict": False,
     "num_workers": 0,  # one text at a time, in the caller's thread
 }
+# Unknown nouns by Kiwi's rules, not its character-level noun model (nounchr.mdl, 9.7 MB, not shipped).
+TOKENIZE_OPTIONS: Final[dict[str, Any]] = {"oov_handling": "rule"}
 
 
 @dataclass(frozen=True)
@@ -56,7 +60,7 @@ def morphemes(text: str) -> tuple[Morpheme, ...]:
 def _analysed(text: str) -> tuple[Morpheme, ...]:
     kiwi = _kiwi if _kiwi is not None else _load()
     with _lock:
-        tokens = kiwi.tokenize(text)
+        tokens = kiwi.tokenize(text, **TOKENIZE_OPTIONS)
     return tuple(
         Morpheme(form=t.form, tag=t.tag, lemma=t.lemma or t.form, start=t.start, end=t.start + t.len) for t in tokens
     )
@@ -84,8 +88,8 @@ def _load() -> Any:
             warnings.simplefilter("ignore", DeprecationWarning)
             try:
                 kiwi = kiwipiepy.Kiwi(**KIWI_OPTIONS)
-                kiwi.tokenize("")  # Kiwi finishes loading on its first analysis: pay for it here
-            except (OSError, ValueError, RuntimeError) as error:
+                kiwi.tokenize("", **TOKENIZE_OPTIONS)  # Kiwi finishes loading on its first analysis: pay here
+            except Exception as error:  # noqa: BLE001 - Kiwi raises a bare Exception for a missing model file
                 raise ConfigurationError(f"Kiwi could not load its model: {error}") from None
         _kiwi = kiwi
         return kiwi
