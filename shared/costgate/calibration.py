@@ -7,15 +7,22 @@ and, with guards, when `guards.compare` finds no material difference and every s
 a word similarity ≥ w (w None: no synonym). Precision = served same pairs / served pairs; recall =
 served same pairs / same pairs.
 
-Per language, on that language's pick set (Korean: KorSTS dev; English: the even rows of STS-B test,
-since ../shared/data has no English dev set, so English is reported on the odd rows, never the rows
-it was picked on), for each word threshold (none, 0.99 down to 0.80) the sentence threshold is the
-lowest three-decimal t ≥ MIN_THRESHOLD such that at t and every higher threshold (where anything is
-served) precision reaches the target and, with guards, the similarity alone reaches
-`min_similarity_precision` (the similarity must carry weight: the guards are lexical). The pair (t, w)
-with the highest recall on the pick set wins (ties: the stricter). The other sets of the language are
-only measured: KorSTS test and KLUE-STS dev (native Korean) for Korean, STS-B's odd rows for English.
-A Korean→English set would measure nothing: the cache never compares questions across languages.
+Three thresholds per language (`semantic_policy`): the sentence threshold t, the word threshold w
+(synonyms) and the lexical threshold l (from which differing content words are excused). They are
+picked on the language's pick set (Korean: KorSTS dev; English: the even rows of STS-B test, since
+../shared/data has no English dev set, so English is reported on the odd rows, never the rows it was
+picked on) together with its strict set, the adversarial dev pairs (tests/data/adversarial/dev.jsonl),
+on which nothing different may be served. A threshold is "valid from x" when at x and every higher
+threshold (where anything is served) precision on the pick set reaches the target, nothing different
+of the strict set is served and, with guards, the similarity alone reaches `min_similarity_precision`
+(the similarity must carry weight). l is the lowest three-decimal x ≥ MIN_THRESHOLD valid with words
+excused everywhere; then, for each w (none, 0.99 down to 0.80) under which no different pair of
+either language's strict set passes as synonyms whatever its cosine (one embedder judges the words
+of both), t is the lowest valid x with l fixed;
+the (t, w) with the highest recall on the pick set wins (ties: the stricter). The other sets of the
+language are only measured: KorSTS test and KLUE-STS dev (native Korean) for Korean, STS-B's odd rows
+for English, and the adversarial test pairs (tests/data/adversarial/pairs.jsonl) for both. A
+Korean→English set would measure nothing: the cache never compares questions across languages.
 
 The shipped defaults live in `data/semantic_thresholds.json`, written by `costgate cache calibrate
 --defaults-file` and read by `costgate.semantic_policy`.
@@ -45,10 +52,13 @@ from costgate.korean import KIWI_MODEL_VERSION, KIWI_VERSION
 SAME_AT_LEAST = 4.0
 DIFFERENT_AT_MOST = 2.5
 PICK_SETS = {"ko": "korsts-dev", "en": "stsb-en-dev"}
+# Per language, pairs written to trip the guards (tests/data/adversarial/dev.jsonl): no threshold may
+# serve one of its different pairs. Its test twin (pairs.jsonl) is only measured.
+STRICT_SETS = {"ko": "adversarial-dev-ko", "en": "adversarial-dev-en"}
 DEFAULT_TARGET_PRECISION = 0.995
-DEFAULT_MIN_SIMILARITY_PRECISION = 0.80
+DEFAULT_MIN_SIMILARITY_PRECISION = 0.90
 # Word thresholds tried, strictest first; None (no synonyms at all) is tried before them.
-WORD_THRESHOLDS = tuple(Decimal(f"0.{value}") for value in range(99, 79, -1))
+WORD_THRESHOLDS = tuple(Decimal(f"0.{value}0") for value in range(99, 79, -1))
 # No sentence threshold below this is considered: pairs under it are not worth a word judgement.
 MIN_THRESHOLD = Decimal("0.850")
 GUARDS_ID = f"kiwipiepy {KIWI_VERSION} (kiwipiepy-model {KIWI_MODEL_VERSION}, cong), lemminflect 0.2.3"
@@ -142,6 +152,29 @@ def load_shared_data(directory: Path) -> dict[str, PairSet]:
         english_test,
     ]
     return {pair_set.name: pair_set for pair_set in sets}
+
+
+def load_adversarial(directory: Path) -> dict[str, PairSet]:
+    """tests/data/adversarial: dev.jsonl (a strict pick set) and pairs.jsonl (the test), split by language.
+
+    A line: {"lang": "ko"|"en", "same": bool, "kind": ..., "first": ..., "second": ...}; a same pair
+    scores 5, a different one 0.
+    """
+    sets: dict[str, PairSet] = {}
+    for file, prefix in (("dev.jsonl", "adversarial-dev"), ("pairs.jsonl", "adversarial")):
+        text = _read_text(directory / file)
+        try:
+            rows = [json.loads(line) for line in text.splitlines() if line.strip()]
+            by_language: dict[str, list[LabelledPair]] = {}
+            for row in rows:
+                pair = LabelledPair(str(row["first"]), str(row["second"]), 5.0 if row["same"] else 0.0)
+                by_language.setdefault(str(row["lang"]), []).append(pair)
+        except (ValueError, KeyError, TypeError) as error:
+            raise ConfigurationError(f"{directory / file}: not an adversarial pair file ({error})") from None
+        for language, pairs in sorted(by_language.items()):
+            name = f"{prefix}-{language}"
+            sets[name] = PairSet(name, tuple(pairs), _digest(f"{name}:{text}"), language)
+    return sets
 
 
 def _read_text(path: Path) -> str:
@@ -269,10 +302,14 @@ class ScoredSet:
     name: str
     language: str
     similarity: npt.NDArray[np.float64]
-    # The guards found a difference whatever the word threshold.
+    # The guards found a difference whatever the thresholds (codes, dates, numbers, negation, roles...).
     material: npt.NDArray[np.bool_]
     # The least word similarity among the synonyms the guards assumed; NaN when none was needed.
     weakest: npt.NDArray[np.float64]
+    # Content words differ beyond synonyms: only the lexical threshold can excuse them, and only when
+    # the pair shares enough words (`excusable`).
+    lexical: npt.NDArray[np.bool_]
+    excusable: npt.NDArray[np.bool_]
     same: npt.NDArray[np.bool_]
 
     @classmethod
@@ -291,6 +328,8 @@ class ScoredSet:
             similarity=np.array([similarity[i] for i, _ in labelled], dtype=np.float64),
             material=np.array([v.difference is not None for v in verdicts], dtype=np.bool_),
             weakest=np.array([np.nan if v.weakest is None else v.weakest for v in verdicts], dtype=np.float64),
+            lexical=np.array([v.lexical for v in verdicts], dtype=np.bool_),
+            excusable=np.array([v.excusable for v in verdicts], dtype=np.bool_),
             same=np.array([bool(p.same) for _, p in labelled], dtype=np.bool_),
         )
 
@@ -303,14 +342,20 @@ class ScoredSet:
         passes_guards: Sequence[bool],
         *,
         weakest: Sequence[float] | None = None,
+        lexical: Sequence[bool] | None = None,
         language: str = "ko",
     ) -> "ScoredSet":
+        count = len(similarity)
+        weakest_values = np.asarray(weakest if weakest is not None else [np.nan] * count, np.float64)
+        unmatched = np.asarray(lexical if lexical is not None else [False] * count, np.bool_)
         return cls(
             name,
             language,
             np.asarray(similarity, np.float64),
             ~np.asarray(passes_guards, np.bool_),
-            np.asarray(weakest if weakest is not None else [np.nan] * len(similarity), np.float64),
+            weakest_values,
+            unmatched,
+            np.ones(count, np.bool_),
             np.asarray(same, np.bool_),
         )
 
@@ -323,6 +368,7 @@ class Measurement:
     set_name: str
     threshold: Decimal
     word_threshold: Decimal | None
+    lexical_threshold: Decimal | None
     guards: bool
     served: int
     served_same: int
@@ -342,6 +388,7 @@ class Measurement:
         return {
             "threshold": str(self.threshold),
             "word_threshold": _text(self.word_threshold),
+            "lexical_threshold": _text(self.lexical_threshold),
             "guards": self.guards,
             "precision": _rounded(self.precision),
             "recall": _rounded(self.recall),
@@ -353,23 +400,37 @@ class Measurement:
 
 
 def served(
-    scored: ScoredSet, threshold: Decimal, word_threshold: Decimal | None, guards: bool
+    scored: ScoredSet,
+    threshold: Decimal,
+    guards: bool,
+    word_threshold: Decimal | None = None,
+    lexical_threshold: Decimal | None = None,
 ) -> npt.NDArray[np.bool_]:
     chosen = scored.similarity >= float(threshold)
     if guards:
         synonyms_ok = np.isnan(scored.weakest)
         if word_threshold is not None:
             synonyms_ok |= scored.weakest >= float(word_threshold)
-        chosen &= ~scored.material & synonyms_ok
+        words_ok = ~scored.lexical & synonyms_ok
+        if lexical_threshold is not None:
+            words_ok |= (scored.similarity >= float(lexical_threshold)) & scored.excusable
+        chosen &= ~scored.material & words_ok
     return chosen
 
 
-def measure(scored: ScoredSet, threshold: Decimal, guards: bool, word_threshold: Decimal | None = None) -> Measurement:
-    chosen = served(scored, threshold, word_threshold, guards)
+def measure(
+    scored: ScoredSet,
+    threshold: Decimal,
+    guards: bool,
+    word_threshold: Decimal | None = None,
+    lexical_threshold: Decimal | None = None,
+) -> Measurement:
+    chosen = served(scored, threshold, guards, word_threshold, lexical_threshold)
     return Measurement(
         set_name=scored.name,
         threshold=threshold,
         word_threshold=word_threshold if guards else None,
+        lexical_threshold=lexical_threshold if guards else None,
         guards=guards,
         served=int(chosen.sum()),
         served_same=int((chosen & scored.same).sum()),
@@ -385,16 +446,25 @@ def pick_threshold(
     *,
     min_similarity_precision: float = DEFAULT_MIN_SIMILARITY_PRECISION,
     word_threshold: Decimal | None = None,
+    lexical_threshold: Decimal | None = None,
+    tolerant: bool = False,
+    strict: Sequence[ScoredSet] = (),
     floor: Decimal = MIN_THRESHOLD,
 ) -> Decimal | None:
     """The lowest three-decimal threshold ≥ floor from which every threshold up to 1 meets the target.
 
-    None when even 1.000 serves a different pair. Precision where nothing is served does not count.
+    `tolerant`: differing content words are excused at every threshold tried (the lexical threshold
+    is the threshold itself). `strict`: sets on which nothing different may be served at all (the
+    adversarial dev pairs). None when even 1.000 serves a different pair. Precision where nothing is
+    served does not count.
     """
     picked: Decimal | None = None
     for step in range(1000, int(floor / _STEP) - 1, -1):
         threshold = _STEP * step
-        if not _meets(measure(scored, threshold, guards, word_threshold).precision, target_precision):
+        lexical = threshold if tolerant else lexical_threshold
+        if not _meets(measure(scored, threshold, guards, word_threshold, lexical).precision, target_precision):
+            break
+        if any(not _meets(measure(s, threshold, guards, word_threshold, lexical).precision, 1.0) for s in strict):
             break
         if guards and not _meets(measure(scored, threshold, False).precision, min_similarity_precision):
             break
@@ -410,8 +480,9 @@ def _meets(precision: float | None, target: float) -> bool:
 class LanguageCalibration:
     language: str
     pick_set: str
-    threshold: Decimal | None  # with guards, at `word_threshold`
+    threshold: Decimal | None  # with guards, at `word_threshold` and `lexical_threshold`
     word_threshold: Decimal | None
+    lexical_threshold: Decimal | None
     threshold_without_guards: Decimal | None
     # Per set of the language: with guards at their thresholds, similarity alone at that same
     # threshold, and similarity alone at its own threshold (what the guards add, both ways).
@@ -425,6 +496,7 @@ class LanguageCalibration:
             "with_guards": {
                 "threshold": _text(self.threshold),
                 "word_threshold": _text(self.word_threshold),
+                "lexical_threshold": _text(self.lexical_threshold),
                 "sets": {name: m.as_json() for name, m in self.with_guards.items()},
             },
             "without_guards_same_threshold": {
@@ -466,9 +538,10 @@ def calibrate(
     target_precision: float = DEFAULT_TARGET_PRECISION,
     min_similarity_precision: float = DEFAULT_MIN_SIMILARITY_PRECISION,
     pick_sets: Mapping[str, str] = PICK_SETS,
+    strict_sets: Mapping[str, str] = STRICT_SETS,
     word_thresholds: Sequence[Decimal] = WORD_THRESHOLDS,
 ) -> Calibration:
-    """Per language: pick both thresholds on its pick set, then measure every set of that language."""
+    """Per language: pick the thresholds on its pick set (and strict set), then measure its every set."""
     if not any(name in scored_sets for name in pick_sets.values()):
         raise ConfigurationError(f"no pair set named {' or '.join(pick_sets.values())} to pick thresholds on")
     if not 0 < target_precision <= 1 or not 0 <= min_similarity_precision <= 1:
@@ -478,43 +551,65 @@ def calibrate(
         picking = scored_sets.get(pick_set)
         if picking is None:
             continue
+        strict = [scored_sets[name] for name in (strict_sets.get(language),) if name in scored_sets]
+        options = {"min_similarity_precision": min_similarity_precision, "strict": strict}
+        lexical = pick_threshold(picking, target_precision, True, tolerant=True, **options)  # type: ignore[arg-type]
         best: tuple[float, Decimal, Decimal | None] | None = None
-        for word_threshold in (None, *word_thresholds):
+        # One embedder judges words of both languages: a substitution of either strict set bounds it.
+        every_strict = [scored_sets[name] for name in strict_sets.values() if name in scored_sets]
+        safe = [w for w in word_thresholds if _rejects_substitutions(every_strict, w)]
+        for word_threshold in (None, *safe):
             threshold = pick_threshold(
                 picking,
                 target_precision,
                 True,
-                min_similarity_precision=min_similarity_precision,
                 word_threshold=word_threshold,
+                lexical_threshold=lexical,
+                **options,  # type: ignore[arg-type]
             )
             if threshold is None:
                 continue
-            recall = measure(picking, threshold, True, word_threshold).recall or 0.0
+            recall = measure(picking, threshold, True, word_threshold, lexical).recall or 0.0
             if best is None or recall > best[0] + 1e-12:
                 best = (recall, threshold, word_threshold)
         guarded, word = (best[1], best[2]) if best else (None, None)
         unguarded = pick_threshold(picking, target_precision, False)
         members = {name: s for name, s in scored_sets.items() if s.language == language}
-
         languages[language] = LanguageCalibration(
             language=language,
             pick_set=pick_set,
             threshold=guarded,
             word_threshold=word,
+            lexical_threshold=lexical,
             threshold_without_guards=unguarded,
-            with_guards=_measure_all(members, guarded, True, word),
+            with_guards=_measure_all(members, guarded, True, word, lexical),
             same_threshold_without_guards=_measure_all(members, guarded, False),
             without_guards=_measure_all(members, unguarded, False),
         )
     return Calibration(embedder_id, target_precision, min_similarity_precision, languages)
 
 
+def _rejects_substitutions(strict: Sequence[ScoredSet], word_threshold: Decimal) -> bool:
+    """No different pair of the strict sets would pass as synonyms at this word threshold, whatever its cosine."""
+    for scored in strict:
+        needs_synonyms = ~scored.same & ~scored.material & ~scored.lexical & ~np.isnan(scored.weakest)
+        if bool(np.any(scored.weakest[needs_synonyms] >= float(word_threshold))):
+            return False
+    return True
+
+
 def _measure_all(
-    members: Mapping[str, ScoredSet], threshold: Decimal | None, guards: bool, word_threshold: Decimal | None = None
+    members: Mapping[str, ScoredSet],
+    threshold: Decimal | None,
+    guards: bool,
+    word_threshold: Decimal | None = None,
+    lexical_threshold: Decimal | None = None,
 ) -> dict[str, Measurement]:
     if threshold is None:
         return {}
-    return {name: measure(scored, threshold, guards, word_threshold) for name, scored in members.items()}
+    return {
+        name: measure(scored, threshold, guards, word_threshold, lexical_threshold) for name, scored in members.items()
+    }
 
 
 def score_sets(
@@ -548,6 +643,7 @@ def run_command(
     data: Path,
     embedder: Embedder,
     *,
+    adversarial: Path,
     target_precision: float,
     min_similarity_precision: float,
     cache_dir: Path | None,
@@ -555,7 +651,7 @@ def run_command(
     as_json: bool,
 ) -> int:
     """`costgate cache calibrate`: print (or write) the figures; 1 when a language got no threshold."""
-    pair_sets = load_shared_data(data)
+    pair_sets = load_shared_data(data) | load_adversarial(adversarial)
     scored = score_sets(pair_sets, embedder, cache_dir or default_cache_dir())
     result = calibrate(
         scored,
@@ -584,11 +680,16 @@ def report_lines(result: Calibration) -> list[str]:
     for language, found in result.languages.items():
         guarded = found.threshold or "-"
         word = found.word_threshold or "none"
+        lexical = found.lexical_threshold or "none"
         alone = found.threshold_without_guards or "-"
-        lines += ["", f"{language}: picked on {found.pick_set}: threshold {guarded}, word threshold {word}"]
+        lines += [
+            "",
+            f"{language}: picked on {found.pick_set}: threshold {guarded}, word threshold {word}, "
+            f"lexical threshold {lexical}",
+        ]
         columns = [
             "set", "same", "different",
-            f"guards@{guarded}/{word} P", "R", f"no guards@{guarded} P", "R", f"no guards@{alone} P", "R",
+            f"guards@{guarded} P", "R", f"no guards@{guarded} P", "R", f"no guards@{alone} P", "R",
         ]  # fmt: skip
         rows = [columns]
         for name in found.with_guards or found.without_guards:
@@ -625,6 +726,7 @@ def write_defaults(path: Path, result: Calibration) -> None:
             language: {
                 "threshold": _text(found.threshold),
                 "word_threshold": _text(found.word_threshold),
+                "lexical_threshold": _text(found.lexical_threshold),
                 "picked_on": found.pick_set,
                 "measured": figures(found.with_guards),
                 "without_guards": {

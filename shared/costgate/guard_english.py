@@ -119,69 +119,70 @@ def _can_be_verb(word: str) -> tuple[bool, bool]:
 
 def read_english(tokens: list[str]) -> WordsRead:
     """Read a question's Latin tokens and punctuation (lowercase; codes, dates and numbers taken out)."""
-    read = WordsRead()
-    tokens = _numbers_read(tokens, read.numbers)
-    role: str | None = None
-    phrase = 0
-    coordinated = False
-    joinable: list[tuple[str, int | None]] = []
-    for index, token in enumerate(tokens):
-        previous = tokens[index - 1] if index else ""
-        following = tokens[index + 1] if index + 1 < len(tokens) else ""
-        if token in _PUNCTUATION or not token:
-            role, coordinated = None, False
-            joinable.append(("", None)) if token else None
-            continue
-        position = len(read.words)
-        joinable.append((token.replace("-", "").replace("'", ""), None))
-        if is_negation(token):
-            read.negations += 1
-            continue
-        if token in _ROLE_WORDS:
-            role = _ROLE_WORDS[token]
-            if token == "to" and _infinitive(previous, following):
-                role = None
-            continue
-        if token in _CLAUSE_WORDS and not (token == "when" and previous in ("", *_PUNCTUATION)):
-            role = token
-            if token in ("after", "before"):
-                phrase += 1
-                _add(read, token, None, position, phrase)
-                joinable[-1] = (token, position)
-            continue
-        if token in _PHRASE_ENDS:
-            role = None
-            if token in _CONTENT_PHRASE_ENDS:
-                phrase += 1
-                _add(read, token, None, position, phrase)
-                joinable[-1] = (token, position)
-            continue
-        if token in _COORDINATORS:
-            coordinated = True
-            continue
-        added = False
-        for part in token.split("'"):
-            if len(part) < 2 or part in _STOPWORDS:
-                continue
-            if part in DAY_WORDS:
-                read.dates.append(DAY_WORDS[part])
-            elif part in _MONTHS_ALONE:
-                read.dates.append(f"m{_MONTHS_ALONE[part]}")
-            else:
-                if not (coordinated and read.words):
-                    phrase += 1
-                _add(read, part.replace("-", ""), role, len(read.words), phrase)
-                added = True
-        coordinated = False
-        if added:
-            joinable[-1] = (joinable[-1][0], len(read.words) - 1)
-    read.joined = join_neighbours([(text, position) for text, position in joinable if text])
+    reader = _Reader()
+    items = _numbers_read(tokens, reader.read.numbers)
+    for index, item in enumerate(items):
+        previous = items[index - 1] if index else ""
+        following = items[index + 1] if index + 1 < len(items) else ""
+        reader.item(item, previous, following)
+    read = reader.read
+    read.joined = join_neighbours([(text, position) for text, position in reader.joinable if text])
     return read
 
 
-def _add(read: WordsRead, word: str, role: str | None, position: int, phrase: int) -> None:
-    keys, text = lemmas(word)
-    read.words.append(Word(keys=keys, text=text, role=role, position=position, phrase=phrase))
+class _Reader:
+    def __init__(self) -> None:
+        self.read = WordsRead()
+        self.role: str | None = None
+        self.phrase = 0
+        self.coordinated = False
+        # Every token as written (hyphens and apostrophes out), with the word it gave, for joined spellings.
+        self.joinable: list[tuple[str, int | None]] = []
+
+    def item(self, item: str, previous: str, following: str) -> None:
+        if item in _PUNCTUATION or not item:
+            self.role, self.coordinated = None, False
+            self.joinable.append(("", None))
+            return
+        self.joinable.append((item.replace("-", "").replace("'", ""), None))
+        if is_negation(item):
+            self.read.negations += 1
+        elif item in _ROLE_WORDS:
+            self.role = None if item == "to" and _infinitive(previous, following) else _ROLE_WORDS[item]
+        elif item in _CLAUSE_WORDS and not (item == "when" and previous in ("", *_PUNCTUATION)):
+            self.role = item
+            if item in ("after", "before"):
+                self.add(item, None, own_phrase=True)
+        elif item in _PHRASE_ENDS:
+            self.role = None
+            if item in _CONTENT_PHRASE_ENDS:
+                self.add(item, None, own_phrase=True)
+        elif item in _COORDINATORS:
+            self.coordinated = True
+        else:
+            self.content(item)
+
+    def content(self, item: str) -> None:
+        for part in item.split("'"):
+            if len(part) < 2 or part in _STOPWORDS:
+                continue
+            if part in DAY_WORDS:
+                self.read.dates.append(DAY_WORDS[part])
+            elif part in _MONTHS_ALONE:
+                self.read.dates.append(f"m{_MONTHS_ALONE[part]}")
+            else:
+                self.add(part.replace("-", ""), self.role, own_phrase=not (self.coordinated and self.read.words))
+        self.coordinated = False
+
+    def add(self, word: str, role: str | None, own_phrase: bool) -> None:
+        if own_phrase:
+            self.phrase += 1
+        keys, text = lemmas(word)
+        if word in _CONTENT_PHRASE_ENDS:
+            text = word  # should, not its lemma shall
+        words = self.read.words
+        words.append(Word(keys=keys, text=text, role=role, position=len(words), phrase=self.phrase))
+        self.joinable[-1] = (self.joinable[-1][0], len(words) - 1)
 
 
 def _infinitive(previous: str, following: str) -> bool:

@@ -106,6 +106,7 @@ class _Reader:
         self.coordinated: list[int] = []  # nouns before 와/과 (JC): they take the next phrase's role
         self.phrase_id = 0
         self.tokens: list[tuple[str, int | None]] = []  # every content-bearing morpheme, for joined spellings
+        self.prefix = ""  # a prefix (XPN) waiting for its noun
 
     def add(self, keys: frozenset[str], text: str, in_phrase: bool) -> None:
         words = self.read.words
@@ -135,61 +136,74 @@ class _Reader:
 def read_korean(text: str) -> WordsRead:
     """Read the Korean (and the Latin words within it) of `text`: see the module's docstring."""
     reader = _Reader()
-    read = reader.read
     found = morphemes(text)
-    prefix = ""
     skip = 0
-    for index, morpheme in enumerate(found):
+    for index in range(len(found)):
         if skip:
             skip -= 1
             continue
-        following = found[index + 1] if index + 1 < len(found) else None
-        tag = morpheme.tag.split("-")[0]
-        form = morpheme.form
-        if tag in _NOUNS:
-            skip = int(_read_noun(reader, prefix + form, tag, following))
-            prefix = ""
-        elif tag.startswith("J"):
-            reader.close(_particle_role(morpheme))
-        elif tag == "VCP":
-            reader.close(COPULA)
-        elif tag in _VERBS:
-            reader.close(None)
-            lemma = morpheme.lemma
-            period = found[index + 2].form if index + 2 < len(found) and found[index + 1].tag == "ETM" else ""
-            if lemma in _RELATIVE_VERBS and period in _PERIODS:
-                read.dates.append(f"{_RELATIVE_VERBS[lemma]}-{_PERIODS[period]}")  # 지난 주, 오는 달
-                skip = 2
-                continue
-            if lemma in _NEGATING_VERBS or (tag == "VX" and lemma == "말다"):
-                read.negations += 1
-            elif tag != "VX" and lemma not in _FRAMING_VERBS:
-                reader.add(frozenset({lemma}), lemma, in_phrase=False)
-        elif tag == "MAG":
-            reader.close(None)
-            if form in _NEGATING_ADVERBS:
-                read.negations += 1
-            elif form in DAY_WORDS:
-                read.dates.append(DAY_WORDS[form])
-            elif form not in _FILLER_ADVERBS:
-                reader.add(frozenset({form}), form, in_phrase=False)
-        elif tag == "MM":
-            if form in _NUMERALS and following is not None and following.tag.split("-")[0] in _NOUNS:
-                read.numbers.append(str(_NUMERALS[form]))
-        elif tag == "XPN":
-            if form in _NEGATING_PREFIXES:
-                read.negations += 1
-            else:
-                prefix = form  # 재입고: a prefix that changes the noun's meaning stays with it
-        elif tag == "NP":
-            reader.close(None)
-            if form in _CONTENT_PRONOUNS:
-                reader.add(frozenset({form}), form, in_phrase=False)
-        elif tag not in ("XSN", "EP", "XSV", "XSA", "XSM"):
-            reader.close(None)
+        skip = _read_morpheme(reader, found, index)
     reader.close(None)
-    read.joined = join_neighbours(reader.tokens)
-    return read
+    reader.read.joined = join_neighbours(reader.tokens)
+    return reader.read
+
+
+def _read_morpheme(reader: _Reader, found: tuple[Morpheme, ...], index: int) -> int:
+    """Read the morpheme at `index`; how many following morphemes were read with it."""
+    read = reader.read
+    morpheme = found[index]
+    following = found[index + 1] if index + 1 < len(found) else None
+    tag = morpheme.tag.split("-")[0]
+    form = morpheme.form
+    prefix, reader.prefix = reader.prefix, ""
+    if tag in _NOUNS:
+        return int(_read_noun(reader, prefix + form, tag, following))
+    if tag.startswith("J"):
+        reader.close(_particle_role(morpheme))
+    elif tag == "VCP":
+        reader.close(COPULA)
+    elif tag in _VERBS:
+        return _read_verb(reader, found, index)
+    elif tag == "MAG":
+        reader.close(None)
+        if form in _NEGATING_ADVERBS:
+            read.negations += 1
+        elif form in DAY_WORDS:
+            read.dates.append(DAY_WORDS[form])
+        elif form not in _FILLER_ADVERBS:
+            reader.add(frozenset({form}), form, in_phrase=False)
+    elif tag == "MM":
+        if form in _NUMERALS and following is not None and following.tag.split("-")[0] in _NOUNS:
+            read.numbers.append(str(_NUMERALS[form]))
+    elif tag == "XPN":
+        if form in _NEGATING_PREFIXES:
+            read.negations += 1
+        else:
+            reader.prefix = form  # 재입고: a prefix that changes the noun's meaning stays with it
+    elif tag == "NP":
+        reader.close(None)
+        if form in _CONTENT_PRONOUNS:
+            reader.add(frozenset({form}), form, in_phrase=False)
+    elif tag not in ("XSN", "EP", "XSV", "XSA", "XSM"):
+        reader.close(None)
+    return 0
+
+
+def _read_verb(reader: _Reader, found: tuple[Morpheme, ...], index: int) -> int:
+    read = reader.read
+    morpheme = found[index]
+    tag = morpheme.tag.split("-")[0]
+    lemma = morpheme.lemma
+    reader.close(None)
+    period = found[index + 2].form if index + 2 < len(found) and found[index + 1].tag == "ETM" else ""
+    if lemma in _RELATIVE_VERBS and period in _PERIODS:
+        read.dates.append(f"{_RELATIVE_VERBS[lemma]}-{_PERIODS[period]}")  # 지난 주, 오는 달
+        return 2
+    if lemma in _NEGATING_VERBS or (tag == "VX" and lemma == "말다"):
+        read.negations += 1
+    elif tag != "VX" and lemma not in _FRAMING_VERBS:
+        reader.add(frozenset({lemma}), lemma, in_phrase=False)
+    return 0
 
 
 def _read_noun(reader: _Reader, form: str, tag: str, following: Morpheme | None) -> bool:

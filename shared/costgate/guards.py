@@ -20,10 +20,15 @@ Read in this order; the first difference found is the reason:
 4. Content words, matched by lemma or by spelling with the spaces removed ("회원 가입" = "회원가입",
    "log in" = "login"). What is left unmatched on either side must pair off one to one, at most
    MAX_SYNONYMS pairs, each pair a synonym: an added word ("install python" vs "install python on
-   windows") is material whatever its similarity; a substituted one is a synonym only if the
-   embedder's similarity of the two words (`word_similarity`) reaches the word threshold, which is
-   calibrated with the sentence threshold (`costgate.calibration`): 여자/여성 passes, 설치/삭제 does not.
-5. Roles, over the matched and paired words: a word that is a source in one question and a goal in the
+   windows") is material; a substituted one is a synonym only if the embedder's similarity of the two
+   words (`word_similarity`) reaches the word threshold: 여자/여성 passes, 설치/삭제 does not; two
+   words spelled alike (SPELLING_ALIKE: Austria/Australia, install/uninstall) never pass. Only
+   when the sentences' similarity reaches the language's lexical threshold (`semantic_policy`) and
+   they share at least MIN_SHARED_TO_EXCUSE content words, twice as many as differ, are differing
+   content words excused
+   (`Verdict.at(..., tolerate_words=True)`); steps 1-3 and 5-7 never are. Both thresholds are
+   calibrated (`costgate.calibration`).
+5. Roles, over the words both questions share: a word that is a source in one question and a goal in the
    other (Seoul → Tokyo vs Tokyo → Seoul), a subject in one and the compared-with in the other (고양이가
    개보다 vs 개가 고양이보다), or two words that exchange their roles (Korean to English vs English to
    Korean) are material; a role marked on one side only is not (Korean drops particles freely).
@@ -40,6 +45,7 @@ pairs in tests/data/adversarial (README, "The answer cache").
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from difflib import SequenceMatcher
 from itertools import permutations
 
 from costgate.guard_reading import Reading, read
@@ -49,6 +55,14 @@ __all__ = ["MAX_SYNONYMS", "Synonym", "Verdict", "WordSimilarity", "compare", "m
 
 # More substituted words than this and the questions are different ones, however similar each pair.
 MAX_SYNONYMS = 2
+# Differing content words are excused (at the lexical threshold) only beside at least this many shared
+# ones, and twice as many shared as differing: in a short question every word is the question
+# ("install python" vs "install python on windows"), while one detail of a longer one may be no more
+# than a detail.
+MIN_SHARED_TO_EXCUSE = 4
+# Two different words spelled this alike are two names, not two words for one thing (Austria and
+# Australia, 오스트리아 and 오스트레일리아, install and uninstall): never synonyms, however similar.
+SPELLING_ALIKE = 0.6
 _MAX_LISTED = 3
 
 # The embedder's similarity of each pair of words (in the order given).
@@ -64,23 +78,43 @@ class Synonym:
 
 @dataclass(frozen=True)
 class Verdict:
-    difference: str | None  # material whatever the word threshold
-    synonyms: tuple[Synonym, ...] = ()  # the word pairs taken as synonyms, if the threshold allows
+    difference: str | None  # material whatever the thresholds
+    synonyms: tuple[Synonym, ...] = ()  # the word pairs taken as synonyms, if the word threshold allows
+    # Content words of either side that neither match nor pair off as synonyms (added or substituted).
+    unmatched: tuple[tuple[str, ...], tuple[str, ...]] = ((), ())
+    shared: int = 0  # content words both questions have
+
+    @property
+    def excusable(self) -> bool:
+        """Enough shared words, and few enough differing ones, that these may be excused at the lexical threshold."""
+        differing = len(self.unmatched[0]) + len(self.unmatched[1]) + 2 * len(self.synonyms)
+        return self.shared >= MIN_SHARED_TO_EXCUSE and 2 * differing <= self.shared
 
     @property
     def weakest(self) -> float | None:
         """The lowest similarity among the assumed synonyms (None when none was needed)."""
         return min((s.similarity for s in self.synonyms), default=None)
 
-    def at(self, word_threshold: float | None) -> str | None:
-        """The reason the questions differ at this word threshold (None: no synonym may be assumed)."""
-        if self.difference is not None or not self.synonyms:
+    @property
+    def lexical(self) -> bool:
+        """Words differ beyond synonyms: only a sentence similarity the policy trusts can excuse them."""
+        return bool(self.unmatched[0] or self.unmatched[1])
+
+    def at(self, word_threshold: float | None, tolerate_words: bool = False) -> str | None:
+        """The reason the questions differ at this word threshold; None when they may share an answer.
+
+        `tolerate_words`: the sentences are so similar that differing content words are not material
+        (`semantic_policy`'s lexical threshold), if enough words are shared; every other difference
+        still is.
+        """
+        if self.difference is not None or (tolerate_words and self.excusable):
             return self.difference
         weakest = self.weakest
-        if word_threshold is not None and weakest is not None and weakest >= word_threshold:
+        synonyms_ok = weakest is None or (word_threshold is not None and weakest >= word_threshold)
+        if synonyms_ok and not self.lexical:
             return None
-        first = sorted(s.first for s in self.synonyms)
-        second = sorted(s.second for s in self.synonyms)
+        first = sorted([*self.unmatched[0], *(s.first for s in self.synonyms)])
+        second = sorted([*self.unmatched[1], *(s.second for s in self.synonyms)])
         return f"content words differ: {_listed(first)} vs {_listed(second)}"
 
 
@@ -89,9 +123,10 @@ def material_difference(
     candidate: str,
     word_similarity: WordSimilarity | None = None,
     word_threshold: float | None = None,
+    tolerate_words: bool = False,
 ) -> str | None:
     """None when no guard finds a material difference at this word threshold, else the reason."""
-    return compare(question, candidate, word_similarity).at(word_threshold)
+    return compare(question, candidate, word_similarity).at(word_threshold, tolerate_words)
 
 
 def compare(question: str, candidate: str, word_similarity: WordSimilarity | None = None) -> Verdict:
@@ -113,16 +148,15 @@ def compare(question: str, candidate: str, word_similarity: WordSimilarity | Non
         return Verdict("no content words to compare")
     pairs, only_first, only_second = _match(first, second)
     synonyms: list[Synonym] = []
+    unmatched: tuple[tuple[str, ...], tuple[str, ...]] = ((), ())
     if only_first or only_second:
         paired = _synonyms(only_first, only_second, word_similarity)
         if paired is None:
-            texts = sorted(w.text for w in only_first), sorted(w.text for w in only_second)
-            return Verdict(f"content words differ: {_listed(texts[0])} vs {_listed(texts[1])}")
-        for a, b, similarity in paired:
-            pairs.append((a, b))
-            synonyms.append(Synonym(a.text, b.text, similarity))
+            unmatched = tuple(w.text for w in only_first), tuple(w.text for w in only_second)
+        synonyms = [Synonym(a.text, b.text, similarity) for a, b, similarity in paired or ()]
+    # Roles and order are compared on the words both questions share (a synonym may be no such word).
     reason = _role_difference(pairs) or _order_difference(first.language, pairs)
-    return Verdict(reason, tuple(synonyms))
+    return Verdict(reason, tuple(synonyms), unmatched, shared=len(pairs))
 
 
 # --- items --------------------------------------------------------------------------------------------
@@ -203,12 +237,21 @@ def _synonyms(
         return None
     cross = [(a, b) for a in only_first for b in only_second]
     similarity = dict(zip(cross, word_similarity([(a.text, b.text) for a, b in cross]), strict=True))
+    for a, b in cross:
+        if _spelled_alike(a.text, b.text):
+            similarity[(a, b)] = 0.0
     best: list[tuple[Word, Word, float]] | None = None
     for order in permutations(only_second):
         pairing = [(a, b, float(similarity[(a, b)])) for a, b in zip(only_first, order, strict=True)]
         if best is None or min(s for *_, s in pairing) > min(s for *_, s in best):
             best = pairing
     return best
+
+
+def _spelled_alike(first: str, second: str) -> bool:
+    if first in second or second in first:
+        return True
+    return SequenceMatcher(None, first, second).ratio() >= SPELLING_ALIKE
 
 
 # --- roles and order ----------------------------------------------------------------------------------

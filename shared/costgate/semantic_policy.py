@@ -2,7 +2,9 @@
 
 A question is served another's answer when its cosine with it reaches the language's `threshold` and
 the guards (`costgate.guards`) find no material difference, assuming synonyms only for word pairs whose
-similarity (the embedder's, on the two words alone) reaches the language's `word_threshold`.
+similarity (the embedder's, on the two words alone) reaches the language's `word_threshold`; from the
+`lexical_threshold` on, differing content words are excused (never numbers, dates, codes, negation,
+roles or word order).
 
 The shipped values live in `data/semantic_thresholds.json`, one entry per embedder id, written by
 `costgate cache calibrate --defaults-file` (Korean picked on KorSTS dev, English on half of STS-B test;
@@ -40,6 +42,9 @@ _MAX_WORD_VECTORS: Final = 4096
 class LanguagePolicy:
     threshold: Decimal  # the least cosine a semantic hit needs
     word_threshold: Decimal | None  # the least word similarity a synonym needs; None: no synonyms
+    # From this cosine on, content words that differ are not material (numbers, dates, codes,
+    # negation and roles still are); None: never.
+    lexical_threshold: Decimal | None = None
 
 
 class WordVectors:
@@ -91,16 +96,20 @@ class SemanticPolicy:
         return self._languages.get(language, self._strictest)
 
     def threshold(self, language: str) -> Decimal:
+        """The least cosine for a hit."""
         return self.for_language(language).threshold
 
-    def difference(self, question: str, candidate: str, language: str) -> str | None:
-        """None when the guards let `candidate`'s answer serve `question`, else the material difference."""
-        word_threshold = self.for_language(language).word_threshold
+    def difference(self, question: str, candidate: str, language: str, similarity: float) -> str | None:
+        """None when the guards let `candidate`'s answer serve `question` (at this cosine), else the difference."""
+        policy = self.for_language(language)
+        word_threshold = policy.word_threshold
+        lexical = policy.lexical_threshold
         return material_difference(
             question,
             candidate,
             word_similarity=self._words.similarity if word_threshold is not None else None,
             word_threshold=float(word_threshold) if word_threshold is not None else None,
+            tolerate_words=lexical is not None and similarity >= float(lexical),
         )
 
 
@@ -128,6 +137,7 @@ def shipped_policies() -> dict[str, dict[str, LanguagePolicy]]:
             language: LanguagePolicy(
                 _threshold(embedder_id, language, values, "threshold"),
                 _threshold(embedder_id, language, values, "word_threshold", optional=True),
+                _threshold(embedder_id, language, values, "lexical_threshold", optional=True),
             )
             for language, values in languages.items()
         }

