@@ -1,4 +1,4 @@
-"""What a semantic lookup adds to a request the cache cannot answer: embedding, index and guards, vs the embedding alone.
+"""What a semantic lookup adds to a request the cache cannot answer, next to the embedding alone.
 
 Usage: `python bench/bench_semantic_lookup.py [--rounds 30]`.
 

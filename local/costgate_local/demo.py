@@ -47,8 +47,10 @@ class Team:
     tenant: str
     feature: str
     bodies: tuple[dict[str, Any], ...]
-    # What x-costgate-cache each request should get, where the workload says (customer_faq's `expect`).
+    # What x-costgate-cache each request should get, where the workload says (customer_faq's `expect`),
+    # and each request's intent: a hit must carry the answer the intent's first question got.
     expected_cache: tuple[str, ...] = ()
+    intents: tuple[str, ...] = ()
 
 
 @dataclass
@@ -61,6 +63,7 @@ class Sent:
     rejected: int = 0
     cache: Counter[str] = field(default_factory=Counter)
     cache_results: list[str] = field(default_factory=list)  # x-costgate-cache per answered request, in order
+    answers: list[str] = field(default_factory=list)  # the answer's text per answered request, in order
     models: Counter[str] = field(default_factory=Counter)
     log: list[dict[str, Any]] = field(default_factory=list)
 
@@ -88,7 +91,13 @@ def load_workload(root: Path = WORKLOAD) -> list[Team]:
     assistant = [body("auto", q["question"], 1024) for q in questions("auto_questions/requests.jsonl")]
     return [
         Team("acme-legal", "contract-analysis", tuple(contract)),
-        Team("hanbit-shop", "customer-faq", tuple(faq), tuple(q["expect"] for q in faq_questions)),
+        Team(
+            "hanbit-shop",
+            "customer-faq",
+            tuple(faq),
+            tuple(q["expect"] for q in faq_questions),
+            tuple(q["intent"] for q in faq_questions),
+        ),
         Team("nova-research", "research-assistant", tuple(assistant)),
     ]
 
@@ -193,6 +202,7 @@ def _send_team(base_url: str, api_key: str, result: Sent) -> None:
         result.cost_usd += Decimal(raw.headers["x-costgate-cost-usd"])
         result.cache[raw.headers.get("x-costgate-cache", "none")] += 1
         result.cache_results.append(raw.headers.get("x-costgate-cache", "none"))
+        result.answers.append("".join(block.text for block in message.content if block.type == "text"))
         result.models[message.model] += 1
         result.log.append(
             {
@@ -304,6 +314,13 @@ def _cache_check(result: Sent) -> tuple[str, Callable[[], bool]]:
         for body, got, want in zip(result.team.bodies, result.cache_results, expected, strict=False)
         if got != want
     ]
+    first_answer: dict[str, str] = {}
+    for body, intent, got, text in zip(
+        result.team.bodies, result.team.intents, result.cache_results, result.answers, strict=False
+    ):
+        first_answer.setdefault(intent, text)
+        if got.endswith("hit") and text != first_answer[intent]:
+            wrong.append(f"{body['messages'][0]['content']!r}: a {got} with another answer than its intent's first")
     counts = Counter(expected)
     text = (
         f"{result.team.feature}: every answer-cache result as the workload labels it ({counts['exact-hit']} exact-hit, "

@@ -16,9 +16,9 @@ Semantic
     documents anywhere, no extended thinking. The scope of an
     entry is everything but the question: tenant, model, system, every other parameter, the question's
     language, the embedder and the LSH hasher. Nothing is ever compared across scopes. Within a scope
-    the nearest stored question is served only if its cosine clears the language's threshold AND the
-    guards find no material difference (`semantic_policy`: numbers, units, dates, identifiers,
-    negation, content words and their synonyms, roles).
+    the nearest stored question (of the GUARDED_CANDIDATES nearest) whose cosine clears the language's
+    threshold AND in which the guards find no material difference is served (`semantic_policy`:
+    numbers, units, dates, identifiers, negation, content words and their synonyms, roles).
 
 What is stored
     Only a finished answer: status 200 with `stop_reason` end_turn, stop_sequence or max_tokens (a
@@ -64,6 +64,10 @@ TABLE_PROBES = 0
 # A longer text is not a question a cache should answer by meaning: the embedder reads only its first
 # 512 tokens (two texts differing after that would embed alike), and embedding it costs ~100s of ms.
 MAX_SEMANTIC_QUESTION_CHARS = 1_000
+# The guards judge up to this many nearest stored questions above the threshold, nearest first: the
+# nearest may be the one question that differs ("from Seoul to Tokyo" stored after "to Tokyo from
+# Seoul") while the next is the same one.
+GUARDED_CANDIDATES = 3
 # max_tokens too: the cut is part of the request (max_tokens is in the key and the scope), as with Claude.
 _STOP_REASONS = frozenset({"end_turn", "stop_sequence", "max_tokens"})
 _TRAILING_PUNCTUATION = "?!.。？！~…,;:"
@@ -425,31 +429,35 @@ class AnswerCache:
         )
         pending = _Pending(scope, question, vector, tuple(hasher.bucket_keys(vector, bits=STORE_KEY_BITS)))
         local = self._scope(scope)
-        best = local.index.nearest(vector)
+        best = local.index.nearest(vector, k=GUARDED_CANDIDATES)
         if not best or best[0][1] < limit:
             # probe_keys are the extra buckets beyond each table's own (pending.bucket_keys).
             buckets = [*pending.bucket_keys, *hasher.probe_keys(vector, TABLE_PROBES, bits=STORE_KEY_BITS)]
             local.add_many(self._store.semantic_candidates(scope, buckets, now))
-            best = local.index.nearest(vector)
+            best = local.index.nearest(vector, k=GUARDED_CANDIDATES)
         miss = Lookup(CacheResult.MISS, None, "semantic miss", exact_key=key, semantic=pending)
         if not best:
             return miss
-        entry_id, similarity = best[0]
-        if similarity < limit:
-            return replace(miss, detail=f"semantic miss: nearest {similarity:.3f} < {limit}")
-        stored_question = local.questions.get(entry_id, "")
-        try:
-            difference = policy.difference(question, stored_question, language, similarity)
-        except CostgateError as error:  # the guards' analyzer could not load: no semantic hit without them
-            detail = f"semantic miss; guards unavailable: {error.message}"
-            return replace(miss, detail=detail, error=error.message)
-        if difference is not None:
-            return replace(miss, detail=f"semantic miss: {difference}", guard_rejection=difference)
-        answer = self._store.get_semantic(scope, entry_id, now)
-        if answer is None:
-            local.remove(entry_id)  # purged or expired in the table: memory must not outlive it
-            return replace(miss, detail="semantic miss: nearest entry is gone")
-        return Lookup(CacheResult.SEMANTIC_HIT, answer, f"semantic {similarity:.3f} >= {limit}", exact_key=key)
+        if best[0][1] < limit:
+            return replace(miss, detail=f"semantic miss: nearest {best[0][1]:.3f} < {limit}")
+        rejection = miss
+        for entry_id, similarity in (candidate for candidate in best if candidate[1] >= limit):
+            stored_question = local.questions.get(entry_id, "")
+            try:
+                difference = policy.difference(question, stored_question, language, similarity)
+            except CostgateError as error:  # the guards' analyzer could not load: no semantic hit without them
+                detail = f"semantic miss; guards unavailable: {error.message}"
+                return replace(miss, detail=detail, error=error.message)
+            if difference is not None:
+                if rejection is miss:  # the nearest's difference is the one reported
+                    rejection = replace(miss, detail=f"semantic miss: {difference}", guard_rejection=difference)
+                continue
+            answer = self._store.get_semantic(scope, entry_id, now)
+            if answer is None:
+                local.remove(entry_id)  # purged or expired in the table: memory must not outlive it
+                return replace(miss, detail="semantic miss: nearest entry is gone")
+            return Lookup(CacheResult.SEMANTIC_HIT, answer, f"semantic {similarity:.3f} >= {limit}", exact_key=key)
+        return rejection
 
     def _scope(self, scope: str) -> _ScopeIndex:
         with self._lock:

@@ -551,9 +551,15 @@ def calibrate(
         picking = scored_sets.get(pick_set)
         if picking is None:
             continue
-        strict = [scored_sets[name] for name in (strict_sets.get(language),) if name in scored_sets]
-        options = {"min_similarity_precision": min_similarity_precision, "strict": strict}
-        lexical = pick_threshold(picking, target_precision, True, tolerant=True, **options)  # type: ignore[arg-type]
+        strict = [scored_sets[name] for name in (strict_sets.get(language, ""),) if name in scored_sets]
+        lexical = pick_threshold(
+            picking,
+            target_precision,
+            True,
+            min_similarity_precision=min_similarity_precision,
+            strict=strict,
+            tolerant=True,
+        )
         best: tuple[float, Decimal, Decimal | None] | None = None
         # One embedder judges words of both languages: a substitution of either strict set bounds it.
         every_strict = [scored_sets[name] for name in strict_sets.values() if name in scored_sets]
@@ -565,7 +571,8 @@ def calibrate(
                 True,
                 word_threshold=word_threshold,
                 lexical_threshold=lexical,
-                **options,  # type: ignore[arg-type]
+                min_similarity_precision=min_similarity_precision,
+                strict=strict,
             )
             if threshold is None:
                 continue

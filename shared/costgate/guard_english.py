@@ -203,8 +203,8 @@ def _numbers_read(tokens: list[str], numbers: list[str]) -> list[str]:
             numbers.append(str(total + section))
         total, section, words_read = None, 0, 0
 
-    for token in tokens:
-        parts = token.split("-")
+    for item in tokens:
+        parts = item.split("-")
         if all(part in _NUMBERS or part in _SCALES for part in parts):
             for part in parts:
                 if part in _NUMBERS:
@@ -220,7 +220,7 @@ def _numbers_read(tokens: list[str], numbers: list[str]) -> list[str]:
                     section = 0
                     words_read += 2
             continue
-        if token == "and" and total is not None:
+        if item == "and" and total is not None:
             continue
         close()
         if parts[0] in _NUMBERS and len(parts) > 1:
@@ -228,6 +228,6 @@ def _numbers_read(tokens: list[str], numbers: list[str]) -> list[str]:
             numbers.append(str(_NUMBERS[parts[0]])) if _NUMBERS[parts[0]] != 1 else None
             kept.append("-".join(parts[1:]))
             continue
-        kept.append(token)
+        kept.append(item)
     close()
     return kept

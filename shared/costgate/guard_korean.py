@@ -60,8 +60,8 @@ _FRAMING_VERBS: Final = _split(
 )
 _CONTENT_PRONOUNS: Final = _split("언제 어디 누구")
 _FILLER_ADVERBS: Final = _split(
-    "좀 혹시 정말 진짜 너무 매우 아주 어떻게 어떡 제발 그냥 보통 또 또는 그리고 그런데 근데 그래서 꼭 대략 대충 한번 혹 "
-    "잘 다 그럼 그러면 그래도 대체 도대체 과연 어떤"
+    "좀 혹시 정말 진짜 너무 매우 아주 어떻게 어떡 제발 그냥 보통 또 또는 그리고 그런데 근데 그래서 "
+    "꼭 대략 대충 한번 혹 잘 다 그럼 그러면 그래도 대체 도대체 과연 어떤"
 )
 _NEGATING_ADVERBS: Final = _split("안 못 없이")
 _NEGATING_VERBS: Final = _split("않다 없다 아니다 말다")

@@ -107,7 +107,7 @@ _UNIT_WORDS: Final = {
     "in": "inch", "ml": "milliliter", "l": "liter", "gb": "gigabyte", "mb": "megabyte", "kb": "kilobyte",
     "tb": "terabyte", "h": "hour", "hr": "hour", "hrs": "hour", "min": "minute", "mins": "minute",
     "sec": "second", "secs": "second", "s": "second", "usd": "dollar", "eur": "euro", "krw": "won",
-    "jpy": "yen", "gbp": "pound", "kilometre": "kilometer", "metre": "meter", "litre": "liter",
+    "jpy": "yen", "gbp": "pound", "won": "won", "kilometre": "kilometer", "metre": "meter", "litre": "liter",
     "centimetre": "centimeter", "millimetre": "millimeter",
 }  # fmt: skip
 _NOT_UNITS: Final = frozenset({"of", "and", "or", "to", "in", "for", "the", "a", "an", "is", "are", "at", "on", "by"})

@@ -135,13 +135,20 @@ def shipped_policies() -> dict[str, dict[str, LanguagePolicy]]:
             raise ConfigurationError(f"data/semantic_thresholds.json: {embedder_id}: no per-language thresholds")
         policies[embedder_id] = {
             language: LanguagePolicy(
-                _threshold(embedder_id, language, values, "threshold"),
+                _required(embedder_id, language, values),
                 _threshold(embedder_id, language, values, "word_threshold", optional=True),
                 _threshold(embedder_id, language, values, "lexical_threshold", optional=True),
             )
             for language, values in languages.items()
         }
     return policies
+
+
+def _required(embedder_id: str, language: str, values: Any) -> Decimal:
+    threshold = _threshold(embedder_id, language, values, "threshold")
+    if threshold is None:  # pragma: no cover - _threshold raises for a missing required value
+        raise ConfigurationError(f"data/semantic_thresholds.json: {embedder_id}: {language}: no threshold")
+    return threshold
 
 
 def _threshold(embedder_id: str, language: str, values: Any, name: str, optional: bool = False) -> Decimal | None:

@@ -56,7 +56,8 @@ def test_one_file_splits_into_a_dev_half_and_a_test_half() -> None:
 
     dev, test = halves(english, "dev", "test")
 
-    assert dev.pairs == english.pairs[0::2] and test.pairs == english.pairs[1::2]
+    assert dev.pairs == english.pairs[0::2]
+    assert test.pairs == english.pairs[1::2]
     assert dev.file_digest == test.file_digest == english.digest
     assert len({dev.digest, test.digest, english.digest}) == 3
 
@@ -161,7 +162,8 @@ def test_calibrate_picks_per_language_on_its_pick_set_and_measures_only_that_lan
     # Recall 1 needs the 0.93 synonym: the strictest word threshold allowing it is 0.93, which still
     # stops the different pair's 0.91, so precision stays 1 down to the lowest threshold considered.
     assert (korean.threshold, korean.word_threshold) == (Decimal("0.850"), Decimal("0.93"))
-    assert korean.with_guards["ko-pick"].recall == 1.0 and korean.with_guards["ko-pick"].precision == 1.0
+    assert korean.with_guards["ko-pick"].recall == 1.0
+    assert korean.with_guards["ko-pick"].precision == 1.0
     assert set(korean.with_guards) == {"ko-pick", "ko-other"}
     assert set(english.with_guards) == {"en-pick"}
     assert english.word_threshold is None
