@@ -9,7 +9,9 @@ the sweeper gathers the budget's crumbs back to its root.
 """
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from decimal import Decimal
+from typing import NoReturn
 
 from costgate.accounting.budgets import Budget, ShardHold, draw_size, remaining_in, shard_count
 from costgate.accounting.ports import BudgetStore, Grant, RootState, Taken
@@ -33,7 +35,12 @@ def complete_hold(store: BudgetStore, hold: ShardHold, taken: Taken) -> Taken:
 
     Raises BudgetExceededError naming the first budget that cannot cover the request (nothing held), or
     UpstreamError when MAX_ROUNDS rounds of races were all lost (nothing held).
+
+    A root that cannot cover the shortfall refuses the request only when a second look finds it the
+    same: between the take and the root's read another request may have drawn the root's last money to
+    this very shard, where a take would find it. So the first time, the shard is taken again instead.
     """
+    exhausted: _Exhausted | None = None
     for _ in range(MAX_ROUNDS):
         if taken.ok:
             return taken
@@ -51,17 +58,40 @@ def complete_hold(store: BudgetStore, hold: ShardHold, taken: Taken) -> Taken:
                 # The root had less than this shortfall when it ran dry, and has had no more since (a gather
                 # clears the flag): refused without reading it.
                 raise BudgetExceededError(budget, taken.dry[slot] + have, hold.amount_usd)
-        if short and not store.draw(hold.shard, hold.day, _grants(store, hold, short, headroom)):
-            logger.info("budgets: a draw lost a race; taking again", extra={"shard": hold.shard.label})
+        if short:
+            grants, found = _grants(store, hold, short, headroom)
+            if found is not None:
+                if found == exhausted:  # the same root, unmoved, and the shard no better: refused
+                    found.refuse(store, hold)
+                exhausted = found
+            elif not store.draw(hold.shard, hold.day, grants):
+                logger.info("budgets: a draw lost a race; taking again", extra={"shard": hold.shard.label})
         taken = store.take(hold)
     if taken.ok:
         return taken
+    if exhausted is not None:
+        exhausted.refuse(store, hold)
     raise UpstreamError(f"budgets: could not hold the request's worst case after {MAX_ROUNDS} rounds; retry")
+
+
+@dataclass(frozen=True)
+class _Exhausted:
+    """A budget whose root could not cover what the shard lacked: its root as read, and what the shard had."""
+
+    budget: Budget
+    committed_usd: Decimal
+    have_usd: Decimal
+
+    def refuse(self, store: BudgetStore, hold: ShardHold) -> NoReturn:
+        unallocated = remaining_in(self.budget, self.committed_usd)
+        store.mark_dry(hold, self.budget, unallocated)
+        raise BudgetExceededError(self.budget, unallocated + self.have_usd, hold.amount_usd)
 
 
 def _grants(
     store: BudgetStore, hold: ShardHold, short: Mapping[str, Budget], headroom: Mapping[str, Decimal]
-) -> list[Grant]:
+) -> tuple[list[Grant], _Exhausted | None]:
+    """What to draw for the short slots, or the first budget whose root cannot cover its slot's shortfall."""
     windows = [(budget, hold.window(budget)) for budget in short.values()]
     roots = store.roots(windows)
     shards = shard_count(hold.budgets)
@@ -70,14 +100,12 @@ def _grants(
         window = hold.window(budget)
         root = roots.get((budget.scope, budget.period.value, window))
         committed = root.committed_usd if root is not None else Decimal(0)
-        unallocated = remaining_in(budget, committed)
         have = max(headroom.get(slot, Decimal(0)), Decimal(0))
-        amount = draw_size(unallocated, hold.amount_usd - have, shards)
+        amount = draw_size(remaining_in(budget, committed), hold.amount_usd - have, shards)
         if amount is None:
-            store.mark_dry(hold, budget, unallocated)
-            raise BudgetExceededError(budget, unallocated + have, hold.amount_usd)
+            return [], _Exhausted(budget, committed, have)
         grants.append(Grant(budget, window, amount))
-    return grants
+    return grants, None
 
 
 def remaining_figure(
