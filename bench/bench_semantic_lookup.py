@@ -107,6 +107,21 @@ def _answer(question: str) -> StoredAnswer:
     )
 
 
+def _store_first_questions(cache: AnswerCache, pairs: list[dict[str, str]]) -> list[str]:
+    stored = list(dict.fromkeys(p["first"] for p in pairs))
+    for question in stored:
+        first = cache.lookup(
+            tenant="bench",
+            model="claude-haiku-5-5",
+            body=_body(question),
+            mode=AnswerCacheMode.SEMANTIC,
+            threshold=None,
+            now=NOW,
+        )
+        cache.remember(first, tenant="bench", feature="bench", answer=_answer(question))
+    return stored
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=30, help="timed lookups per question kind (default 30)")
@@ -127,17 +142,7 @@ def main(argv: list[str] | None = None) -> int:
         return found.detail
 
     started = time.perf_counter()
-    stored = list(dict.fromkeys(p["first"] for p in pairs))
-    for question in stored:
-        first = cache.lookup(
-            tenant="bench",
-            model="claude-haiku-5-5",
-            body=_body(question),
-            mode=AnswerCacheMode.SEMANTIC,
-            threshold=None,
-            now=NOW,
-        )
-        cache.remember(first, tenant="bench", feature="bench", answer=_answer(question))
+    stored = _store_first_questions(cache, pairs)
     print(f"stored {len(stored)} questions (embedder load included): {time.perf_counter() - started:.1f} s")
 
     # Sort the unstored questions by what a lookup does with them (this also loads Kiwi and lemminflect).
