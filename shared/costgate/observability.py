@@ -63,6 +63,11 @@ class MetricName(StrEnum):
     RECONCILE_PENDING_DAYS = "ReconcilePendingDays"
     RECONCILE_DRIFT_TOKENS = "ReconcileDriftTokens"
     RECONCILE_DRIFT_USD = "ReconcileDriftUsd"
+    # A ledger or budget write that failed after Claude answered (or while an error was on its way):
+    # the row is left to the sweeper, or an unused hold stays held. Never a wrong total; always a look.
+    ACCOUNTING_ERRORS = "AccountingErrors"
+    # SweeperFunction, per run: rows whose settle never came, ended at what they held (flagged in the ledger).
+    SWEPT_REQUESTS = "SweptRequests"
 
 
 class MetricDimension(StrEnum):
@@ -101,6 +106,8 @@ RECONCILE_FIGURES = (
     MetricName.RECONCILE_DRIFT_TOKENS,
     MetricName.RECONCILE_DRIFT_USD,
 )
+# SweeperFunction's count (sweep).
+SWEEPER_COUNTS = (MetricName.SWEPT_REQUESTS,)
 _SERVICE: frozenset[MetricDimension] = frozenset()
 # Every dimension set (besides `service`, always present) each metric is emitted with: what a dashboard
 # widget or an alarm may ask for. A unit test checks the emitters against it, the template test reads it.
@@ -128,6 +135,8 @@ DIMENSION_SETS: Mapping[MetricName, frozenset[frozenset[MetricDimension]]] = {
     MetricName.GATEWAY_OVERHEAD: frozenset({_SERVICE}),
     **{name: frozenset({_SERVICE}) for name in SPEND_GAUGES},
     **{name: frozenset({_SERVICE}) for name in RECONCILE_FIGURES},
+    MetricName.ACCOUNTING_ERRORS: frozenset({_SERVICE}),
+    MetricName.SWEPT_REQUESTS: frozenset({_SERVICE}),
 }
 
 logger = Logger()

@@ -153,3 +153,17 @@ def _whole(text: str, name: str, low: int, high: int) -> int:
     if not low <= value <= high:
         raise ConfigurationError(f"{name} must be {low}-{high}, got {value}")
     return value
+
+
+@dataclass(frozen=True)
+class AggregatorSettings(_Settings):
+    """AggregatorFunction: the table whose stream it reads and whose rollup items it writes."""
+
+    table_name: str = field(metadata=_env("COSTGATE_TABLE"))
+
+
+@dataclass(frozen=True)
+class SweeperSettings(_Settings):
+    """SweeperFunction: the table whose unsettled rows it ends and whose dry budgets it gathers."""
+
+    table_name: str = field(metadata=_env("COSTGATE_TABLE"))

@@ -2,7 +2,9 @@
 
 A module's store fixture takes `table` and builds the fake (for "fake") or the DynamoDB store on a new
 table built from template.yaml in moto (for "dynamo"). Stores that cache reads per container get a
-`ManualClock`, so a test can step past a staleness allowance without waiting.
+`ManualClock`, so a test can step past a staleness allowance without waiting. What the aggregator keeps
+(rollups, rejection counts, prefix totals, gap histograms) is read once it has caught up: the fake
+aggregates in-line, the DynamoDB stores' reads first run the table's stream through AggregatorFunction.
 """
 
 from collections.abc import Callable
@@ -10,14 +12,15 @@ from dataclasses import dataclass
 
 import pytest
 
+from costgate.accounting.budgets import Hold
 from costgate.accounting.ports import BudgetStore, LedgerStore
 from costgate.dal.budgets import DynamoBudgetStore
-from costgate.dal.ledger import DynamoLedgerStore
-from costgate.dal.prompt_cache import DynamoPromptCacheStore
 from costgate.routing.ports import PromptCacheStore
 from tests.fakes.accounting import InMemoryBudgetStore, InMemoryLedgerStore
 from tests.fakes.clock import ManualClock
 from tests.fakes.routing import InMemoryPromptCacheStore
+from tests.integration import hold_on_root
+from tests.integration.stream import AggregatedLedger, AggregatedPromptCache
 
 FAKE = "fake"
 DYNAMO = "dynamo"
@@ -37,6 +40,7 @@ class Accounting:
 
     `another_ledger()` and `another_prompt_cache()` are what another container holds: for DynamoDB a new
     store over the same table (with its own per-container cache), for the fakes the same objects.
+    `hold_elsewhere(hold)` is what a batch's hold leaves on a budget window's root.
     """
 
     ledger: LedgerStore
@@ -45,6 +49,7 @@ class Accounting:
     clock: ManualClock
     another_ledger: Callable[[], LedgerStore]
     another_prompt_cache: Callable[[], PromptCacheStore]
+    hold_elsewhere: Callable[[Hold], None]
 
 
 @pytest.fixture
@@ -54,12 +59,15 @@ def accounting(table: str) -> Accounting:
         budgets = InMemoryBudgetStore()
         prompt_cache = InMemoryPromptCacheStore(clock)
         ledger = InMemoryLedgerStore(budgets=budgets, prompt_cache=prompt_cache)
-        return Accounting(ledger, budgets, prompt_cache, clock, lambda: ledger, lambda: prompt_cache)
+        return Accounting(
+            ledger, budgets, prompt_cache, clock, lambda: ledger, lambda: prompt_cache, budgets.reserve_root
+        )
     return Accounting(
-        DynamoLedgerStore(),
+        AggregatedLedger(),
         DynamoBudgetStore(clock=clock),
-        DynamoPromptCacheStore(clock=clock),
+        AggregatedPromptCache(clock=clock),
         clock,
-        DynamoLedgerStore,
-        lambda: DynamoPromptCacheStore(clock=clock),
+        AggregatedLedger,
+        lambda: AggregatedPromptCache(clock=clock),
+        hold_on_root,
     )

@@ -8,6 +8,7 @@ and the manifests' change counting. How DynamoBatchStore lays the records out in
 tests/integration/test_batches_dynamo.py.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -35,6 +36,7 @@ from costgate.errors import BudgetExceededError, ConflictError, UpstreamError
 from tests.fakes.accounting import InMemoryBudgetStore
 from tests.fakes.batch import InMemoryBatchStore
 from tests.fakes.clock import ManualClock
+from tests.integration import hold_on_root
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 DAY = "2026-11-20"
@@ -63,6 +65,7 @@ class World:
     store: BatchStore
     budgets: BudgetStore
     clock: ManualClock
+    hold_elsewhere: Callable[[Hold], None]  # what another batch's hold leaves on a budget window's root
 
 
 @pytest.fixture(params=["memory", "dynamo"])
@@ -70,9 +73,9 @@ def world(request: pytest.FixtureRequest) -> World:
     clock = ManualClock(NOW)
     if request.param == "memory":
         in_memory = InMemoryBudgetStore()
-        return World(InMemoryBatchStore(in_memory, clock), in_memory, clock)
+        return World(InMemoryBatchStore(in_memory, clock), in_memory, clock, in_memory.reserve_root)
     request.getfixturevalue("ledger_table")  # a fresh moto table, bound to every entity
-    return World(DynamoBatchStore(sleep=lambda _: None, clock=clock), DynamoBudgetStore(), clock)
+    return World(DynamoBatchStore(sleep=lambda _: None, clock=clock), DynamoBudgetStore(), clock, hold_on_root)
 
 
 @pytest.fixture
@@ -83,6 +86,11 @@ def store(world: World) -> BatchStore:
 @pytest.fixture
 def budgets(world: World) -> BudgetStore:
     return world.budgets
+
+
+@pytest.fixture
+def hold_elsewhere(world: World) -> Callable[[Hold], None]:
+    return world.hold_elsewhere
 
 
 def document(doc_id: str = DOC_A, job: str = JOB, **changes: Any) -> Document:
@@ -352,9 +360,11 @@ def test_reserve_batch_holds_the_budgets_with_the_move_to_reserved(store: BatchS
     assert key_left(budgets) == Decimal("4.5")
 
 
-def test_reserve_batch_that_does_not_fit_changes_nothing(store: BatchStore, budgets: BudgetStore) -> None:
+def test_reserve_batch_that_does_not_fit_changes_nothing(
+    store: BatchStore, budgets: BudgetStore, hold_elsewhere: Callable[[Hold], None]
+) -> None:
     # Given $0.6 already committed on the tenant's $1 budget and a packing batch worth $0.5
-    budgets.reserve([Hold(tenant_daily(), DAY, Decimal("0.6"))])
+    hold_elsewhere(Hold(tenant_daily(), DAY, Decimal("0.6")))
     store.create_batch(batch())
 
     # When the batch is reserved
@@ -369,8 +379,10 @@ def test_reserve_batch_that_does_not_fit_changes_nothing(store: BatchStore, budg
     assert key_left(budgets) == Decimal(5)
 
 
-def test_reserve_batch_that_exactly_fills_the_budget_fits(store: BatchStore, budgets: BudgetStore) -> None:
-    budgets.reserve([Hold(tenant_daily(), DAY, Decimal("0.5"))])
+def test_reserve_batch_that_exactly_fills_the_budget_fits(
+    store: BatchStore, budgets: BudgetStore, hold_elsewhere: Callable[[Hold], None]
+) -> None:
+    hold_elsewhere(Hold(tenant_daily(), DAY, Decimal("0.5")))
     store.create_batch(batch())
 
     store.reserve_batch(batch(), holds())
@@ -391,9 +403,11 @@ def test_reserve_batch_above_a_whole_limit_is_refused_with_no_remaining(
     assert tenant_left(budgets) == Decimal(1)
 
 
-def test_reserve_batch_names_the_first_budget_that_does_not_fit(store: BatchStore, budgets: BudgetStore) -> None:
+def test_reserve_batch_names_the_first_budget_that_does_not_fit(
+    store: BatchStore, budgets: BudgetStore, hold_elsewhere: Callable[[Hold], None]
+) -> None:
     # Given the key's $5 budget with $4.7 committed: the tenant's $1 has room for $0.5, the key's does not
-    budgets.reserve([Hold(key_daily(), DAY, Decimal("4.7"))])
+    hold_elsewhere(Hold(key_daily(), DAY, Decimal("4.7")))
     store.create_batch(batch())
 
     with pytest.raises(BudgetExceededError) as caught:
@@ -414,10 +428,12 @@ def test_reserve_batch_without_budgets_holds_nothing(store: BatchStore, budgets:
     assert tenant_left(budgets) == Decimal(1)
 
 
-def test_a_batch_no_longer_packing_is_a_conflict_before_any_budget(store: BatchStore, budgets: BudgetStore) -> None:
+def test_a_batch_no_longer_packing_is_a_conflict_before_any_budget(
+    store: BatchStore, budgets: BudgetStore, hold_elsewhere: Callable[[Hold], None]
+) -> None:
     # Given a reserved batch and a tenant budget with no room left
     reserved_batch(store, batch())
-    budgets.reserve([Hold(tenant_daily(), DAY, Decimal("0.5"))])
+    hold_elsewhere(Hold(tenant_daily(), DAY, Decimal("0.5")))
 
     # Then reserving it again is a conflict, not a budget refusal, and holds nothing more
     with pytest.raises(ConflictError):
@@ -505,9 +521,11 @@ def test_a_remote_id_recorded_for_another_batch_is_a_conflict(store: BatchStore)
     assert store.batch_for_remote("msgbatch_1") == batch("b1", state=BatchState.SUBMITTED, remote_id="msgbatch_1")
 
 
-def test_abort_batch_releases_exactly_its_holds(store: BatchStore, budgets: BudgetStore) -> None:
+def test_abort_batch_releases_exactly_its_holds(
+    store: BatchStore, budgets: BudgetStore, hold_elsewhere: Callable[[Hold], None]
+) -> None:
     # Given $0.2 held elsewhere on the tenant's budget and a batch reserved for $0.5 and now submitting
-    budgets.reserve([Hold(tenant_daily(), DAY, Decimal("0.2"))])
+    hold_elsewhere(Hold(tenant_daily(), DAY, Decimal("0.2")))
     record = reserved_batch(store, batch())
     submitting = store.set_batch_state(record, BatchState.SUBMITTING, submit_started_at=NOW)
 
@@ -535,8 +553,10 @@ def test_abort_batch_keeps_its_note(store: BatchStore) -> None:
     assert store.batch_for_remote("msgbatch_1") == replace(submitted, state=BatchState.ABORTED, note="deleted by hand")
 
 
-def test_aborting_a_packing_batch_releases_nothing(store: BatchStore, budgets: BudgetStore) -> None:
-    budgets.reserve([Hold(tenant_daily(), DAY, Decimal("0.2"))])
+def test_aborting_a_packing_batch_releases_nothing(
+    store: BatchStore, budgets: BudgetStore, hold_elsewhere: Callable[[Hold], None]
+) -> None:
+    hold_elsewhere(Hold(tenant_daily(), DAY, Decimal("0.2")))
     store.create_batch(batch())
 
     # Its record carries holds, but a PACKING batch has reserved none of them

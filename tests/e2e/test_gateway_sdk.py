@@ -40,6 +40,9 @@ NO_ANSWER_CACHE = {"x-costgate-cache": "off"}
 TIMEOUT_S = 30.0
 
 
+ROLLUP_WAIT_S = 60
+
+
 @contextmanager
 def serving(*flags: str, log: Path) -> Iterator[Served]:
     """`costgate serve --port 0 [flags]` as a user runs it; its stderr goes to `log`; SIGTERM at the end."""
@@ -56,10 +59,12 @@ def serving(*flags: str, log: Path) -> Iterator[Served]:
 
 
 def report(served: Served, *args: str) -> dict[str, Any]:
-    """`costgate report --json` over yesterday..tomorrow (UTC), so a run across midnight still sees everything."""
+    """`costgate report --json` over yesterday..tomorrow (UTC), so a run across midnight still sees everything,
+    once the rollups count every ended ledger row (they come from the table's stream: about a second behind)."""
     today = datetime.now(UTC).date()
     first, last = (today - timedelta(days=1)).isoformat(), (today + timedelta(days=1)).isoformat()
-    result = costgate("report", "--json", "--from", first, "--to", last, *args, env=served.env())
+    wait = ("--wait-for-rollups", str(ROLLUP_WAIT_S))
+    result = costgate("report", "--json", "--from", first, "--to", last, *wait, *args, env=served.env())
     assert result.returncode == 0, result.stderr
     parsed: dict[str, Any] = json.loads(result.stdout)
     return parsed

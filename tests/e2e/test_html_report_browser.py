@@ -6,11 +6,13 @@ where a missing browser is a failure rather than a silently untested page.
 
 import os
 from datetime import UTC, date, datetime
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import ConsoleMessage, Error
 
+from costgate.accounting.ledger import RequestState, ReservedRequest, new_request_id
 from costgate.accounting.report import CostReportRequest, GroupBy
 from costgate.dal.ledger import DynamoLedgerStore
 from costgate.pricing.cost import Strategy
@@ -18,6 +20,7 @@ from costgate.pricing.usage import TokenUsage
 from costgate_local.tools.browser import CHROMIUM, headless_chromium, offline
 from costgate_local.tools.html_report import CHART_TITLES, wait_for_charts, write_html_report
 from tests.fakes.accounting import make_entry
+from tests.integration.stream import aggregate_bound
 
 pytestmark = pytest.mark.slow
 
@@ -67,8 +70,11 @@ def report_html(ledger_table: str, tmp_path: Path) -> Path:
     ]
     for entry in entries:
         assert store.record(entry)
-    for tenant in ("acme", "acme", "globex"):
-        store.count_rejection(datetime(2026, 11, 3, 15, tzinfo=UTC), tenant, "chat")
+    for tenant in ("acme", "acme", "globex"):  # a budget's 429: a row reserved, then ended refused
+        row = ReservedRequest(new_request_id(), datetime(2026, 11, 3, 15, tzinfo=UTC), tenant, "chat", "m", Decimal(0))
+        store.reserve(row)
+        assert store.end(row.request_id, RequestState.REFUSED)
+    aggregate_bound()  # the report reads the aggregator's rollups
     path = tmp_path / "html" / "report.html"
     write_html_report(store, CostReportRequest(FIRST, LAST, GroupBy.DAY), path)
     return path

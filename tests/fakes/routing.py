@@ -4,19 +4,23 @@ import threading
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
 from costgate.clock import Clock
 from costgate.dal.prompt_cache import GAP_WINDOW_DAYS
-from costgate.routing.prompt_cache import GapBucket, GapHistogram, PrefixStats, PrefixUse
+from costgate.routing.prompt_cache import GapBucket, GapHistogram, PrefixStats
+
+if TYPE_CHECKING:
+    from costgate.accounting.targets import GapTarget, PrefixTarget, TargetDelta
 
 
 class InMemoryPromptCacheStore:
     """PromptCacheStore in two dicts: prefix totals by (feature, prefix_key), gap histograms by (feature, UTC day).
 
-    Written through `observe`, which does what the ledger's transaction does with prompt_cache_updates
-    (InMemoryLedgerStore calls it only for a new request id). Like DynamoPromptCacheStore, `gap_histogram`
-    sums the last GAP_WINDOW_DAYS UTC days as of `clock.now()`; unlike it, it is never stale. Thread-safe.
-    Seed `gaps` directly to test a TTL choice (at `clock.now()`'s UTC day to count it).
+    Written through `apply`, which the in-memory rollup store calls with the aggregator's prefix and gap
+    deltas (what the Dynamo rollup store writes to the PCACHE items). Like DynamoPromptCacheStore,
+    `gap_histogram` sums the last GAP_WINDOW_DAYS UTC days as of `clock.now()`; unlike it, it is never
+    stale. Thread-safe. Seed `gaps` directly to test a TTL choice (at `clock.now()`'s UTC day to count it).
     """
 
     def __init__(self, clock: Clock) -> None:
@@ -26,32 +30,43 @@ class InMemoryPromptCacheStore:
         self.gaps: dict[tuple[str, date], GapHistogram] = {}
         self._lock = threading.Lock()
 
-    def observe(self, feature: str, at: datetime, use: PrefixUse) -> None:
-        at = at.astimezone(UTC)
-        key = (feature, use.prefix_key)
-        with self._lock:
-            current = self.stats.get(key)
-            self.stats[key] = PrefixStats(
-                feature=feature,
-                prefix_key=use.prefix_key,
-                model=use.model,
-                managed_by=use.managed_by,
-                first_seen=current.first_seen if current else at,
-                last_seen=at,
-                requests=(current.requests if current else 0) + 1,
-                write_tokens=(current.write_tokens if current else 0) + use.write_tokens,
-                read_tokens=(current.read_tokens if current else 0) + use.read_tokens,
-                write_premium_usd=(current.write_premium_usd if current else Decimal(0)) + use.write_premium_usd,
-                read_saved_usd=(current.read_saved_usd if current else Decimal(0)) + use.read_saved_usd,
-            )
-            self.ttls[key] = use.ttl
-            if use.gap is not None:
-                day = (feature, at.date())
-                histogram = self.gaps.get(day, GapHistogram())
-                field_name = GapBucket(use.gap).value
-                self.gaps[day] = replace(histogram, **{field_name: getattr(histogram, field_name) + 1})
+    def apply(self, target: "PrefixTarget | GapTarget", delta: "TargetDelta") -> None:
+        from costgate.accounting.targets import PrefixTarget  # noqa: PLC0415 - the fakes import each other
 
-    def last_seen(self, feature: str, prefix_key: str) -> datetime | None:
+        with self._lock:
+            if isinstance(target, PrefixTarget):
+                self._apply_prefix(target, delta)
+                return
+            day = (target.feature, target.day)
+            histogram = self.gaps.get(day, GapHistogram())
+            self.gaps[day] = replace(
+                histogram, **{name: getattr(histogram, name) + int(count) for name, count in delta.adds.items()}
+            )
+
+    def _apply_prefix(self, target: "PrefixTarget", delta: "TargetDelta") -> None:
+        if delta.seen is None:
+            raise ValueError("a prefix delta says when its uses were seen")
+        key = (target.feature, target.prefix_key)
+        current = self.stats.get(key)
+        adds = delta.adds
+        premium = current.write_premium_usd if current else Decimal(0)
+        saved = current.read_saved_usd if current else Decimal(0)
+        self.stats[key] = PrefixStats(
+            feature=target.feature,
+            prefix_key=target.prefix_key,
+            model=str(delta.sets["model"]),
+            managed_by=str(delta.sets["managed_by"]),
+            first_seen=min(current.first_seen, delta.seen[0]) if current else delta.seen[0],
+            last_seen=delta.seen[1],
+            requests=(current.requests if current else 0) + int(adds["requests"]),
+            write_tokens=(current.write_tokens if current else 0) + int(adds["write_tokens"]),
+            read_tokens=(current.read_tokens if current else 0) + int(adds["read_tokens"]),
+            write_premium_usd=premium + Decimal(adds["write_premium_usd"]),
+            read_saved_usd=saved + Decimal(adds["read_saved_usd"]),
+        )
+        self.ttls[key] = delta.sets.get("ttl")
+
+    def last_seen_of(self, feature: str, prefix_key: str) -> datetime | None:
         with self._lock:
             stats = self.stats.get((feature, prefix_key))
         return stats.last_seen if stats else None

@@ -17,7 +17,15 @@ from costgate.dal import table
 from costgate.dal.batch import entities
 from costgate.errors import InvalidRequestError
 from costgate.observability import MetricDimension, MetricName
-from costgate.settings import ApiSettings, BatchSettings, IngestSettings, ReconcileSettings, SpendSettings
+from costgate.settings import (
+    AggregatorSettings,
+    ApiSettings,
+    BatchSettings,
+    IngestSettings,
+    ReconcileSettings,
+    SpendSettings,
+    SweeperSettings,
+)
 from costgate_local.stack.template import (
     DEFAULT_TEMPLATE,
     bucket_setup_calls,
@@ -42,11 +50,13 @@ SUB_VARIABLE = re.compile(r"\$\{(?P<name>[^}!]+)\}")
 # What an alarm may watch that costgate's code does not emit: what AWS publishes about costgate's own
 # resources, only where no costgate code runs to report the condition. Each namespace with its metrics.
 AWS_ALARM_METRICS: dict[str, frozenset[str]] = {
-    # IngestDeadLetterAlarm: an upload event IngestFunction gave up on waits in a queue, where nothing runs.
+    # IngestDeadLetterAlarm, AggregatorFailureQueueAlarm: what a function gave up on waits in a queue, where
+    # nothing runs.
     "AWS/SQS": frozenset({"ApproximateNumberOfMessagesVisible"}),
-    # SpendWatchErrorsAlarm, SpendWatchNotRunningAlarm, ReconcileErrorsAlarm, ReconcileNotRunningAlarm: a run
-    # that fails, or never starts, emits no metric.
-    "AWS/Lambda": frozenset({"Errors", "Invocations"}),
+    # SpendWatchErrorsAlarm, SpendWatchNotRunningAlarm, ReconcileErrorsAlarm, ReconcileNotRunningAlarm,
+    # AggregatorErrorsAlarm, SweeperErrorsAlarm: a run that fails, or never starts, emits no metric.
+    # AggregatorLagAlarm: how far behind the stream is, Lambda's to say.
+    "AWS/Lambda": frozenset({"Errors", "Invocations", "IteratorAge"}),
 }
 
 
@@ -241,12 +251,25 @@ def test_powertools_globals_match_observability(template: dict[str, Any]) -> Non
 
 
 # Each function's settings model: what its handler reads from the environment, and all it reads.
-FUNCTION_SETTINGS: dict[str, type[ApiSettings | IngestSettings | BatchSettings | SpendSettings | ReconcileSettings]] = {
+FUNCTION_SETTINGS: dict[
+    str,
+    type[
+        ApiSettings
+        | IngestSettings
+        | BatchSettings
+        | SpendSettings
+        | ReconcileSettings
+        | AggregatorSettings
+        | SweeperSettings
+    ],
+] = {
     "ApiFunction": ApiSettings,
     "IngestFunction": IngestSettings,
     "BatchFunction": BatchSettings,
     "SpendWatchFunction": SpendSettings,
     "ReconcileFunction": ReconcileSettings,
+    "AggregatorFunction": AggregatorSettings,
+    "SweeperFunction": SweeperSettings,
 }
 
 
@@ -393,6 +416,8 @@ def test_table_create_args_build_the_table_in_moto(template: dict[str, Any]) -> 
     assert keys == {"HASH": table.PARTITION_KEY, "RANGE": table.SORT_KEY}
     assert described["BillingModeSummary"]["BillingMode"] == "PAY_PER_REQUEST"
     assert ttl == {"TimeToLiveStatus": "ENABLED", "AttributeName": table.TTL_ATTRIBUTE}
+    # and the stream AggregatorFunction reads, with both images (an ended row is told by its old one)
+    assert described["StreamSpecification"] == {"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"}
 
 
 def test_load_template_turns_short_form_tags_into_long_form(tmp_path: Path) -> None:
@@ -505,12 +530,17 @@ def _names_in(value: Any) -> set[str]:
     return {name for name in found if not name.startswith("AWS::")}
 
 
+# Event types SAM turns into an AWS::Lambda::EventSourceMapping: the source does not name the function.
+_MAPPED_EVENTS = frozenset({"DynamoDB", "Kinesis", "SQS", "MSK", "MQ", "DocumentDB"})
+
+
 def _dependency_cycle(template: dict[str, Any]) -> list[str] | None:
     """A cycle among the resources as CloudFormation will see them after the SAM transform, or None.
 
     A function's own properties make it depend on what they name; its event sources go the other way
     (SAM writes the function into the bucket's notification configuration, the API's integration, the
-    rule's target), so a referenced event source depends on the function.
+    rule's target), so a referenced event source depends on the function. A stream or queue source is
+    the exception: SAM makes an event source mapping of its own, which depends on both.
     """
     resources = template["Resources"]
     edges: dict[str, set[str]] = {name: set() for name in resources}
@@ -521,7 +551,8 @@ def _dependency_cycle(template: dict[str, Any]) -> list[str] | None:
         edges[name] |= (_names_in(properties) | set([depends_on] if isinstance(depends_on, str) else depends_on)) & set(
             resources
         )
-        for source in _names_in(events) & set(resources):
+        pushed = {key: event for key, event in events.items() if event.get("Type") not in _MAPPED_EVENTS}
+        for source in _names_in(pushed) & set(resources):
             edges[source].add(name)
     state: dict[str, str] = {}
 
@@ -651,7 +682,7 @@ def _as_list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else [value]
 
 
-@pytest.mark.parametrize("function", ["IngestFunction", "BatchFunction"])
+@pytest.mark.parametrize("function", ["IngestFunction", "BatchFunction", "AggregatorFunction", "SweeperFunction"])
 def test_batch_functions_do_not_carry_the_embedder(template: dict[str, Any], function: str) -> None:
     layers = template["Resources"][function]["Properties"]["Layers"]
     assert layers == [{"Ref": "SharedLayer"}, {"Ref": "DependenciesLayer"}]
@@ -958,6 +989,78 @@ def test_dashboard_draws_upstream_latency_percentiles_per_model_and_the_overhead
         (MetricName.GATEWAY_OVERHEAD, "p90"),
         (MetricName.GATEWAY_OVERHEAD, "p99"),
     ]
+
+
+# --- the ledger's stream, the aggregator and the sweeper (docs/scale.md) ----------------------------------------
+
+
+def test_aggregator_reads_the_tables_stream_one_ordered_batch_per_shard_and_loses_nothing(
+    template: dict[str, Any],
+) -> None:
+    # Given AggregatorFunction's one event source
+    (event,) = template["Resources"]["AggregatorFunction"]["Properties"]["Events"].values()
+    source = event["Properties"]
+
+    # Then it is the table's stream, read in order one batch at a time per shard (the per-shard marks need it),
+    # with a tumbling window (the only events that name their shard), in batches of up to 1,000 or a second
+    assert event["Type"] == "DynamoDB"
+    assert source["Stream"] == {"Fn::GetAtt": ["Table", "StreamArn"]}
+    assert source["ParallelizationFactor"] == 1
+    assert source["TumblingWindowInSeconds"] > 0
+    assert (source["BatchSize"], source["MaximumBatchingWindowInSeconds"]) == (1000, 1)
+    # and a record is retried until it leaves the stream, the failing half first, then kept in a queue
+    assert (source["MaximumRetryAttempts"], source["MaximumRecordAgeInSeconds"]) == (-1, -1)
+    assert source["BisectBatchOnFunctionError"] is True
+    assert source["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert source["DestinationConfig"]["OnFailure"]["Destination"] == {"Fn::GetAtt": ["AggregatorFailureQueue", "Arn"]}
+    # and only ledger rows that just ended invoke it
+    patterns = [json.loads(f["Pattern"]) for f in source["FilterCriteria"]["Filters"]]
+    assert all(p["dynamodb"]["NewImage"]["entity"] == {"S": ["ledger"]} for p in patterns)
+
+
+def test_aggregator_and_sweeper_failures_and_lag_page(template: dict[str, Any]) -> None:
+    alarms = _resources(template, "AWS::CloudWatch::Alarm")
+    watched = {
+        (a["Properties"].get("MetricName"), str(a["Properties"].get("Dimensions", [{}])[0].get("Value")))
+        for a in alarms.values()
+    }
+    assert ("Errors", "{'Ref': 'AggregatorFunction'}") in watched
+    assert ("IteratorAge", "{'Ref': 'AggregatorFunction'}") in watched
+    assert ("Errors", "{'Ref': 'SweeperFunction'}") in watched
+    assert ("ApproximateNumberOfMessagesVisible", "{'Fn::GetAtt': ['AggregatorFailureQueue', 'QueueName']}") in watched
+    assert ("SweptRequests", "costgate") in watched
+    assert ("AccountingErrors", "costgate") in watched
+    lag = alarms["AggregatorLagAlarm"]["Properties"]
+    assert lag["Statistic"] == "Maximum"
+    assert lag["Threshold"] == {"Fn::Sub": "${AggregatorMaxLagSeconds}000"}  # IteratorAge is in milliseconds
+
+
+def test_sweeper_runs_alone_every_minute(template: dict[str, Any]) -> None:
+    sweeper = template["Resources"]["SweeperFunction"]["Properties"]
+    (event,) = sweeper["Events"].values()
+    assert event["Properties"]["Schedule"] == "rate(1 minute)"
+    assert sweeper["ReservedConcurrentExecutions"] == 1
+    # and no invocation of ApiFunction outlives the sweeper's 16 minutes: a row it sweeps can no longer be settled
+    from costgate.accounting.ledger import SWEEP_AFTER  # noqa: PLC0415
+
+    assert template["Resources"]["ApiFunction"]["Properties"]["Timeout"] + 60 <= SWEEP_AFTER.total_seconds()
+
+
+def test_api_concurrency_and_stage_throttle_are_parameters_with_documented_defaults(template: dict[str, Any]) -> None:
+    parameters = template["Parameters"]
+    assert parameters["ApiReservedConcurrency"]["Default"] == -1
+    assert parameters["ApiThrottleRateLimit"]["Default"] == 10000
+    assert parameters["ApiThrottleBurstLimit"]["Default"] == 5000
+    assert all(parameters[name]["Description"] for name in ("ApiReservedConcurrency", "ApiThrottleRateLimit"))
+    api = template["Resources"]["ApiFunction"]["Properties"]
+    assert api["ReservedConcurrentExecutions"] == {
+        "Fn::If": ["HasApiReservedConcurrency", {"Ref": "ApiReservedConcurrency"}, {"Ref": "AWS::NoValue"}]
+    }
+    (settings,) = template["Resources"]["CostgateApi"]["Properties"]["MethodSettings"]
+    assert (settings["ThrottlingRateLimit"], settings["ThrottlingBurstLimit"]) == (
+        {"Ref": "ApiThrottleRateLimit"},
+        {"Ref": "ApiThrottleBurstLimit"},
+    )
 
 
 def test_reconcile_runs_daily_and_alarms_on_any_drift(template: dict[str, Any]) -> None:

@@ -144,7 +144,9 @@ def test_an_exact_answer_round_trips_byte_for_byte_with_its_exact_cost(store: Dy
     assert zlib.decompress(item.body_z) == stored.body
     assert (item.tenant, item.feature, item.question) == ("acme", "chat", "파이썬이 뭔가요")
     assert item.expires_at == int((NOW + DAY).timestamp()) + 1
-    index = AnswerIndexItem.get("ACIDX#acme", f"chat#exact#{key}", consistent_read=True)
+    index = AnswerIndexItem.get(
+        answer_cache_dal.index_partition("acme", key), f"chat#exact#{key}", consistent_read=True
+    )
     assert (index.kind, index.ref, index.expires_at) == ("exact", key, item.expires_at)
 
 
@@ -198,9 +200,13 @@ def test_get_semantic_reads_the_answer_of_one_entry_of_one_scope(store: DynamoAn
     assert store.get_semantic(ACME_SCOPE, "e1", NOW) == stored
     assert store.get_semantic(GLOBEX_SCOPE, "e1", NOW) is None
     assert store.get_semantic(ACME_SCOPE, "e2", NOW) is None
-    item = SemanticAnswerItem.get(f"ACS#{ACME_SCOPE}", "ENTRY#e1", consistent_read=True)
+    item = SemanticAnswerItem.get(
+        answer_cache_dal.semantic_partition(ACME_SCOPE, "e1"), "ENTRY#e1", consistent_read=True
+    )
     assert (item.tenant, item.feature, item.content_type) == ("acme", "chat", "text/event-stream; charset=utf-8")
-    index = AnswerIndexItem.get("ACIDX#acme", f"chat#semantic#{ACME_SCOPE}#e1", consistent_read=True)
+    index = AnswerIndexItem.get(
+        answer_cache_dal.index_partition("acme", "e1"), f"chat#semantic#{ACME_SCOPE}#e1", consistent_read=True
+    )
     assert (index.ref, index.entry_id, index.bucket_keys) == (ACME_SCOPE, "e1", {"t00-001"})
 
 
@@ -224,7 +230,7 @@ def acme_items() -> list[str]:
     return sorted(
         f"{item.pk} {item.sk}"
         for item in answer_items()
-        if item.pk == "ACIDX#acme"
+        if item.pk.startswith("ACIDX#acme#")
         or ACME_SCOPE in item.pk
         or (isinstance(item, ExactAnswerItem) and item.tenant == "acme")
     )
@@ -301,7 +307,8 @@ def test_an_exact_key_written_again_by_another_feature_belongs_to_it(store: Dyna
     # When chat is purged, the answer stays: search owns it now; chat's stale index item goes
     assert store.purge("acme", "chat") == 0
     assert store.get_exact(key, NOW) is not None
-    assert [i.sk for i in AnswerIndexItem.query("ACIDX#acme", consistent_read=True)] == [f"search#exact#{key}"]
+    partition = answer_cache_dal.index_partition("acme", key)
+    assert [i.sk for i in AnswerIndexItem.query(partition, consistent_read=True)] == [f"search#exact#{key}"]
 
     # When search is purged, it goes, counted once
     assert store.purge("acme", "search") == 1
@@ -349,17 +356,11 @@ def test_an_entry_dynamodb_cannot_hold_is_refused_and_nothing_is_stored(store: D
     assert found.body == noise
 
 
-def test_an_entry_in_more_buckets_than_one_transaction_holds_is_written_in_order(
-    store: DynamoAnswerCacheStore, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # Given an entry in 99 buckets: with its answer and index item, 101 items (a transaction holds 100)
+def test_an_entry_in_many_buckets_is_written_in_order_without_a_transaction(store: DynamoAnswerCacheStore) -> None:
+    # Given an entry in 99 buckets: with its answer and index item, 101 items
     buckets = tuple(f"t{n:02d}-001" for n in range(99))
 
-    def no_transaction(write: object, *, what: str, **options: object) -> None:
-        raise AssertionError(f"{what}: 101 items sent to one transaction")
-
-    # When it is stored (not by a transaction)
-    monkeypatch.setattr(answer_cache_dal, "transact", no_transaction)
+    # When it is stored
     store.put_semantic(entry("wide", buckets))
 
     # Then it is found from any of its buckets and read back
@@ -369,6 +370,30 @@ def test_an_entry_in_more_buckets_than_one_transaction_holds_is_written_in_order
 
     # And purge deletes all 101 items
     assert store.purge("acme", "chat") == 1
+    assert list(answer_items()) == []
+
+
+def test_a_put_that_dies_after_its_index_item_leaves_nothing_a_lookup_finds_and_purge_cleans_it(
+    store: DynamoAnswerCacheStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given writes of answers that fail (the index item, written first, is stored)
+    def unavailable(self: object, *args: object, **kwargs: object) -> None:
+        raise RuntimeError("DynamoDB is throttling")
+
+    monkeypatch.setattr(ExactAnswerItem, "save", unavailable)
+    monkeypatch.setattr(SemanticAnswerItem, "save", unavailable)
+    key = key_for("acme", "q1")
+    with pytest.raises(RuntimeError):
+        store.put_exact(key, "acme", "chat", answer())
+    with pytest.raises(RuntimeError):
+        store.put_semantic(entry("e1", ("t00-001",)))
+    monkeypatch.undo()
+
+    # Then no lookup finds an entry (no answer, no bucket), and purge deletes the index items left behind
+    assert store.get_exact(key, NOW) is None
+    assert store.semantic_candidates(ACME_SCOPE, ["t00-001"], NOW) == []
+    assert sorted(item.pk.split("#")[0] for item in answer_items()) == ["ACIDX", "ACIDX"]
+    assert store.purge("acme") == 0
     assert list(answer_items()) == []
 
 

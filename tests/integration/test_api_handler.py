@@ -15,6 +15,7 @@ from functions.api.handler import gateway, lambda_handler, ledger_store, setting
 from tests.conftest import FakeLambdaContext
 from tests.events import load_event
 from tests.fakes.accounting import make_entry
+from tests.integration.stream import aggregate_bound
 
 
 def _at(month: int, day: int) -> datetime:
@@ -58,6 +59,7 @@ def recorded(ledger_table: str) -> str:
     ]
     for entry in entries:
         assert store.record(entry)
+    aggregate_bound()
     return ledger_table
 
 

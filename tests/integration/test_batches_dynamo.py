@@ -28,7 +28,7 @@ from costgate.dal.batch.store import DynamoBatchStore
 from costgate.dal.budgets import DynamoBudgetStore
 from costgate.errors import ConflictError
 from tests.fakes.clock import ManualClock
-from tests.integration import nullable
+from tests.integration import hold_on_root, nullable
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 DAY = "2026-11-20"
@@ -282,7 +282,7 @@ def test_set_batch_state_moves_it_and_records_the_remote_id(
 
 def test_abort_batch_releases_exactly_its_holds(store: DynamoBatchStore, budgets: DynamoBudgetStore) -> None:
     # Given $0.2 held elsewhere on the tenant's budget and a batch reserved for $0.5 and now submitting
-    budgets.reserve([Hold(tenant_daily(), DAY, Decimal("0.2"))])
+    hold_on_root(Hold(tenant_daily(), DAY, Decimal("0.2")))
     record = reserved_batch(store, budgets, batch())
     submitting = store.set_batch_state(record, BatchState.SUBMITTING, submit_started_at=NOW)
 

@@ -26,10 +26,11 @@ from costgate.dal.ledger import DynamoLedgerStore
 from costgate.gateway.keys import issue_key
 from costgate_local.simulator import Simulator
 from tests.events import load_event
+from tests.integration.stream import aggregate_bound
 from tests.integration.test_gateway_handler import (
     Answer,
     ApiLambdaContext,
-    _counter,
+    _in_use,
     _invoke,
     api_context,  # noqa: F401 - fixtures used by this module's tests
     cold_container,  # noqa: F401
@@ -350,12 +351,10 @@ def test_no_request_is_answered_with_a_5xx_and_the_books_balance(
     # and every budget settled to exactly what its clients were told: no hold is left behind
     for owner, key_id in (("rich", keys.rich_id), ("poor", keys.poor_id)):
         if seen.receipts[owner]:
-            counter = _counter(key_id)
-            spent = sum(seen.receipts[owner], Decimal(0))
-            assert counter.committed_usd == counter.spent_usd == spent, owner
-            assert counter.requests == len(seen.receipts[owner])
+            assert _in_use(key_id) == sum(seen.receipts[owner], Decimal(0)), owner
     # and the ledger holds every priced answer once, and every answer-cache hit
     today = datetime.now(UTC).date()
+    aggregate_bound()
     rollups = list(DynamoLedgerStore().rollups(today - timedelta(days=1), today))
     answered = sum(len(r) for r in seen.receipts.values()) + sum(seen.hits.values())
     assert sum(r.requests for r in rollups) == answered

@@ -18,9 +18,9 @@ import pytest
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
-from costgate.accounting.budgets import estimate_worst_case, key_scope
+from costgate.accounting.budgets import Budget, BudgetPeriod, estimate_worst_case, key_scope
 from costgate.accounting.ledger import Rollup
-from costgate.dal.budgets import BudgetCounterItem
+from costgate.dal.budgets import BudgetCounterItem, DynamoBudgetStore
 from costgate.dal.keys import DynamoKeyStore
 from costgate.dal.ledger import DynamoLedgerStore, LedgerItem
 from costgate.gateway import keys as keys_module
@@ -33,6 +33,7 @@ from costgate_local.stack.aws import LocalAwsEndpoints, create_secret, environme
 from functions.api.handler import gateway, lambda_handler, ledger_store, settings
 from tests.conftest import FakeLambdaContext
 from tests.events import load_event
+from tests.integration.stream import aggregate_bound
 
 SIM_START = datetime(2026, 11, 29, 6, 0, tzinfo=UTC)
 CLAUDE_KEY = "sk-ant-test"
@@ -158,6 +159,8 @@ def _ledger_row(request_id: str) -> LedgerItem:
 
 
 def _rollups(day: date) -> list[Rollup]:
+    """The day's rollups once AggregatorFunction has taken everything the table's stream holds."""
+    aggregate_bound()
     return list(DynamoLedgerStore().rollups(day, day))
 
 
@@ -195,11 +198,13 @@ def test_a_message_is_answered_with_a_receipt_that_matches_the_ledger(
     message = answer.json()
     assert (message["type"], message["role"], message["model"]) == ("message", "assistant", MODEL)
     assert message["content"][0]["text"].startswith("[simulated]")
-    request_id = answer.headers["request-id"]
-    assert request_id.startswith("req_")
+    assert answer.headers["request-id"].startswith("req_")  # Claude's id, passed through
+    request_id = answer.headers["x-costgate-request-id"]
+    assert request_id.startswith("cg_")
 
     # and the receipt prices the message's own usage exactly
     row = _ledger_row(request_id)
+    assert (row.status, row.upstream_request_id) == ("settled", answer.headers["request-id"])
     cost = price_usage(MODEL, message["usage"], row.at)
     receipt = answer.headers
     assert receipt["x-costgate-cost-usd"] != "unpriced"
@@ -260,7 +265,7 @@ def test_a_stream_is_valid_sse_and_costs_its_final_usage(issued: Issued, api_con
     deltas = [e for e in events if e["type"] == "message_delta"]
     final.update(deltas[-1]["usage"])
     assert final["output_tokens"] > events[0]["message"]["usage"]["output_tokens"]
-    row = _ledger_row(answer.headers["request-id"])
+    row = _ledger_row(answer.headers["x-costgate-request-id"])
     assert Decimal(answer.headers["x-costgate-cost-usd"]) == price_usage(MODEL, final, row.at).total_usd
     assert row.cost_usd == Decimal(answer.headers["x-costgate-cost-usd"])
     assert row.output_tokens == final["output_tokens"]
@@ -272,8 +277,8 @@ def test_n_requests_are_n_ledger_rows_and_one_rollup_that_adds_them_up(
     # Given three requests from the same key and feature
     answers = [_invoke(_event("messages", issued.api_key), api_context) for _ in range(3)]
 
-    # Then each is its own ledger row, under its own Claude request id
-    request_ids = {answer.headers["request-id"] for answer in answers}
+    # Then each is its own ledger row, under its own request id
+    request_ids = {answer.headers["x-costgate-request-id"] for answer in answers}
     assert len(request_ids) == 3
     rows = [_ledger_row(request_id) for request_id in request_ids]
     # and the rollup holds the three receipts' sum, exactly
@@ -395,9 +400,12 @@ def test_an_upstream_400_is_passed_through_with_a_zero_receipt(issued: Issued, a
 # --- budgets ---------------------------------------------------------------------------------------------
 
 
-def _counter(api_key_id: str) -> BudgetCounterItem:
+def _in_use(api_key_id: str) -> Decimal:
+    """Spent plus held on the key's daily budget: what its root handed out less what its shards hold."""
     window = datetime.now(UTC).date().isoformat()
-    return BudgetCounterItem.get(f"BUDGET#{key_scope(api_key_id)}", f"day#{window}", consistent_read=True)
+    budget = Budget(key_scope(api_key_id), BudgetPeriod.DAY, Decimal(0))
+    root = BudgetCounterItem.get(f"BUDGET#{budget.scope}", f"day#{window}", consistent_read=True)
+    return root.committed_usd - DynamoBudgetStore().held_in_shards(budget, window)
 
 
 def test_a_tiny_daily_budget_answers_once_then_429s_naming_the_budget_and_what_remains(
@@ -416,8 +424,7 @@ def test_a_tiny_daily_budget_answers_once_then_429s_naming_the_budget_and_what_r
     remaining = Decimal(first.headers["x-costgate-budget-remaining-usd"])
     assert remaining == limit - cost
     assert remaining < worst
-    counter = _counter(issued.key.key_id)
-    assert counter.committed_usd == counter.spent_usd == cost
+    assert _in_use(issued.key.key_id) == cost
 
     # When the second arrives, Then it is a 429 rate_limit_error naming the daily budget and what remains
     # (the same body again, not answered from the answer cache)
@@ -429,12 +436,13 @@ def test_a_tiny_daily_budget_answers_once_then_429s_naming_the_budget_and_what_r
     assert "retry-after" not in second.headers
     assert f"key {issued.key.key_id}'s daily budget is exhausted" in message
     assert f"${first.headers['x-costgate-budget-remaining-usd']} remaining" in message
-    # and it never reached Claude: the budget and the ledger still hold just the first request
-    counter = _counter(issued.key.key_id)
-    assert counter.committed_usd == counter.spent_usd == cost
-    assert counter.requests == 1
+    # and it never reached Claude: the budget and the ledger still hold just the first request, and the
+    # refusal is counted
+    assert _in_use(issued.key.key_id) == cost
     (rollup,) = _rollups(datetime.now(UTC).date())
     assert rollup.requests == 1
+    (rejection,) = DynamoLedgerStore().rejections(datetime.now(UTC).date(), datetime.now(UTC).date())
+    assert (rejection.tenant, rejection.count) == (TENANT, 1)
 
 
 # --- one request id, recorded once ------------------------------------------------------------------------
@@ -488,7 +496,7 @@ class RepeatingUpstream:
         self._thread.join(timeout=5)
 
 
-def test_the_same_upstream_request_id_twice_is_recorded_and_settled_once(
+def test_the_same_upstream_request_id_twice_is_two_requests_each_settled_once(
     ledger_table: str, local_aws: LocalAwsEndpoints, api_context: ApiLambdaContext
 ) -> None:
     # Given an upstream that repeats its request id, and a key with a daily budget
@@ -502,16 +510,14 @@ def test_the_same_upstream_request_id_twice_is_recorded_and_settled_once(
     # Then both clients are answered with the same receipt: 1000×2/1e6 + 500×10/1e6 = 0.007
     assert [a.status for a in answers] == [200, 200]
     assert [a.headers["x-costgate-cost-usd"] for a in answers] == ["0.007", "0.007"]
-    # and the ledger has one row and a rollup of one request
-    row = _ledger_row(upstream.request_id)
-    assert row.cost_usd == Decimal("0.007")
-    (rollup,) = _rollups(date.fromisoformat(row.day))
-    assert (rollup.requests, rollup.cost_usd) == (1, Decimal("0.007"))
-    # and the budget settled once; the duplicate's hold was released
-    counter = _counter(issued.key.key_id)
-    assert counter.committed_usd == counter.spent_usd == Decimal("0.007")
-    assert counter.requests == 1
-    assert [a.headers["x-costgate-budget-remaining-usd"] for a in answers] == ["0.993", "0.993"]
+    # and the ledger has two rows under costgate's ids (Claude's beside them), and a rollup of both
+    rows = [_ledger_row(a.headers["x-costgate-request-id"]) for a in answers]
+    assert [(row.cost_usd, row.upstream_request_id) for row in rows] == [(Decimal("0.007"), upstream.request_id)] * 2
+    (rollup,) = _rollups(date.fromisoformat(rows[0].day))
+    assert (rollup.requests, rollup.cost_usd) == (2, Decimal("0.014"))
+    # and the budget counts each once, exactly
+    assert _in_use(issued.key.key_id) == Decimal("0.014")
+    assert [a.headers["x-costgate-budget-remaining-usd"] for a in answers] == ["0.993", "0.986"]
     # and Claude saw costgate's key from Secrets Manager, never the gateway key
     assert [seen["x-api-key"] for seen in upstream.seen] == [CLAUDE_KEY, CLAUDE_KEY]
     assert all(issued.api_key not in json.dumps(seen) for seen in upstream.seen)

@@ -1,6 +1,6 @@
-"""DynamoLedgerStore against moto: what the table holds (rows, rollups, counters at their keys), exactly-once
-recording under concurrent writers, and reports over it. The port's contract, which the in-memory fake
-must pass too, is in tests/contract/test_ledger_store.py."""
+"""DynamoLedgerStore against moto: exact round trips, exactly-once recording, rollups through the table's stream
+and the real AggregatorFunction (concurrent writers, day ranges, per-strategy counts), and budget rejection counters.
+The port's contract, which the in-memory fake must pass too, is in tests/contract/test_ledger_store.py."""
 
 import random
 import threading
@@ -11,14 +11,24 @@ from decimal import Decimal
 
 import pytest
 
-from costgate.accounting.ledger import LedgerEntry, RecordOutcome, RejectionCount, Rollup
+from costgate.accounting.ledger import (
+    LedgerEntry,
+    RecordOutcome,
+    RejectionCount,
+    RequestState,
+    ReservedRequest,
+    Rollup,
+    new_request_id,
+)
 from costgate.accounting.report import CostReportRequest, GroupBy, build_report
 from costgate.accounting.services import record_request
-from costgate.dal.ledger import DynamoLedgerStore, LedgerItem, RejectionItem
+from costgate.dal.ledger import DynamoLedgerStore, LedgerItem
+from costgate.dal.rollups import RejectionItem, day_partition
 from costgate.pricing.cost import CostComponent, Strategy, measure_savings, price_usage
 from costgate.pricing.usage import TokenUsage
 from tests.fakes.accounting import make_entry
 from tests.integration import nullable
+from tests.integration.stream import AggregatedLedger
 
 DAY = date(2026, 11, 20)
 NOON = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
@@ -33,8 +43,15 @@ ROLLUP_TOKEN_FIELDS = (
 
 
 @pytest.fixture
-def store(ledger_table: str) -> DynamoLedgerStore:
-    return DynamoLedgerStore()
+def store(ledger_table: str) -> AggregatedLedger:
+    return AggregatedLedger()
+
+
+def refuse(store: DynamoLedgerStore, at: datetime, tenant: str, feature: str) -> None:
+    """What a budget's 429 leaves in the ledger: a row reserved, then ended refused."""
+    row = ReservedRequest(new_request_id(), at, tenant, feature, "claude-opus-5-5", Decimal("0.1"))
+    store.reserve(row)
+    assert store.end(row.request_id, RequestState.REFUSED)
 
 
 def _stored(request_id: str) -> LedgerItem:
@@ -158,7 +175,7 @@ DUPLICATES_PER_THREAD = 5  # each thread also replays 5 ids that another thread 
 
 
 @pytest.mark.slow
-def test_concurrent_writers_sum_rollups_exactly_once_per_request(ledger_table: str) -> None:
+def test_concurrent_writers_sum_rollups_exactly_once_per_request(ledger_table: str, store: AggregatedLedger) -> None:
     # Given 160 distinct requests on one day: 3 in 4 on one hot rollup (acme/chat/opus), the rest on another,
     # and 8 writers that each record their own 20 plus 5 owned by the next writer, shuffled
     entries = [
@@ -185,7 +202,10 @@ def test_concurrent_writers_sum_rollups_exactly_once_per_request(ledger_table: s
 
     # Then each distinct id is recorded exactly once and every replay is refused
     assert Counter(results) == {True: 160, False: THREADS * DUPLICATES_PER_THREAD}
-    rollups = {r.feature: r for r in DynamoLedgerStore().rollups(DAY, DAY)}
+    rollups: dict[str, Rollup] = {}
+    for rollup in store.rollups(DAY, DAY):  # one per hour: these are all at noon
+        assert rollup.feature not in rollups
+        rollups[rollup.feature] = rollup
     assert set(rollups) == {"chat", "search"}
     # And each rollup is the exact Decimal sum of its distinct entries (requests, cost, baseline, tokens)
     hot = [e for e in entries if e.feature == "chat"]
@@ -247,12 +267,10 @@ def test_savings_per_strategy_reach_the_rollup_and_the_report(store: DynamoLedge
     # Then the ledger row keeps them, and the rollup and the report add them up exactly
     assert _stored("saving-0").savings.prompt_cache == Decimal("0.038")
     assert _stored("saving-0").key_id == "0123456789ab"
-    rollups = list(store.rollups(date(2026, 11, 29), date(2026, 11, 29)))
-    assert len(rollups) == 2  # standard and batch: a rollup's key keeps the service tier (for reconciliation)
-    saved = {s: sum((r.savings_usd.get(s, Decimal(0)) for r in rollups), Decimal(0)) for s in Strategy}
+    (rollup,) = list(store.rollups(date(2026, 11, 29), date(2026, 11, 29)))
     expected_batch = entries[1].savings[Strategy.BATCH]
-    assert saved[Strategy.PROMPT_CACHE] == Decimal("0.038")
-    assert saved[Strategy.BATCH] == expected_batch
+    assert rollup.savings_usd[Strategy.PROMPT_CACHE] == Decimal("0.038")
+    assert rollup.savings_usd[Strategy.BATCH] == expected_batch
     report = build_report(
         store, CostReportRequest(first=date(2026, 11, 29), last=date(2026, 11, 29), group_by=GroupBy.DAY)
     )
@@ -305,23 +323,137 @@ def test_measured_savings_count_each_request_under_the_strategies_that_changed_i
 # --- budget rejections ---------------------------------------------------------------------------------
 
 
-def test_rejections_are_counted_per_day_tenant_and_feature(store: DynamoLedgerStore) -> None:
-    # Given rejections for two tenants and features on Nov 20, one on Nov 21 (23:30 in UTC−5), one on Nov 22
+def test_rejections_are_counted_per_day_hour_tenant_and_feature(store: AggregatedLedger) -> None:
+    # Given refused rows for two tenants and features on Nov 20, one on Nov 21 (23:30 in UTC−5), one on Nov 22
     for tenant, feature in [("acme", "chat"), ("acme", "chat"), ("acme", "search"), ("globex", "chat")]:
-        store.count_rejection(NOON, tenant, feature)
-    store.count_rejection(datetime(2026, 11, 20, 23, 30, tzinfo=timezone(timedelta(hours=-5))), "acme", "chat")
-    store.count_rejection(datetime(2026, 11, 22, 0, 0, tzinfo=UTC), "acme", "chat")
+        refuse(store, NOON, tenant, feature)
+    refuse(store, datetime(2026, 11, 20, 23, 30, tzinfo=timezone(timedelta(hours=-5))), "acme", "chat")
+    refuse(store, datetime(2026, 11, 22, 0, 0, tzinfo=UTC), "acme", "chat")
 
     # When reading Nov 20 .. 21
     counts = list(store.rejections(date(2026, 11, 20), date(2026, 11, 21)))
 
-    # Then each day × tenant × feature has its count, day by day, and Nov 22 is outside the range
+    # Then each day × tenant × feature × hour has its count, day by day, and Nov 22 is outside the range
     assert counts == [
-        RejectionCount(date(2026, 11, 20), "acme", "chat", 2),
-        RejectionCount(date(2026, 11, 20), "acme", "search", 1),
-        RejectionCount(date(2026, 11, 20), "globex", "chat", 1),
-        RejectionCount(date(2026, 11, 21), "acme", "chat", 1),
+        RejectionCount(date(2026, 11, 20), "acme", "chat", 2, hour=12),
+        RejectionCount(date(2026, 11, 20), "acme", "search", 1, hour=12),
+        RejectionCount(date(2026, 11, 20), "globex", "chat", 1, hour=12),
+        RejectionCount(date(2026, 11, 21), "acme", "chat", 1, hour=4),
     ]
-    # And the counter is stored where its docstring says: PK DAY#<date>, SK REJECT#<tenant>#<feature>
-    item = RejectionItem.get("DAY#2026-11-20", "REJECT#acme#chat")
-    assert (item.day, item.tenant, item.feature, item.rejected) == ("2026-11-20", "acme", "chat", 2)
+    # And the counter is stored where its docstring says: PK DAY#<date>#<n>, SK REJECT#<tenant>#<feature>#<hh>
+    item = RejectionItem.get(day_partition(DAY, "acme"), "REJECT#acme#chat#12")
+    assert (item.day, item.tenant, item.feature, item.hour, item.rejected) == ("2026-11-20", "acme", "chat", 12, 2)
+    # And one tenant's are one partition per day
+    assert [c.tenant for c in store.rejections(DAY, DAY, tenant="globex")] == ["globex"]
+
+
+# --- row states ------------------------------------------------------------------------------------------
+
+
+def _reserved(at: datetime = NOON, held: str = "0.25") -> ReservedRequest:
+    return ReservedRequest(
+        new_request_id(),
+        at,
+        "acme",
+        "chat",
+        "claude-opus-5-5",
+        Decimal(held),
+        key_id="0a1b2c3d4e5f",
+        requested_model="auto",
+        route_tier="medium",
+        route_reason="auto: medium",
+        hold_shard="0a1b2c3d4e5f/chat/3/2026-11",
+    )
+
+
+def test_a_reserved_row_is_on_the_sweep_index_until_it_ends(store: AggregatedLedger) -> None:
+    # Given two rows reserved at noon and one at 12:30
+    early, other, late = _reserved(), _reserved(), _reserved(NOON + timedelta(minutes=30))
+    for row in (early, other, late):
+        store.reserve(row)
+    item = _stored(early.request_id)
+    assert (item.status, item.held_usd, item.hold_shard) == ("reserved", Decimal("0.25"), early.hold_shard)
+    assert item.queue is not None
+    assert item.queue.startswith("sweep#")
+
+    # When one of the noon rows is settled
+    assert store.settle(other.request_id, make_entry(other.request_id, cost_usd="0.01"))
+
+    # Then the rows still reserved before 12:15 are the other noon one only, read back whole
+    assert list(store.unsettled(NOON + timedelta(minutes=15))) == [early]
+    assert sorted(r.request_id for r in store.unsettled(NOON + timedelta(hours=1))) == sorted(
+        [early.request_id, late.request_id]
+    )
+    # and the settled row left the index
+    assert _stored(other.request_id).queue is None
+
+
+def test_a_swept_row_is_counted_at_its_hold_and_flagged(store: AggregatedLedger) -> None:
+    row = _reserved(held="0.25")
+    store.reserve(row)
+
+    assert store.end(row.request_id, RequestState.SWEPT) is True
+    assert store.end(row.request_id, RequestState.SWEPT) is False
+    assert store.settle(row.request_id, make_entry(row.request_id, cost_usd="0.01")) is False
+
+    item = _stored(row.request_id)
+    assert (item.status, item.cost_usd, nullable(item.queue)) == ("swept", Decimal("0.25"), None)
+    (rollup,) = store.rollups(DAY, DAY)
+    assert (rollup.requests, rollup.cost_usd, rollup.swept_requests, rollup.swept_usd) == (
+        1,
+        Decimal("0.25"),
+        1,
+        Decimal("0.25"),
+    )
+
+
+def test_a_settled_row_carries_everything_the_aggregator_needs(store: AggregatedLedger) -> None:
+    # Given a reserved row settled with a routed, prompt-cached entry
+    row = _reserved()
+    store.reserve(row)
+    entry = make_entry(
+        row.request_id,
+        usage=_usage(7),
+        savings={Strategy.ROUTING: "0.5"},
+        requested_model="auto",
+        route_tier="medium",
+        route_reason="auto: medium",
+    )
+    entry = LedgerEntry(**{**entry.__dict__, "key_id": "0a1b2c3d4e5f", "upstream_request_id": "req_011CVx"})
+    assert store.settle(row.request_id, entry)
+
+    # When the aggregator reads it from the stream, Then the rollup counts exactly that entry
+    (rollup,) = store.rollups(DAY, DAY)
+    assert _totals(rollup) == _expected_rollup([entry])
+    assert rollup.savings_usd == {Strategy.ROUTING: Decimal("0.5")}
+    assert _stored(row.request_id).upstream_request_id == "req_011CVx"
+
+
+def test_rollups_written_before_the_aggregator_are_still_read(store: AggregatedLedger) -> None:
+    # Given a day's rollup in the layout before hourly rollups (PK DAY#<day>, no hour) and one of today's
+    from costgate.dal.rollups import RollupItem  # noqa: PLC0415
+
+    RollupItem(
+        "DAY#2026-11-20",
+        "ROLLUP#acme#chat#claude-opus-5-5",
+        day="2026-11-20",
+        tenant="acme",
+        feature="chat",
+        model="claude-opus-5-5",
+        requests=3,
+        cost_usd=Decimal("0.3"),
+        baseline_cost_usd=Decimal("0.4"),
+        input_tokens=10,
+        output_tokens=5,
+        cache_write_5m_tokens=0,
+        cache_write_1h_tokens=0,
+        cache_read_tokens=0,
+        web_search_requests=0,
+    ).save()
+    store.record(make_entry("new", cost_usd="0.1"))
+
+    # When the day is reported
+    report = build_report(store, CostReportRequest(first=DAY, last=DAY, group_by=GroupBy.DAY))
+
+    # Then both count
+    assert (report.total.requests, report.total.cost_usd) == (4, Decimal("0.4"))

@@ -13,6 +13,7 @@ from costgate.pricing.usage import TokenUsage
 from costgate.reconcile.compare import compare
 from costgate.reconcile.model import AnthropicRecords, AnthropicRow, DayStatus, LedgerRow, RowKey, Tokens
 from tests.fakes.accounting import make_entry
+from tests.integration.stream import aggregate_bound
 
 DAY = date(2026, 11, 30)
 AT = datetime(2026, 11, 30, 10, tzinfo=UTC)
@@ -36,6 +37,7 @@ def test_totals_sum_tenants_and_features_per_model_and_tier(ledger_table: str) -
     ]  # fmt: skip
     for entry in entries:
         record_request(store, entry)
+    aggregate_bound()  # the rollups the totals read are the aggregator's, from the table's stream
 
     # When the ledger's totals are read for that day
     totals = {row.key: row for row in DynamoLedgerTotals().totals(DAY, DAY)}
@@ -58,6 +60,7 @@ def test_the_ledgers_totals_reconcile_with_the_same_figures_from_anthropic(ledge
     usage = TokenUsage(input_tokens=1000, output_tokens=200, service_tier="batch")
     entry = make_entry("r1", at=AT, model=HAIKU, usage=usage)
     record_request(store, entry)
+    aggregate_bound()
     ledger = list(DynamoLedgerTotals().totals(DAY - timedelta(days=1), DAY + timedelta(days=1)))
     theirs = AnthropicRow(
         key=RowKey(DAY, HAIKU, "batch"),

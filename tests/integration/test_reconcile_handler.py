@@ -26,6 +26,7 @@ from tests.conftest import FakeLambdaContext
 from tests.events import load_event
 from tests.fakes.accounting import make_entry
 from tests.fakes.clock import ManualClock as FixedClock
+from tests.integration.stream import aggregate_bound
 from tests.unit.test_metrics import SERVICE, emitted
 
 DAY = date(2026, 11, 30)
@@ -83,6 +84,7 @@ def _traffic(sim: Simulator) -> tuple[Any, Any]:
     ]
     entry = make_entry("req-through", at=TRAFFIC_AT, model=MODEL, usage=normalise_usage(usages[0].model_dump()))
     record_request(DynamoLedgerStore(), entry)
+    aggregate_bound()  # the rollups reconciliation reads are the aggregator's, from the table's stream
     return usages[0], usages[1]
 
 

@@ -14,6 +14,7 @@ from tests.conftest import FakeLambdaContext
 from tests.events import load_event
 from tests.fakes.accounting import make_entry
 from tests.fakes.clock import ManualClock
+from tests.integration.stream import aggregate_bound
 from tests.unit.test_metrics import SERVICE, emitted
 
 MIDNIGHT = datetime(2026, 11, 29, tzinfo=UTC)
@@ -53,6 +54,7 @@ def test_a_tick_emits_todays_spend_and_its_projection_from_the_ledger(
         ("req-tomorrow", 24.5, "acme", "90"),
     ]:
         assert store.record(make_entry(request_id, at=MIDNIGHT + timedelta(hours=hours), tenant=tenant, cost_usd=cost))
+    aggregate_bound()  # the rollups it reads, as AggregatorFunction keeps them
     capsys.readouterr()
 
     # When SpendWatchFunction runs on its scheduled event at 06:00 UTC
@@ -75,6 +77,7 @@ def test_a_tick_in_the_first_hour_projects_at_most_24_times_the_spend(
 ) -> None:
     # Given 0.05 USD spent ten minutes after midnight
     DynamoLedgerStore().record(make_entry("req-early", at=MIDNIGHT + timedelta(minutes=10), cost_usd="0.05"))
+    aggregate_bound()
     capsys.readouterr()
 
     # When the function runs at 00:15 UTC

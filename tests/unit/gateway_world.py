@@ -152,14 +152,31 @@ class World:
         return self.gateway.create_message(self.request(body, **headers))
 
     def counter(self, scope: str, period: BudgetPeriod = BudgetPeriod.DAY) -> tuple[Decimal, Decimal]:
-        """(committed, spent) of the budget window NOW falls in."""
+        """(committed, spent) of the budget window NOW falls in: committed is spent plus holds in flight
+        (what the root handed out less what the shards still hold); spent is the ledger's, in that scope."""
         window = DAY if period is BudgetPeriod.DAY else MONTH
-        key = (scope, period, window)
-        return self.budgets.committed.get(key, Decimal(0)), self.budgets.spent.get(key, Decimal(0))
+        spent = sum(
+            (
+                entry.cost.total_usd
+                for entry in self.ledger.entries.values()
+                if _in_scope(scope, entry.key_id, entry.tenant, entry.feature)
+            ),
+            Decimal(0),
+        )
+        return self.budgets.in_use(scope, period, window), spent
 
     @property
     def key_scope(self) -> str:
         return f"key:{self.key.key_id}"
+
+
+def _in_scope(scope: str, key_id: str | None, tenant: str, feature: str) -> bool:
+    kind, _, name = scope.partition(":")
+    if kind == "key":
+        return key_id == name
+    if kind == "tenant":
+        return tenant == name
+    return name == f"{tenant}/{feature}"
 
 
 def make_world(

@@ -1,14 +1,17 @@
-"""Hard budgets: the worst-case estimate, windows and labels, and reserve/release/remaining with the fake store.
+"""Hard budgets: the worst-case estimate, windows and labels, and holds on shards with the fake store.
 
 Expected costs are decimal literals computed by hand from shared/reference/anthropic-api.md (USD per
 million tokens, so `N×rate/1e6`); the arithmetic is in the comment beside each.
 """
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from costgate.accounting.budgets import (
     DEFAULT_WEB_SEARCH_USES,
@@ -18,16 +21,17 @@ from costgate.accounting.budgets import (
     SERVER_DEFINED_TOOL_TOKENS,
     Budget,
     BudgetPeriod,
-    Hold,
-    Reservation,
+    ShardHold,
+    draw_size,
     estimate_prompt_tokens,
     estimate_worst_case,
     feature_scope,
     key_budgets,
     key_scope,
+    make_hold,
     tenant_scope,
 )
-from costgate.accounting.services import release_reservation, remaining_after, reserve_budget
+from costgate.accounting.holds import check_limits, complete_hold
 from costgate.errors import (
     BudgetExceededError,
     InvalidRequestError,
@@ -388,86 +392,130 @@ def test_exceeded_error_is_a_429_naming_the_budget_and_what_remains() -> None:
     assert (error.budget, error.remaining, error.needed) == (tenant_daily(), Decimal("0.0123"), Decimal("0.2"))
 
 
-# --- reserve / release / remaining with the fake store ---------------------------------------------------
+# --- holding on shards with the fake store --------------------------------------------------------------
+
+KEY_ID = "0a1b2c3d4e5f"
 
 
-def test_no_budgets_means_an_empty_reservation_and_no_store_calls() -> None:
-    store = InMemoryBudgetStore()
-    reservation = reserve_budget(store, [], Decimal("0.3"), NOW)
-    assert reservation == Reservation(holds=(), amount_usd=Decimal("0.3"))
-    assert remaining_after(store, reservation) is None
-    release_reservation(store, reservation)
-    assert store.calls == []
+def hold_for(budgets: list[Budget], amount: str, at: datetime = NOW) -> ShardHold:
+    return make_hold(KEY_ID, "chat", budgets, Decimal(amount), at)
 
 
-def test_a_reservation_holds_the_amount_on_every_budget_in_its_window() -> None:
-    # Given a key's daily, the tenant's daily and a feature's monthly budget
+def hold(store: InMemoryBudgetStore, budgets: list[Budget], amount: str, at: datetime = NOW) -> ShardHold:
+    """Hold `amount` as the gateway does: check the limits, one take, then draws until it holds."""
+    held = hold_for(budgets, amount, at)
+    check_limits(held)
+    complete_hold(store, held, store.take(held))
+    return held
+
+
+def in_use(store: InMemoryBudgetStore, budget: Budget, at: datetime = NOW) -> Decimal:
+    return store.in_use(budget.scope, budget.period, budget.window(at))
+
+
+def test_a_hold_takes_the_amount_from_every_budget_in_its_window() -> None:
+    # Given a key's daily, the tenant's daily and a feature's monthly budget, no shard yet
     store = InMemoryBudgetStore()
     budgets = [key_daily("1"), tenant_daily("5"), feature_monthly("100")]
 
-    # When $0.3 is reserved at noon on Nov 20
-    reservation = reserve_budget(store, budgets, Decimal("0.3"), NOW)
+    # When $0.3 is held at noon on Nov 20
+    held = hold(store, budgets, "0.3")
 
-    # Then each budget's window holds $0.3, and the least room left is the key's $0.7
-    assert reservation.holds == (
-        Hold(key_daily("1"), "2026-11-20", Decimal("0.3")),
-        Hold(tenant_daily("5"), "2026-11-20", Decimal("0.3")),
-        Hold(feature_monthly("100"), "2026-11", Decimal("0.3")),
-    )
-    assert store.committed == {
-        ("key:0a1b2c3d4e5f", BudgetPeriod.DAY, "2026-11-20"): Decimal("0.3"),
-        ("tenant:acme", BudgetPeriod.DAY, "2026-11-20"): Decimal("0.3"),
-        ("feature:acme/chat", BudgetPeriod.MONTH, "2026-11"): Decimal("0.3"),
+    # Then one shard of the (key, feature) pair holds an allowance of each, drawn from each root: half of
+    # what the root had (one shard), and $0.3 of it is now held for the request
+    assert held.slots == {
+        "feature_month": feature_monthly("100"),
+        "key_day": key_daily("1"),
+        "tenant_day": tenant_daily("5"),
     }
-    assert remaining_after(store, reservation) == Decimal("0.7")
+    assert store.committed == {
+        ("key:0a1b2c3d4e5f", BudgetPeriod.DAY, "2026-11-20"): Decimal("0.5"),
+        ("tenant:acme", BudgetPeriod.DAY, "2026-11-20"): Decimal("2.5"),
+        ("feature:acme/chat", BudgetPeriod.MONTH, "2026-11"): Decimal("50"),
+    }
+    assert store.shards[held.shard].headroom == {
+        "key_day": Decimal("0.2"),
+        "tenant_day": Decimal("2.2"),
+        "feature_month": Decimal("49.7"),
+    }
+    # and what each budget has in use (spent + held) is the hold
+    assert [in_use(store, budget) for budget in budgets] == [Decimal("0.3")] * 3
+
+
+def test_the_next_hold_is_one_take_from_the_shard() -> None:
+    store = InMemoryBudgetStore()
+    hold(store, [tenant_daily("5")], "0.3")
+    store.calls.clear()
+    hold(store, [tenant_daily("5")], "0.3")
+    assert store.calls == ["take"]
+    assert in_use(store, tenant_daily()) == Decimal("0.6")
 
 
 def test_the_same_budget_twice_is_held_once() -> None:
     store = InMemoryBudgetStore()
-    reservation = reserve_budget(store, [tenant_daily(), tenant_daily()], Decimal("1"), NOW)
-    assert len(reservation.holds) == 1
-    assert store.committed == {("tenant:acme", BudgetPeriod.DAY, "2026-11-20"): Decimal("1")}
+    held = hold(store, [tenant_daily(), tenant_daily()], "1")
+    assert len(held.budgets) == 1
+    assert in_use(store, tenant_daily()) == Decimal("1")
 
 
 def test_the_same_budget_with_two_limits_is_held_once_against_the_stricter() -> None:
     store = InMemoryBudgetStore()
-    reserve_budget(store, [tenant_daily("5"), tenant_daily("1")], Decimal("0.8"), NOW)
+    hold(store, [tenant_daily("5"), tenant_daily("1")], "0.8")
     with pytest.raises(BudgetExceededError, match=r"limit \$1, \$0.2 remaining"):
-        reserve_budget(store, [tenant_daily("5"), tenant_daily("1")], Decimal("0.3"), NOW)
+        hold(store, [tenant_daily("5"), tenant_daily("1")], "0.3")
 
 
-def test_a_reservation_that_does_not_fit_names_the_budget_and_holds_nothing() -> None:
-    # Given a $1 key budget with $0.8 committed and a $5 tenant budget with $0.8 committed
+def test_a_hold_that_does_not_fit_names_the_budget_and_holds_nothing() -> None:
+    # Given a $1 key budget and a $5 tenant budget with $0.8 in use on each
     store = InMemoryBudgetStore()
-    reserve_budget(store, [key_daily("1"), tenant_daily("5")], Decimal("0.8"), NOW)
+    hold(store, [key_daily("1"), tenant_daily("5")], "0.8")
 
-    # When another $0.3 is reserved against both (the tenant has room, the key does not)
+    # When another $0.3 is held on both (the tenant has room, the key does not)
     with pytest.raises(BudgetExceededError) as caught:
-        reserve_budget(store, [tenant_daily("5"), key_daily("1")], Decimal("0.3"), NOW)
+        hold(store, [tenant_daily("5"), key_daily("1")], "0.3")
 
-    # Then the key's budget is named with its $0.2 left, and neither budget holds more than before
+    # Then the key's budget is named with its $0.2 left, and neither budget has more in use than before
     assert caught.value.message == (
         "costgate: key 0a1b2c3d4e5f's daily budget is exhausted: limit $1, $0.2 remaining, "
         "this request may cost up to $0.3"
     )
     assert caught.value.remaining == Decimal("0.2")
-    assert set(store.committed.values()) == {Decimal("0.8")}
+    assert in_use(store, key_daily("1")) == in_use(store, tenant_daily("5")) == Decimal("0.8")
+
+
+def test_an_exhausted_budget_refuses_the_next_request_at_once_naming_the_same_remainder() -> None:
+    # Given a $1 budget that refused a $0.3 request with $0.2 left
+    store = InMemoryBudgetStore()
+    hold(store, [tenant_daily("1")], "0.8")
+    with pytest.raises(BudgetExceededError):
+        hold(store, [tenant_daily("1")], "0.3")
+    store.calls.clear()
+
+    # When the next request comes
+    with pytest.raises(BudgetExceededError) as caught:
+        hold(store, [tenant_daily("1")], "0.3")
+
+    # Then the shard refuses it without touching the root, with the same figure
+    assert store.calls == ["take"]
+    assert caught.value.remaining == Decimal("0.2")
+    # but a request that fits the shard's headroom still goes through
+    hold(store, [tenant_daily("1")], "0.2")
 
 
 def test_an_amount_that_fits_exactly_is_accepted() -> None:
     store = InMemoryBudgetStore()
-    reserve_budget(store, [tenant_daily("1")], Decimal("0.7"), NOW)
-    reservation = reserve_budget(store, [tenant_daily("1")], Decimal("0.3"), NOW)
-    assert remaining_after(store, reservation) == Decimal(0)
+    hold(store, [tenant_daily("1")], "0.7")
+    hold(store, [tenant_daily("1")], "0.3")
+    assert in_use(store, tenant_daily("1")) == Decimal(1)
 
 
 def test_an_amount_above_the_whole_limit_fails_at_once_without_store_calls() -> None:
     # Given a $5 tenant budget and a request that may cost $7.25
     store = InMemoryBudgetStore()
 
-    # When it is reserved
+    # When it is held
     with pytest.raises(BudgetExceededError) as caught:
-        reserve_budget(store, [key_daily("10"), tenant_daily("5")], Decimal("7.25"), NOW)
+        hold(store, [key_daily("10"), tenant_daily("5")], "7.25")
 
     # Then the tenant's budget is named, no remaining is claimed and the store was never asked
     assert caught.value.message == (
@@ -479,44 +527,140 @@ def test_an_amount_above_the_whole_limit_fails_at_once_without_store_calls() -> 
     assert store.calls == []
 
 
-def test_release_gives_the_amount_back() -> None:
-    # Given $4.8 held on a $5 budget
+def test_giving_back_frees_the_amount() -> None:
+    # Given $4.8 held on a $5 budget, so $0.3 does not fit
     store = InMemoryBudgetStore()
-    reservation = reserve_budget(store, [tenant_daily()], Decimal("4.8"), NOW)
+    held = hold(store, [tenant_daily()], "4.8")
     with pytest.raises(BudgetExceededError):
-        reserve_budget(store, [tenant_daily()], Decimal("0.3"), NOW)
+        hold(store, [tenant_daily()], "0.3")
 
-    # When the hold is released (the request never reached Claude)
-    release_reservation(store, reservation)
+    # When the hold is given back (the request never reached Claude), and the sweeper gathers the dry budget
+    store.give_back(held, Decimal("4.8"))
+    store.gather(tenant_daily(), "2026-11-20")
 
     # Then the whole budget is free again
-    assert remaining_after(store, reservation) == Decimal(5)
-    reserve_budget(store, [tenant_daily()], Decimal("0.3"), NOW)
+    assert in_use(store, tenant_daily()) == Decimal(0)
+    hold(store, [tenant_daily()], "5")
 
 
 def test_settling_keeps_the_exact_cost_and_frees_the_rest() -> None:
     # Given $0.3 held on a $5 budget
     store = InMemoryBudgetStore()
-    reservation = reserve_budget(store, [tenant_daily()], Decimal("0.3"), NOW)
+    held = hold(store, [tenant_daily()], "0.3")
 
-    # When the response costs exactly $0.0123456
-    store.settle(reservation.holds, Decimal("0.0123456"))
+    # When the response costs exactly $0.0123456 and the rest goes back
+    headroom = store.give_back(held, Decimal("0.3") - Decimal("0.0123456"))
 
-    # Then only that much is committed and spent
-    key = ("tenant:acme", BudgetPeriod.DAY, "2026-11-20")
-    assert store.committed[key] == store.spent[key] == Decimal("0.0123456")
-    assert store.requests[key] == 1
-    assert remaining_after(store, reservation) == Decimal("4.9876544")
+    # Then only that much is in use, and the shard's headroom says so
+    assert in_use(store, tenant_daily()) == Decimal("0.0123456")
+    assert headroom == {"tenant_day": Decimal("2.4876544")}
 
 
-def test_windows_are_separate_counters() -> None:
+def test_a_give_back_after_midnight_returns_nothing_to_the_closed_day() -> None:
+    # Given $0.3 held at 23:59 on Nov 20 on a daily and a monthly budget
+    store = InMemoryBudgetStore()
+    late = NOW.replace(hour=23, minute=59)
+    held = hold(store, [tenant_daily("5"), feature_monthly("100")], "0.3", at=late)
+    # and a request of Nov 21 that started the shard's new day
+    hold_next = hold_for([tenant_daily("5"), feature_monthly("100")], "0.1", at=late + timedelta(minutes=2))
+    hold_next = replace(hold_next, shard=held.shard)
+    complete_hold(store, hold_next, store.take(hold_next))
+
+    # When the late answer gives back its unused $0.2
+    store.give_back(held, Decimal("0.2"))
+
+    # Then the month gets it back, the new day does not: Nov 21 holds only its own request
+    assert in_use(store, feature_monthly(), late) == Decimal("0.2")
+    assert in_use(store, tenant_daily(), late + timedelta(minutes=2)) == Decimal("0.1")
+
+
+def test_windows_are_separate_roots() -> None:
     # Given a $1 daily budget fully used on Nov 20
     store = InMemoryBudgetStore()
-    reserve_budget(store, [tenant_daily("1")], Decimal("1"), NOW)
-    # When reserving on Nov 21
-    # Then the new day has the whole limit
-    tomorrow = reserve_budget(store, [tenant_daily("1")], Decimal("1"), NOW + timedelta(days=1))
-    assert tomorrow.holds[0].window == "2026-11-21"
+    hold(store, [tenant_daily("1")], "1")
+    # When holding on Nov 21, Then the new day has the whole limit
+    tomorrow = hold(store, [tenant_daily("1")], "1", at=NOW + timedelta(days=1))
+    assert tomorrow.window(tenant_daily("1")) == "2026-11-21"
+    assert in_use(store, tenant_daily("1"), NOW + timedelta(days=1)) == Decimal(1)
+
+
+def test_a_draw_hands_out_a_share_of_what_the_root_has_left_and_at_least_the_shortfall() -> None:
+    assert draw_size(Decimal("100"), Decimal("0.3"), shards=1) == Decimal("50")
+    assert draw_size(Decimal("100"), Decimal("0.3"), shards=64) == Decimal("0.781250000")
+    assert draw_size(Decimal("1"), Decimal("0.3"), shards=64) == Decimal("0.3")
+    assert draw_size(Decimal("0.2"), Decimal("0.3"), shards=1) is None
+    assert draw_size(Decimal("1"), Decimal("1"), shards=1) == Decimal("1")
+    # shares are whole nanodollars, rounded down
+    assert draw_size(Decimal("1"), Decimal("0"), shards=3) == Decimal("0.166666666")
+
+
+def test_a_pair_spreads_its_holds_over_the_largest_shard_count_of_its_budgets() -> None:
+    budgets = [Budget(tenant_scope("acme"), BudgetPeriod.DAY, Decimal(5), shards=8), key_daily("1")]
+    indexes = {hold_for(budgets, "0.1").shard.index for _ in range(400)}
+    assert indexes == set(range(8))
+    with pytest.raises(InvalidRequestError, match="shards"):
+        Budget(tenant_scope("acme"), BudgetPeriod.DAY, Decimal(5), shards=0)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    amounts=st.lists(st.integers(min_value=1, max_value=90), min_size=1, max_size=120),
+    shards=st.sampled_from([1, 2, 4, 16]),
+    limit=st.integers(min_value=50, max_value=2_000),
+)
+def test_no_sequence_of_holds_overshoots_and_a_full_budget_strands_less_than_a_hold_per_shard(
+    amounts: list[int], shards: int, limit: int
+) -> None:
+    # Given a budget of `limit` cents spread over `shards` shards, and requests of random worst cases (cents)
+    store = InMemoryBudgetStore()
+    budget = Budget(tenant_scope("acme"), BudgetPeriod.DAY, Decimal(limit) / 100, shards=shards)
+    admitted = Decimal(0)
+    for cents in amounts:
+        amount = Decimal(cents) / 100
+        try:
+            hold(store, [budget], str(amount))
+        except BudgetExceededError:
+            # Then a refusal leaves less unused than one hold per shard (and once gathered, less than the hold)
+            unused = budget.limit_usd - admitted
+            assert unused < amount * shards + amount
+            assert unused < max(Decimal(a) / 100 for a in amounts) * shards
+            continue
+        admitted += amount
+        # and whatever is admitted, the budget never holds more than its limit
+        assert admitted <= budget.limit_usd
+        assert in_use(store, budget) == admitted
+    assert store.committed.get((budget.scope, budget.period, "2026-11-20"), Decimal(0)) <= budget.limit_usd
+
+
+def test_gathering_a_dry_budget_makes_its_crumbs_whole_again() -> None:
+    # Given a $1 budget on 4 shards, drained by holds until one of them is refused
+    budget = Budget(tenant_scope("acme"), BudgetPeriod.DAY, Decimal(1), shards=4)
+    store = InMemoryBudgetStore()
+    admitted = Decimal(0)
+    refused = 0
+    for _ in range(40):
+        try:
+            hold(store, [budget], "0.09")
+            admitted += Decimal("0.09")
+        except BudgetExceededError:
+            refused += 1
+    assert refused
+    stranded = budget.limit_usd - admitted
+    assert store.dry_windows() == [(budget, "2026-11-20")]
+
+    # When the sweeper gathers it
+    gathered = store.gather(budget, "2026-11-20")
+
+    # Then every crumb is back at the root and the dry flags are gone
+    assert gathered == store.held_in_shards(budget, "2026-11-20") + gathered
+    assert store.held_in_shards(budget, "2026-11-20") == 0
+    assert store.dry_windows() == []
+    # and what it can still hand out is whole: holds of up to that much fit again, one at a time
+    while budget.limit_usd - admitted >= Decimal("0.09"):
+        hold(store, [budget], "0.09")
+        admitted += Decimal("0.09")
+    assert budget.limit_usd - admitted < Decimal("0.09")
+    assert stranded >= budget.limit_usd - admitted
 
 
 def test_the_fake_answers_definitions_for_the_tenant_and_the_feature_only() -> None:

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from costgate.accounting.budgets import Budget, BudgetPeriod, feature_scope, tenant_scope
+from costgate.accounting.ledger import RequestState
 from costgate.claude.transport import UpstreamResponse
 from costgate.errors import (
     AuthenticationError,
@@ -30,7 +31,6 @@ from costgate.pricing.usage import normalise_usage
 from tests.unit.gateway_world import (
     API_VERSION,
     BODY,
-    DAY,
     DEADLINE,
     HAIKU_55,
     NOW,
@@ -182,9 +182,14 @@ def test_the_ledger_entry_matches_the_receipt() -> None:
     # When the gateway answers
     headers = world.send(x_costgate_feature="chat").headers
 
-    # Then one entry, under Claude's request id, with the key's tenant and id and the header's feature
-    assert list(world.ledger.entries) == ["req_011CVledger"]
-    entry = world.ledger.entries["req_011CVledger"]
+    # Then one entry, under costgate's request id (the receipt's), with Claude's id beside it, the key's
+    # tenant and id and the header's feature
+    request_id = headers["x-costgate-request-id"]
+    assert request_id.startswith("cg_")
+    assert list(world.ledger.entries) == [request_id]
+    assert world.ledger.state(request_id) is RequestState.SETTLED
+    entry = world.ledger.entries[request_id]
+    assert entry.upstream_request_id == headers["request-id"] == "req_011CVledger"
     assert (entry.tenant, entry.feature, entry.key_id) == ("acme", "chat", world.key.key_id)
     assert entry.at == NOW
     assert entry.usage == normalise_usage(PLAIN_USAGE)
@@ -193,9 +198,9 @@ def test_the_ledger_entry_matches_the_receipt() -> None:
     assert entry.cost.total_usd == Decimal(headers["x-costgate-cost-usd"]) == PLAIN_COST
     assert entry.baseline_cost_usd == Decimal(headers["x-costgate-baseline-cost-usd"])
     assert entry.cost.price_version == headers["x-costgate-price-version"]
-    # and the day's rollup counts it once
-    (rollup,) = world.ledger.rollup_items.values()
-    assert (rollup.tenant, rollup.feature, rollup.model, rollup.requests) == ("acme", "chat", OPUS, 1)
+    # and the hour's rollup counts it once
+    (rollup,) = world.ledger.rollups(NOW.date(), NOW.date())
+    assert (rollup.tenant, rollup.feature, rollup.model, rollup.hour, rollup.requests) == ("acme", "chat", OPUS, 12, 1)
     assert rollup.cost_usd == PLAIN_COST
 
 
@@ -233,7 +238,7 @@ def test_a_key_bound_to_a_feature_cannot_be_relabelled() -> None:
     assert world.upstream.sent == []
 
 
-def test_an_answer_without_a_request_id_is_still_recorded_under_a_generated_one() -> None:
+def test_an_answer_without_a_request_id_is_still_recorded_under_costgates_own() -> None:
     # Given an upstream answer without a request-id header
     answer = message_reply()
     world = make_world(UpstreamResponse(200, {"content-type": "application/json"}, answer.body))
@@ -242,9 +247,10 @@ def test_an_answer_without_a_request_id_is_still_recorded_under_a_generated_one(
     world.send()
     world.send()
 
-    # Then both are recorded, each under its own costgate id
+    # Then both are recorded, each under its own costgate id, with no Claude id
     assert len(world.ledger.entries) == 2
-    assert all(request_id.startswith("costgate-") for request_id in world.ledger.entries)
+    assert all(request_id.startswith("cg_") for request_id in world.ledger.entries)
+    assert [entry.upstream_request_id for entry in world.ledger.entries.values()] == [None, None]
 
 
 # --- streams ---------------------------------------------------------------------------------------------
@@ -290,7 +296,7 @@ def test_a_stream_is_priced_from_its_final_cumulative_usage() -> None:
     assert response.headers["x-costgate-cost-usd"] == "0.014"
     final = {"input_tokens": 1000, "output_tokens": 500, "cache_read_input_tokens": 0, "service_tier": "standard"}
     assert Decimal(response.headers["x-costgate-cost-usd"]) == price_usage(OPUS, final, NOW).total_usd
-    assert world.ledger.entries["req_stream1"].usage.output_tokens == 500
+    assert world.ledger.entries[response.headers["x-costgate-request-id"]].usage.output_tokens == 500
 
 
 # --- budgets ---------------------------------------------------------------------------------------------
@@ -356,10 +362,11 @@ def test_an_upstream_error_is_passed_through_and_its_hold_released(failure: Upst
     assert response.headers["x-costgate-cost-usd"] == "0"
     assert response.headers["x-costgate-model"] == OPUS
     assert response.headers["x-costgate-cache"] == "miss"
-    # and nothing is recorded, nothing stays held
+    # and the row is abandoned (nothing spent), nothing stays held
     assert world.ledger.entries == {}
+    assert world.ledger.state(response.headers["x-costgate-request-id"]) is RequestState.ABANDONED
     assert world.counter(world.key_scope) == (Decimal(0), Decimal(0))
-    assert world.budgets.calls.count("release") == 1
+    assert world.budgets.calls.count("give_back") == 1
 
 
 @pytest.mark.parametrize(
@@ -378,12 +385,14 @@ def test_an_exception_in_the_upstream_call_releases_the_hold(error: BaseExceptio
     with pytest.raises(type(error)):
         world.send()
 
-    # Then nothing is recorded and nothing stays held
+    # Then the row is abandoned, nothing is spent and nothing stays held
     assert world.ledger.entries == {}
+    (row,) = world.ledger.rows.values()
+    assert row.state is RequestState.ABANDONED
     assert world.counter(world.key_scope) == (Decimal(0), Decimal(0))
 
 
-def test_a_duplicate_request_id_is_recorded_once_and_its_second_hold_released() -> None:
+def test_two_answers_with_the_same_claude_request_id_are_two_requests() -> None:
     # Given an upstream that answers twice with the same request id
     world = make_world(message_reply(PLAIN_USAGE, request_id="req_011CVsame"), daily_budget_usd="1")
 
@@ -391,14 +400,14 @@ def test_a_duplicate_request_id_is_recorded_once_and_its_second_hold_released() 
     first = world.send(x_costgate_cache="off")
     second = world.send(x_costgate_cache="off")
 
-    # Then both clients get the answer, but the ledger and the budget count it once
+    # Then each is a request of its own, under costgate's ids: the ledger and the budget count both
     assert first.status == second.status == 200
-    assert list(world.ledger.entries) == ["req_011CVsame"]
-    (rollup,) = world.ledger.rollup_items.values()
-    assert rollup.requests == 1
-    assert world.counter(world.key_scope) == (PLAIN_COST, PLAIN_COST)
-    assert world.budgets.requests[(world.key_scope, BudgetPeriod.DAY, DAY)] == 1
-    assert second.headers["x-costgate-budget-remaining-usd"] == "0.986"
+    assert first.headers["x-costgate-request-id"] != second.headers["x-costgate-request-id"]
+    assert sorted(world.ledger.entries) == sorted(h.headers["x-costgate-request-id"] for h in (first, second))
+    (rollup,) = world.ledger.rollups(NOW.date(), NOW.date())
+    assert rollup.requests == 2
+    assert world.counter(world.key_scope) == (2 * PLAIN_COST, 2 * PLAIN_COST)
+    assert second.headers["x-costgate-budget-remaining-usd"] == "0.972"
 
 
 def test_a_request_larger_than_the_whole_budget_is_a_429_and_never_reaches_claude() -> None:
@@ -415,10 +424,11 @@ def test_a_request_larger_than_the_whole_budget_is_a_429_and_never_reaches_claud
     assert (error.status, error.error_type) == (429, "rate_limit_error")
     assert f"key {world.key.key_id}'s daily budget of $0.001" in error.message
     assert error.needed == worst_case()
-    # and Claude was never called, nothing was held or recorded
+    # and Claude was never called, nothing was held; the row says it was refused
     assert world.upstream.sent == []
-    assert "reserve" not in world.budgets.calls
+    assert "take" not in world.budgets.calls
     assert world.ledger.entries == {}
+    assert [row.state for row in world.ledger.rows.values()] == [RequestState.REFUSED]
 
 
 def test_a_request_that_does_not_fit_what_remains_is_a_429_naming_what_remains() -> None:
@@ -452,10 +462,11 @@ def test_a_budget_rejection_is_counted_in_the_ledger_by_day_tenant_and_feature()
         with pytest.raises(BudgetExceededError):
             world.send(BODY, **headers)
 
-    # Then the ledger counts them on the UTC day of the request, per tenant and feature, and records no request
-    assert [(r.day, r.tenant, r.feature, r.count) for r in world.ledger.rejections(NOW.date(), NOW.date())] == [
-        (NOW.date(), "globex", "default", 1),
-        (NOW.date(), "globex", "search", 2),
+    # Then the ledger counts them on the UTC day and hour of the request, per tenant and feature, and records
+    # no request
+    assert [(r.day, r.hour, r.tenant, r.feature, r.count) for r in world.ledger.rejections(NOW.date(), NOW.date())] == [
+        (NOW.date(), 12, "globex", "default", 1),
+        (NOW.date(), 12, "globex", "search", 2),
     ]
     assert world.ledger.entries == {}
 
@@ -468,31 +479,25 @@ def test_a_request_that_fits_its_budget_counts_no_rejection() -> None:
     world.send()
 
     # Then no rejection is counted
-    assert world.ledger.rejection_counts == {}
+    assert list(world.ledger.rejections(NOW.date(), NOW.date())) == []
 
 
-def test_a_rejection_that_cannot_be_counted_is_still_a_429(
-    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
-) -> None:
-    # Given a budget too small for the request, and a ledger that fails to count rejections
+def test_a_rejection_that_cannot_be_recorded_is_still_a_429(caplog: pytest.LogCaptureFixture) -> None:
+    # Given a budget too small for the request, and a ledger that fails to end a row refused
     world = make_world(daily_budget_usd="0.001")
-
-    def unavailable(*_: Any) -> None:
-        raise UpstreamError("ledger: DynamoDB is throttling")
-
-    monkeypatch.setattr(world.ledger, "count_rejection", unavailable)
+    world.ledger.faults.fail("end:refused")
 
     # When the request arrives
     with pytest.raises(BudgetExceededError) as caught:
         world.send()
 
-    # Then the client still gets the budget's 429, not a 500, and the lost count is logged with its stack
+    # Then the client still gets the budget's 429, not a 500, and the lost record is logged with its stack
     assert (caught.value.status, caught.value.error_type) == (429, "rate_limit_error")
     assert f"key {world.key.key_id}'s daily budget" in caught.value.message
-    (failure,) = [r for r in caplog.records if r.getMessage() == "ledger: could not count a budget rejection"]
+    (failure,) = [r for r in caplog.records if r.getMessage() == "ledger: could not end a row"]
     assert failure.levelname == "ERROR"
     assert failure.exc_info is not None
-    assert "DynamoDB is throttling" in str(failure.exc_info[1])
+    assert "injected: end:refused failed" in str(failure.exc_info[1])
     assert world.upstream.sent == []
 
 
@@ -509,7 +514,7 @@ def test_claude_rejecting_costgates_key_is_a_500_not_a_401_to_the_client(status:
     with pytest.raises(UpstreamError) as caught:
         world.send()
 
-    # Then it is costgate's fault: a 500 api_error, and the hold is released
+    # Then it is costgate's fault: a 500 api_error, and the hold is given back
     assert (caught.value.status, caught.value.error_type) == (500, "api_error")
     assert "rejected its API key" in caught.value.message
     assert world.counter(world.key_scope) == (Decimal(0), Decimal(0))
@@ -542,9 +547,14 @@ def test_a_200_without_readable_usage_passes_through_unpriced_and_keeps_its_hold
     assert response.headers["x-costgate-cost-usd"] == "unpriced"
     assert response.headers["x-costgate-baseline-cost-usd"] == "unpriced"
     assert response.headers["x-costgate-model"] == OPUS
-    # and the worst case stays held (budgets stay conservative); nothing is recorded
+    # and the worst case stays held (budgets stay conservative); the row stays reserved for the sweeper,
+    # which counts it at that worst case
     assert world.counter(world.key_scope) == (worst_case(), Decimal(0))
     assert world.ledger.entries == {}
+    (row,) = world.ledger.rows.values()
+    assert row.state is RequestState.RESERVED
+    assert row.reserved is not None
+    assert row.reserved.held_usd == worst_case()
 
 
 # --- rejected before any spend ---------------------------------------------------------------------------

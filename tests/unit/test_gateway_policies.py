@@ -15,7 +15,7 @@ import pytest
 from costgate.errors import PricingError
 from costgate.gateway.features import FeatureConfig, PromptCacheMode, PromptCacheTtl
 from costgate.pricing.cost import Strategy
-from costgate.routing.prompt_cache import GapBucket, GapHistogram
+from costgate.routing.prompt_cache import GapHistogram
 from costgate.routing.router import RoutePolicy, Tier
 from tests.unit.gateway_world import NOW, OPUS, World, make_world, message_reply, reply
 
@@ -178,7 +178,8 @@ def test_a_request_that_manages_its_own_caching_is_forwarded_untouched() -> None
     assert headers["x-costgate-prompt-cache"] == "client"
     use = next(iter(world.ledger.entries.values())).prompt_cache
     assert use is not None
-    assert (use.managed_by, use.gap) == ("client", None)
+    assert use.managed_by == "client"
+    assert world.prompt_cache.gaps == {}  # a prefix the client manages feeds no gap
 
 
 def test_a_feature_with_the_policy_off_is_forwarded_untouched() -> None:
@@ -273,10 +274,8 @@ def test_a_prefix_seen_forty_minutes_ago_is_a_gap_within_the_hour() -> None:
     world.upstream.replies = [message_reply(USAGE, model=OPUS, request_id="req_later")]
     world.send(body(OPUS, system=LONG_SYSTEM), x_costgate_cache="off")
 
+    # the aggregator measured the second use from the prefix's last_seen: a gap within the hour
     assert world.prompt_cache.gap_histogram("default") == GapHistogram(within_1h=1, beyond_1h=1)
-    entry = world.ledger.entries["req_later"]
-    assert entry.prompt_cache is not None
-    assert entry.prompt_cache.gap is GapBucket.WITHIN_1H
 
 
 def test_routing_and_caching_combine_on_one_request() -> None:

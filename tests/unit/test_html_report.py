@@ -78,9 +78,9 @@ def store() -> InMemoryLedgerStore:
     for entry in entries:
         assert store.record(entry)
     for day, tenant, feature in [(2, "acme", "chat"), (2, "acme", "chat"), (3, "acme", "search")]:
-        store.count_rejection(_at(day), tenant, feature)
+        store.refuse(_at(day), tenant, feature)
     for _ in range(3):
-        store.count_rejection(_at(3), "globex", "chat")
+        store.refuse(_at(3), "globex", "chat")
     return store
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from costgate.accounting.ledger import LedgerEntry, RecordOutcome, RejectionCount, validate_tag
+from costgate.accounting.ledger import LedgerEntry, RecordOutcome, RejectionCount, ReservedRequest, validate_tag
 from costgate.accounting.services import record_request
 from costgate.errors import InvalidRequestError
 from costgate.observability import NAMESPACE, MetricName
@@ -227,38 +227,34 @@ def test_rollup_counts_each_strategys_requests_and_their_cost() -> None:
 # --- budget rejections -----------------------------------------------------------------------------
 
 
-def test_rejections_are_counted_per_utc_day_tenant_and_feature() -> None:
-    # Given rejections for two tenants and features, one at 23:30 in UTC−5 (the next UTC day)
+def test_rejections_are_counted_per_utc_day_hour_tenant_and_feature() -> None:
+    # Given refused rows for two tenants and features, one at 23:30 in UTC−5 (04:30 the next UTC day)
     store = InMemoryLedgerStore()
-    store.count_rejection(NOW, "acme", "chat")
-    store.count_rejection(NOW, "acme", "chat")
-    store.count_rejection(NOW, "acme", "search")
-    store.count_rejection(NOW, "globex", "chat")
-    store.count_rejection(datetime(2026, 11, 20, 23, 30, tzinfo=timezone(timedelta(hours=-5))), "acme", "chat")
+    store.refuse(NOW, "acme", "chat")
+    store.refuse(NOW, "acme", "chat")
+    store.refuse(NOW, "acme", "search")
+    store.refuse(NOW, "globex", "chat")
+    store.refuse(datetime(2026, 11, 20, 23, 30, tzinfo=timezone(timedelta(hours=-5))), "acme", "chat")
 
     # When reading Nov 20 and 21
     counts = list(store.rejections(date(2026, 11, 20), date(2026, 11, 21)))
 
-    # Then there is one counter per day × tenant × feature, day by day, then by tenant and feature
+    # Then there is one counter per day × tenant × feature × hour, day by day, then by tenant and feature
     assert counts == [
-        RejectionCount(date(2026, 11, 20), "acme", "chat", 2),
-        RejectionCount(date(2026, 11, 20), "acme", "search", 1),
-        RejectionCount(date(2026, 11, 20), "globex", "chat", 1),
-        RejectionCount(date(2026, 11, 21), "acme", "chat", 1),
+        RejectionCount(date(2026, 11, 20), "acme", "chat", 2, hour=12),
+        RejectionCount(date(2026, 11, 20), "acme", "search", 1, hour=12),
+        RejectionCount(date(2026, 11, 20), "globex", "chat", 1, hour=12),
+        RejectionCount(date(2026, 11, 21), "acme", "chat", 1, hour=4),
     ]
     assert list(store.rejections(date(2026, 11, 21), date(2026, 11, 21))) == counts[-1:]
 
 
-def test_counting_a_rejection_for_a_bad_tag_or_a_naive_time_fails() -> None:
-    # Given a store
-    store = InMemoryLedgerStore()
-
+def test_a_row_for_a_bad_tag_or_a_naive_time_is_refused() -> None:
     # When / Then a tag that cannot be part of a key, or a time with no UTC day, is refused
     with pytest.raises(InvalidRequestError):
-        store.count_rejection(NOW, "acme#eu", "chat")
+        ReservedRequest("cg_1", NOW, "acme#eu", "chat", "claude-opus-5-5", Decimal(0))
     with pytest.raises(ValueError, match="timezone-aware"):
-        store.count_rejection(datetime(2026, 11, 20, 12, 0), "acme", "chat")
-    assert store.rejection_counts == {}
+        ReservedRequest("cg_1", datetime(2026, 11, 20, 12, 0), "acme", "chat", "claude-opus-5-5", Decimal(0))
 
 
 # --- EMF metrics -----------------------------------------------------------------------------------

@@ -4,11 +4,14 @@ import json
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import replace
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
 import pytest
 
+from costgate.accounting.ledger import SWEEP_AFTER, ReservedRequest, new_request_id
+from costgate.accounting.sweeper import sweep
 from costgate.cache.answers import AnswerCache
 from costgate.claude.transport import UpstreamErrorType
 from costgate.errors import BudgetExceededError
@@ -18,6 +21,7 @@ from costgate.observability import (
     DIMENSION_SETS,
     RECONCILE_FIGURES,
     SPEND_GAUGES,
+    SWEEPER_COUNTS,
     UPSTREAM_COUNTS,
     MetricDimension,
     MetricName,
@@ -25,7 +29,9 @@ from costgate.observability import (
     emit_spend,
     emit_upstream_attempt,
 )
+from tests.fakes.accounting import InMemoryBudgetStore, InMemoryLedgerStore
 from tests.fakes.cache import FakeEmbedder
+from tests.fakes.clock import NOW
 from tests.unit.gateway_world import OPUS, FixedClock, World, error_reply, make_world, message_reply, reply
 
 SERVICE = "costgate-test"
@@ -123,18 +129,21 @@ def test_every_declared_dimension_set_is_emitted_by_some_request(
     failing = make_world()
     monkeypatch.setattr(failing.answers, "put_exact", _refuse)
     failing.send(question("What is Python?"))
+    unsettled = make_world()
+    unsettled.ledger.faults.fail("settle", -1)  # the row is left to the sweeper: an accounting error
+    unsettled.send(SIMPLE_AUTO)
     found = emitted(capsys.readouterr().out)
 
     # Then each declared (metric, dimension set) was printed at least once, but those the gateway does not
     # emit itself: BatchFunction's counts, HttpUpstream's per-attempt counts and SpendWatchFunction's
-    # gauges (see the next tests, test_upstream and test_spend), and ReconcileFunction's figures
-    # (test_reconcile_service)
+    # gauges (see the next tests, test_upstream and test_spend), ReconcileFunction's figures
+    # (test_reconcile_service) and SweeperFunction's count (below)
     printed = {(name, dimensions) for name, dimensions in found if not name.endswith("=")}
     declared = {
         (name.value, frozenset(d.value for d in dims))
         for name, sets in DIMENSION_SETS.items()
         for dims in sets
-        if name not in BATCH_COUNTS + UPSTREAM_COUNTS + SPEND_GAUGES + RECONCILE_FIGURES
+        if name not in BATCH_COUNTS + UPSTREAM_COUNTS + SPEND_GAUGES + RECONCILE_FIGURES + SWEEPER_COUNTS
     }
     assert declared == printed
 
@@ -153,6 +162,24 @@ def test_batch_counts_are_emitted_on_their_declared_dimension_sets(
         assert found[(name.value, frozenset())] == [value]
         assert DIMENSION_SETS[name] == {frozenset()}
     assert len(found) == len(BATCH_COUNTS)
+
+
+def test_the_sweepers_count_is_emitted_on_its_declared_dimension_set(
+    metrics_on: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given two rows reserved long ago and never settled
+    ledger, budgets = InMemoryLedgerStore(), InMemoryBudgetStore()
+    for _ in range(2):
+        ledger.reserve(ReservedRequest(new_request_id(), NOW, "acme", "chat", HAIKU, Decimal("0.1")))
+
+    # When the sweeper runs past their deadline, and again
+    sweep(ledger, budgets, NOW + SWEEP_AFTER + timedelta(seconds=1))
+    sweep(ledger, budgets, NOW + SWEEP_AFTER + timedelta(minutes=1))
+    found = emitted(capsys.readouterr().out)
+
+    # Then the first run counts both, service-only; the second, with nothing to sweep, nothing
+    assert found == {(MetricName.SWEPT_REQUESTS, frozenset()): [2]}
+    assert all(DIMENSION_SETS[name] == {frozenset()} for name in SWEEPER_COUNTS)
 
 
 def test_count_tokens_is_routed_but_not_counted_as_a_routing_decision(

@@ -444,9 +444,9 @@ def _rejections(store: InMemoryLedgerStore) -> None:
         (3, "globex", "chat", 4),
     ]:
         for _ in range(count):
-            store.count_rejection(_at(day), tenant, feature)
+            store.refuse(_at(day), tenant, feature)
     for _ in range(5):
-        store.count_rejection(datetime(2026, 12, 1, tzinfo=UTC), "acme", "chat")
+        store.refuse(datetime(2026, 12, 1, tzinfo=UTC), "acme", "chat")
 
 
 def test_budget_rejections_are_summed_over_the_range(store: InMemoryLedgerStore) -> None:
@@ -483,7 +483,7 @@ def test_a_report_with_no_rejections_says_zero(store: InMemoryLedgerStore) -> No
 def test_report_json_shape() -> None:
     # Given one routed request
     store = _store(("r1", {"cost_usd": "0.1", "savings": {Strategy.ROUTING: "0.2"}}))
-    store.count_rejection(_at(20), "acme", "chat")
+    store.refuse(_at(20), "acme", "chat")
 
     # When reporting it as JSON
     report = _report(store, GroupBy.TENANT)
@@ -522,8 +522,8 @@ def _strategy_store() -> InMemoryLedgerStore:
         ("write", {"at": _at(20), "cost_usd": "0.0625", "savings": {Strategy.PROMPT_CACHE: "-0.0125"}}),
         ("plain", {"at": _at(20), "cost_usd": "1234.5"}),
     )
-    store.count_rejection(_at(20), "acme", "chat")
-    store.count_rejection(_at(20), "globex", "chat")
+    store.refuse(_at(20), "acme", "chat")
+    store.refuse(_at(20), "globex", "chat")
     return store
 
 

@@ -8,6 +8,7 @@ costgate cache calibrate / purge   the semantic cache's similarity threshold; a 
 costgate batch submit / status   upload a folder as a batch summarisation job, follow its progress
 costgate replay  a recorded request log re-priced under other policies and price dates (what-if)
 costgate reconcile  the ledger against Anthropic's own usage and cost records (Admin API); exit 1 on drift
+costgate capacity  the request path's DynamoDB load and AWS cost at N requests/s (recorded through the local stack)
 costgate serve    the local stack: moto as AWS, the Claude API simulator, the API on 127.0.0.1
 costgate demo     the sample workload through the local stack, the savings per strategy, the HTML report
 
@@ -55,6 +56,7 @@ COMMANDS = (
     Command("batch", "batch", "batch summarisation: upload a folder as a job, follow its progress"),
     Command("replay", "replay", "re-price a recorded request log (JSON lines) under other policies and price dates"),
     Command("reconcile", "reconcile", "the ledger against Anthropic's usage and cost records; exit 1 on drift"),
+    Command("capacity", "capacity", "the request path's DynamoDB load and AWS cost at N requests/s, from the calls the real code makes"),  # noqa: E501
 )  # fmt: skip
 
 

@@ -26,6 +26,13 @@ def register(parser: argparse.ArgumentParser) -> None:
         budget_parser.add_argument("--feature", help="one feature of the tenant (default: the whole tenant)")
         budget_parser.add_argument("--period", required=True, choices=["day", "month"], help="UTC day or UTC month")
     set_budget.add_argument("--limit-usd", required=True, help="the limit, exact decimal USD (0 blocks all spend)")
+    set_budget.add_argument(
+        "--shards",
+        type=int,
+        default=1,
+        help="shard items each (key, feature) pair spreads the budget's allowance over: 1 up to ~250 requests/s on"
+        " a pair; `costgate capacity` says what a rate needs (docs/scale.md)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -40,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
             limit = Decimal(args.limit_usd)
         except ArithmeticError:
             raise InvalidRequestError("--limit-usd must be a decimal amount in USD, such as 25 or 12.50") from None
-        budget = Budget(scope, period, limit)
+        budget = Budget(scope, period, limit, shards=args.shards)
         store.put_definition(budget)
         print(json.dumps(_as_json(budget)))
         return 0
@@ -56,14 +63,16 @@ def _list(store: DynamoBudgetStore, *, as_json: bool) -> int:
     rows = []
     for budget in store.list_definitions():
         window = budget.window(now)
-        remaining = store.remaining([Hold(budget, window, Decimal(0))]) or Decimal(0)
+        # What the root can still hand out, plus what its shards hold and have not yet taken.
+        unallocated = store.remaining([Hold(budget, window, Decimal(0))]) or Decimal(0)
+        remaining = unallocated + store.held_in_shards(budget, window)
         rows.append(_as_json(budget) | {"window": window, "remaining_usd": format_usd(remaining)})
     if as_json:
         for row in rows:
             print(json.dumps(row))
         return 0
-    columns = ["scope", "period", "limit USD", "window", "remaining USD"]
-    keys = ["scope", "period", "limit_usd", "window", "remaining_usd"]
+    columns = ["scope", "period", "limit USD", "shards", "window", "remaining USD"]
+    keys = ["scope", "period", "limit_usd", "shards", "window", "remaining_usd"]
     for line in left_aligned([columns, *([str(row[key]) for key in keys] for row in rows)]):
         print(line)
     if not rows:
@@ -71,11 +80,12 @@ def _list(store: DynamoBudgetStore, *, as_json: bool) -> int:
     return 0
 
 
-def _as_json(budget: Budget) -> dict[str, str | None]:
+def _as_json(budget: Budget) -> dict[str, str | int | None]:
     return {
         "scope": budget.scope,
         "tenant": budget.tenant,
         "feature": budget.feature,
         "period": budget.period.value,
         "limit_usd": format_usd(budget.limit_usd),
+        "shards": budget.shards,
     }

@@ -16,6 +16,7 @@ from costgate.money import format_usd
 from costgate.reconcile.model import DayComparison
 from costgate_local.cli.env import bind_table
 from costgate_local.cli.formatting import money, ruled
+from costgate_local.tools.aggregation import wait_for_aggregation
 
 UNCHECKED = "unchecked"
 
@@ -29,6 +30,13 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tenant", help="only this tenant")
     parser.add_argument("--json", action="store_true", help="exact figures as JSON instead of a table")
     parser.add_argument("--html", metavar="PATH", help="also write the report as an HTML page with charts to PATH")
+    parser.add_argument(
+        "--wait-for-rollups",
+        metavar="SECONDS",
+        type=float,
+        help="first wait (up to SECONDS) until the rollups count every ended ledger row of the range; scans the"
+        " table, for the local stack",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -41,6 +49,12 @@ def run(args: argparse.Namespace) -> int:
         tenant=args.tenant,
     )
     store = DynamoLedgerStore()
+    if args.wait_for_rollups:
+        counted = wait_for_aggregation(
+            store, request.first, request.last, tenant=request.tenant, timeout_s=args.wait_for_rollups
+        )
+        if not counted.caught_up:
+            print(f"costgate: the rollups have not caught up with the ledger: {counted}", file=sys.stderr)
     report = build_report(store, request)
     checked = DynamoReconcileStore().results(request.first, request.last)
     if args.json:

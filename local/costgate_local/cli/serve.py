@@ -22,6 +22,10 @@ def register(parser: argparse.ArgumentParser) -> None:
         "--spend-interval", type=_positive_seconds, metavar="S",
         help="seconds between two runs of SpendWatchFunction (default: its template schedule, rate(5 minutes): 300)",
     )  # fmt: skip
+    parser.add_argument(
+        "--sweep-interval", type=_positive_seconds, metavar="S",
+        help="seconds between two runs of SweeperFunction (default: its template schedule, rate(1 minute): 60)",
+    )  # fmt: skip
     add_simulator_arguments(parser)
 
 
@@ -33,6 +37,7 @@ def run(args: argparse.Namespace) -> int:
             simulator=simulator_options_from_args(args, port=0),
             batch_interval_s=args.batch_interval,
             spend_interval_s=args.spend_interval,
+            sweep_interval_s=args.sweep_interval,
         )
     )
 

@@ -91,12 +91,19 @@ def _transact_write_items(self: DynamoDBBackend, transact_items: list[dict[str, 
         hash_key = DynamoType(key[table.hash_key_attr])
         range_key = DynamoType(key[table.range_key_attr]) if table.range_key_attr in key else None
         saved.append((table, hash_key, range_key, copy.deepcopy(table.get_item(hash_key, range_key))))
+    # A table's stream is part of what a failed transaction must leave untouched (moto's own copy of the
+    # table restored it): records its applied items added are dropped again.
+    streams = {
+        id(table): (table.stream_shard, len(table.stream_shard.items)) for table, *_ in saved if table.stream_shard
+    }
     _SnapshotOnlyTouchedItems.active = True
     try:
         _moto_transact_write_items(self, transact_items)
     except Exception:
         for table, hash_key, range_key, item in reversed(saved):
             _restore(table, hash_key, range_key, item)
+        for shard, length in streams.values():
+            del shard.items[length:]
         raise
     finally:
         _SnapshotOnlyTouchedItems.active = False

@@ -3,8 +3,10 @@
 moto as AWS (the table and bucket built from template.yaml), the Claude API simulator (or the real
 API), the HTTP front that invokes the real ApiFunction handler, batch summarisation's two triggers:
 an S3-event bridge that hands uploads under incoming/ to the real IngestFunction handler, and a
-schedule loop that runs the real BatchFunction handler; and a second schedule loop that runs the real
-SpendWatchFunction handler at its template schedule. When everything listens it prints
+schedule loop that runs the real BatchFunction handler; a stream bridge that hands the table's
+stream to the real AggregatorFunction handler as its event source mapping does (`stream_bridge`);
+and schedule loops that run the real SpendWatchFunction and SweeperFunction handlers at their
+template schedules. When everything listens it prints
 exactly one JSON line to stdout and sends all later output to stderr, so a script can read the
 line and go; SIGINT or SIGTERM stops every server and loop (threads of this process: nothing
 outlives it).
@@ -42,7 +44,8 @@ from costgate_local.stack.aws import (
     create_table,
 )
 from costgate_local.stack.front import ACCOUNT_ID, ApiFront, LocalFunction, resolve
-from costgate_local.stack.template import BUCKET_RESOURCE, load_template
+from costgate_local.stack.stream_bridge import StreamBridge
+from costgate_local.stack.template import BUCKET_RESOURCE, load_template, stream_source
 
 TABLE = "costgate-local"
 STACK_NAME = "costgate-local"
@@ -56,6 +59,10 @@ PSEUDO_PARAMETERS = {
 INGEST_QUEUE = "costgate-local-ingest-events"
 DEFAULT_BATCH_INTERVAL_S = 2.0
 SPEND_FUNCTION = "SpendWatchFunction"
+SWEEPER_FUNCTION = "SweeperFunction"
+AGGREGATOR_FUNCTION = "AggregatorFunction"
+# How often the stream bridge reads an idle stream (Lambda polls a shard four times a second).
+STREAM_POLL_S = 0.25
 # An EventBridge rate expression: a positive whole number and its unit, singular for 1 and plural otherwise.
 _RATE = re.compile(r"rate\((?P<value>[1-9][0-9]*) (?P<unit>minute|hour|day)(?P<plural>s?)\)")
 _RATE_UNIT_S = {"minute": 60, "hour": 60 * 60, "day": 24 * 60 * 60}
@@ -81,6 +88,7 @@ class ServeOptions:
     simulator: SimulatorOptions
     batch_interval_s: float = DEFAULT_BATCH_INTERVAL_S  # between two BatchFunction ticks
     spend_interval_s: float | None = None  # between two SpendWatchFunction runs; None: its template schedule
+    sweep_interval_s: float | None = None  # between two SweeperFunction runs; None: its template schedule
 
 
 def serve(options: ServeOptions) -> int:
@@ -89,13 +97,14 @@ def serve(options: ServeOptions) -> int:
         print("costgate serve: --upstream anthropic needs ANTHROPIC_API_KEY in the environment", file=sys.stderr)
         return 2
     template = load_template()
-    spend_interval_s = options.spend_interval_s
-    if spend_interval_s is None:
-        try:
-            spend_interval_s = schedule_interval_s(template, SPEND_FUNCTION)
-        except ValueError as error:
-            print(f"costgate serve: {error}; give it an interval with --spend-interval S", file=sys.stderr)
-            return 2
+    try:
+        spend_interval_s = options.spend_interval_s or schedule_interval_s(template, SPEND_FUNCTION)
+        sweep_interval_s = options.sweep_interval_s or schedule_interval_s(template, SWEEPER_FUNCTION)
+    except ValueError as error:
+        print(
+            f"costgate serve: {error}; give it an interval with --spend-interval or --sweep-interval", file=sys.stderr
+        )
+        return 2
     stop = threading.Event()
     ready_line = _claim_stdout()
     # Before the ready line: a client may signal as soon as it has read it.
@@ -128,12 +137,19 @@ def serve(options: ServeOptions) -> int:
             "ClaudeApiUrl": upstream_url,
             "ClaudeApiKeySecretName": CLAUDE_KEY_SECRET_NAME,
         }
-        api, ingest, batch, spend = (
+        api, ingest, batch, spend, sweeper, aggregator = (
             LocalFunction.from_template(template, name, refs=refs)
-            for name in ("ApiFunction", "IngestFunction", "BatchFunction", SPEND_FUNCTION)
+            for name in (
+                "ApiFunction",
+                "IngestFunction",
+                "BatchFunction",
+                SPEND_FUNCTION,
+                SWEEPER_FUNCTION,
+                AGGREGATOR_FUNCTION,
+            )
         )
         # One process is every function's container: their environments must agree where they overlap.
-        os.environ.update(_merged_environment(api, ingest, batch, spend))
+        os.environ.update(_merged_environment(api, ingest, batch, spend, sweeper, aggregator))
         bind_table(TABLE)
         api_key, _ = issue_key(DynamoKeyStore(), tenant=DEV_TENANT, feature=None, now=SystemClock().now())
         server = make_server("127.0.0.1", options.port, ApiFront(api), threaded=True)
@@ -143,7 +159,12 @@ def serve(options: ServeOptions) -> int:
         stack.callback(server.shutdown)
 
         sqs = boto3.client("sqs", endpoint_url=aws.endpoints.endpoint_url, region_name=aws.endpoints.region)
+        bridge = _stream_bridge(aws, template, aggregator)
         loops = [
+            threading.Thread(target=bridge.run, args=(stop, STREAM_POLL_S), name="ledger-stream", daemon=True),
+            threading.Thread(
+                target=ScheduleLoop(sweeper, sweep_interval_s, stop).run, name="sweep-schedule", daemon=True
+            ),
             threading.Thread(target=S3EventBridge(sqs, queue_url, ingest, stop).run, name="s3-events", daemon=True),
             threading.Thread(
                 target=ScheduleLoop(batch, options.batch_interval_s, stop).run, name="batch-schedule", daemon=True
@@ -167,6 +188,7 @@ def serve(options: ServeOptions) -> int:
             "upstream_url": upstream_url,
             "batch_interval_s": options.batch_interval_s,
             "spend_interval_s": spend_interval_s,
+            "sweep_interval_s": sweep_interval_s,
             # Simulator mode only: its keys, so a test can go around the gateway and read the usage and cost reports.
             **(
                 {"upstream_api_key": claude_key, "admin_api_key": options.simulator.admin_key}
@@ -180,6 +202,14 @@ def serve(options: ServeOptions) -> int:
             pass
     print("costgate serve: stopped", file=sys.stderr)
     return 0
+
+
+def _stream_bridge(aws: LocalAws, template: dict[str, Any], function: LocalFunction) -> StreamBridge:
+    """The table's stream into the function, set up as the function's DynamoDB event declares."""
+    dynamodb = boto3.client("dynamodb", endpoint_url=aws.endpoints.endpoint_url, region_name=aws.endpoints.region)
+    streams = boto3.client("dynamodbstreams", endpoint_url=aws.endpoints.endpoint_url, region_name=aws.endpoints.region)
+    stream_arn = dynamodb.describe_table(TableName=TABLE)["Table"]["LatestStreamArn"]
+    return StreamBridge.from_event(streams, stream_arn, function.invoke, stream_source(template, function.logical_id))
 
 
 def schedule_interval_s(template: dict[str, Any], logical_id: str) -> float:

@@ -166,7 +166,20 @@ def table_create_args(template: dict[str, Any], table_name: str) -> dict[str, An
         args["GlobalSecondaryIndexes"] = [_pick(index, _GSI_KEYS) for index in indexes]
     if indexes := properties.get("LocalSecondaryIndexes"):
         args["LocalSecondaryIndexes"] = [_pick(index, _LSI_KEYS) for index in indexes]
+    if stream := properties.get("StreamSpecification"):
+        # CloudFormation names only the view type; the API also wants the stream switched on.
+        args["StreamSpecification"] = {"StreamEnabled": True, "StreamViewType": stream["StreamViewType"]}
     return args
+
+
+def stream_source(template: dict[str, Any], function: str) -> dict[str, Any]:
+    """The function's one DynamoDB stream event: its properties as the template declares them."""
+    properties = _properties(template, function, "AWS::Serverless::Function")
+    sources = [e["Properties"] for e in properties.get("Events", {}).values() if e.get("Type") == "DynamoDB"]
+    if len(sources) != 1:
+        raise ValueError(f"{function} has {len(sources)} DynamoDB events; the local stack handles exactly one")
+    source: dict[str, Any] = sources[0]
+    return source
 
 
 def table_ttl_attribute(template: dict[str, Any]) -> str:

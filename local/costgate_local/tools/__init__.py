@@ -1,0 +1,1 @@
+"""Offline tools of the costgate CLI (not shipped to Lambda)."""

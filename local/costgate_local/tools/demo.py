@@ -12,7 +12,8 @@ three client teams and a document drop:
 
 Every request goes through the official `anthropic` SDK. The tables are then read back from the
 ledger, checked against `costgate report` and against the receipts the clients received, and the
-HTML report and a request log for `costgate replay` are written.
+HTML report and a request log for `costgate replay` are written. Rollups are written asynchronously
+(the table's stream into AggregatorFunction), so the tables are read once they count every ledger row.
 """
 
 import io
@@ -36,6 +37,7 @@ from costgate.money import format_usd
 WORKLOAD = Path(__file__).parents[1] / "workload"
 BATCH_WAIT_S = 300.0
 BATCH_POLL_S = 1.0
+AGGREGATION_WAIT_S = 60.0
 # nova-research's daily budget for its assistant: enough for most of the day's questions, not all.
 ASSISTANT_BUDGET_USD = Decimal("0.06")
 
@@ -268,6 +270,7 @@ def _report(first: date, last: date, *, sent: list[Sent], batch_cost: Decimal, s
     from costgate_local.tools.html_report import write_html_report  # noqa: PLC0415
 
     store = DynamoLedgerStore()
+    _wait_for_rollups(store, first, last)
     request = CostReportRequest(first=first, last=last, group_by=GroupBy.FEATURE)
     report = build_report(store, request)
     print("\n" + render_report(report, title=f"Cost by feature, read back from the ledger ({first} to {last}, UTC)"))
@@ -313,6 +316,19 @@ def _report(first: date, last: date, *, sent: list[Sent], batch_cost: Decimal, s
         print(f"  [{'ok' if passed else 'MISMATCH'}] {text}")
     write_html_report(store, CostReportRequest(first=first, last=last, group_by=GroupBy.DAY), out / "report.html")
     return ok
+
+
+def _wait_for_rollups(store: Any, first: date, last: date) -> None:
+    """Until AggregatorFunction has counted every ended ledger row of the range (bounded: AGGREGATION_WAIT_S)."""
+    from costgate_local.tools.aggregation import wait_for_aggregation  # noqa: PLC0415
+
+    started = time.monotonic()
+    counted = wait_for_aggregation(store, first, last, timeout_s=AGGREGATION_WAIT_S)
+    waited = time.monotonic() - started
+    if counted.caught_up:
+        print(f"\nthe aggregator counted every ledger row ({counted.rows_requests} requests) within {waited:.1f} s")
+    else:
+        print(f"\nthe rollups still lag the ledger after {waited:.0f} s: {counted}", file=sys.stderr)
 
 
 def _reconcile(day: date, env: dict[str, str]) -> dict[str, Any]:

@@ -1,33 +1,41 @@
 """Hard budgets: daily and monthly spend limits per gateway key, tenant and feature.
 
-Before a request goes to Claude, `reserve_budget` holds its worst-case cost (`estimate_worst_case`)
-against every budget that applies, all or none, in one atomic write; a request that does not fit is
-refused with 429 `rate_limit_error` naming the budget and what remains. After the response the hold
-is settled to the exact cost in the same transaction as the ledger row (`costgate.dal.budgets.
-settle_updates`), or released when the request never reached Claude or was a duplicate. So at any
-moment a budget's `committed` (spent + held) is at most its limit: concurrent requests cannot
-overshoot it, because each reservation is conditional on the room left at the moment it is written.
+Before a request goes to Claude its worst-case cost (`estimate_worst_case`) is held against every
+budget that applies, all or none; a request that does not fit is refused with 429 `rate_limit_error`
+naming the budget and what remains. After the response the unused part of the hold goes back.
+
+Where the money sits (docs/scale.md): per budget window a **root** item holds the limit and what it
+has handed out (`committed`); per (key, feature) pair, `shards` **shard** items each hold an
+allowance of every budget that applies to the pair (`headroom`, one slot per budget: `key_day`,
+`tenant_month`, ...). A request takes its hold from one shard with one conditional write (every
+slot's headroom ≥ the hold, or nothing); a shard that is short **draws** from the roots, each root
+handing out only what it still has. So for every budget window
+
+    limit ≥ committed(root) = Σ shard headroom + Σ holds in flight + Σ spent
+
+and no number of concurrent requests can take a budget past its limit. What a full budget can leave
+unusable (a request refused while other shards still hold crumbs) is below shards × the largest
+hold, and the sweeper gathers it back to the root every minute. Message Batches hold on the roots
+directly (`costgate.dal.budgets.reserve_update`).
 
 Windows are UTC calendar days (`2026-11-29`) and UTC calendar months (`2026-11`). A hold stays in
 the window it was reserved in, even when the response arrives after midnight.
 """
 
 import json
-from collections.abc import Mapping
+import random
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from decimal import Context, Decimal, Inexact, localcontext
+from decimal import ROUND_DOWN, Context, Decimal, Inexact, localcontext
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from costgate.accounting.ledger import validate_tag
 from costgate.errors import InvalidRequestError
 from costgate.pricing.cost import price_usage
 from costgate.pricing.prices import PriceBook, default_price_book
 from costgate.pricing.usage import TokenUsage
-
-if TYPE_CHECKING:
-    pass
 
 # --- the worst-case bound (see estimate_worst_case) ----------------------------------------------------
 # Framing the request body's JSON does not show: role and turn markers, the tool-use system prompt
@@ -47,6 +55,10 @@ DEFAULT_WEB_SEARCH_USES = 10
 _EXACT = Context(prec=60, traps=[Inexact])
 # DynamoDB numbers hold at most 38 significant digits.
 _MAX_LIMIT_DIGITS = 38
+# A pair's shards: 1 (the default) for small deployments, up to this many at very high rates (docs/scale.md).
+MAX_SHARDS = 1024
+# A draw hands out whole nanodollars: shares of what a root has left are rounded down to this.
+_DRAW_QUANTUM = Decimal("0.000000001")
 
 
 class BudgetPeriod(StrEnum):
@@ -79,6 +91,8 @@ class Budget:
     scope: str
     period: BudgetPeriod
     limit_usd: Decimal
+    # How many shard items each (key, feature) pair spreads this budget's allowance over (docs/scale.md).
+    shards: int = 1
 
     def __post_init__(self) -> None:
         kind, _, name = self.scope.partition(":")
@@ -101,6 +115,8 @@ class Budget:
         # Not normalize(): it rounds to the context's 28 digits, hiding the very excess this checks for.
         if len("".join(map(str, limit.as_tuple().digits)).strip("0")) > _MAX_LIMIT_DIGITS:
             raise InvalidRequestError(f"a budget limit has at most {_MAX_LIMIT_DIGITS} significant digits")
+        if isinstance(self.shards, bool) or not isinstance(self.shards, int) or not 1 <= self.shards <= MAX_SHARDS:
+            raise InvalidRequestError(f"a budget's shards must be a whole number from 1 to {MAX_SHARDS}")
 
     @property
     def kind(self) -> str:
@@ -120,6 +136,11 @@ class Budget:
     def feature(self) -> str | None:
         kind, _, name = self.scope.partition(":")
         return name.partition("/")[2] if kind == "feature" else None
+
+    @property
+    def slot(self) -> str:
+        """The shard item's slot for this budget: `<kind>_<period>`, e.g. `tenant_day` (one per kind and period)."""
+        return f"{self.kind}_{self.period.value}"
 
     @property
     def label(self) -> str:
@@ -143,7 +164,7 @@ def key_budgets(key_id: str, daily_usd: Decimal | None, monthly_usd: Decimal | N
 
 @dataclass(frozen=True)
 class Hold:
-    """An amount held against one budget's window until the request is settled or released."""
+    """An amount held on one budget window's root (a Message Batches request) until settled or released."""
 
     budget: Budget
     window: str
@@ -151,11 +172,84 @@ class Hold:
 
 
 @dataclass(frozen=True)
-class Reservation:
-    """One amount held against every budget that applies; no holds when no budget applies."""
+class ShardKey:
+    """One of a (key, feature) pair's shard items for one UTC month; its day slots hold one day at a time."""
 
-    holds: tuple[Hold, ...]
+    key_id: str
+    feature: str
+    index: int
+    month: str  # "2026-11"
+
+    @property
+    def label(self) -> str:
+        return f"{self.key_id}/{self.feature}/{self.index}/{self.month}"
+
+
+@dataclass(frozen=True)
+class ShardHold:
+    """A request's hold: `amount_usd` on every budget in `budgets` (one per slot), taken from `shard`.
+
+    `day` is the UTC day the day slots were held in; `at` the moment the request was admitted.
+    """
+
+    shard: ShardKey
+    day: str
+    at: datetime
     amount_usd: Decimal
+    budgets: tuple[Budget, ...]
+
+    @property
+    def slots(self) -> dict[str, Budget]:
+        return {budget.slot: budget for budget in self.budgets}
+
+    def window(self, budget: Budget) -> str:
+        return budget.window(self.at)
+
+
+def strictest(budgets: Iterable[Budget]) -> tuple[Budget, ...]:
+    """One budget per slot (kind and period): the one with the lowest limit when a slot has several.
+
+    A pair's budgets have one scope per kind (its key, its tenant, its feature), so a slot holds one
+    budget; a duplicate definition of the same scope and period keeps the strictest limit, as before.
+    """
+    chosen: dict[str, Budget] = {}
+    for budget in budgets:
+        seen = chosen.get(budget.slot)
+        if seen is not None and seen.scope != budget.scope:
+            raise InvalidRequestError(f"{budget.label} and {seen.label} would share one shard slot")
+        if seen is None or budget.limit_usd < seen.limit_usd:
+            chosen[budget.slot] = budget
+    return tuple(chosen[slot] for slot in sorted(chosen))
+
+
+def shard_count(budgets: Iterable[Budget]) -> int:
+    """A pair's shard count: the largest `shards` of its budgets (1 without budgets)."""
+    return max((budget.shards for budget in budgets), default=1)
+
+
+def make_hold(key_id: str, feature: str, budgets: Sequence[Budget], amount_usd: Decimal, at: datetime) -> ShardHold:
+    """The hold of one request: the strictest budget per slot, on a shard picked at random among the pair's."""
+    if not amount_usd.is_finite() or amount_usd < 0:
+        raise ValueError(f"a hold must be a finite amount of 0 or more, not {amount_usd}")
+    chosen = strictest(budgets)
+    day = at.astimezone(UTC).date()
+    index = random.randrange(shard_count(chosen))  # noqa: S311 - spreading load, not a secret
+    shard = ShardKey(key_id=key_id, feature=feature, index=index, month=f"{day.year:04d}-{day.month:02d}")
+    return ShardHold(shard=shard, day=day.isoformat(), at=at, amount_usd=amount_usd, budgets=chosen)
+
+
+def draw_size(unallocated_usd: Decimal, shortfall_usd: Decimal, shards: int) -> Decimal | None:
+    """What a short shard draws from a root: None when the root cannot cover the shortfall.
+
+    At least the shortfall (what the request lacks), else 1/(2·shards) of what the root has left: big
+    early in the window, so draws are rare, and down to one hold near the limit, so a full budget
+    strands little. Never more than the root has.
+    """
+    if shortfall_usd > unallocated_usd:
+        return None
+    with localcontext(Context(prec=60)):  # a share may not divide evenly: rounded down, it never exceeds the root
+        share = (unallocated_usd / (2 * shards)).quantize(_DRAW_QUANTUM, rounding=ROUND_DOWN)
+    return min(max(shortfall_usd, share), unallocated_usd)
 
 
 def remaining_in(budget: Budget, committed_usd: Decimal) -> Decimal:

@@ -171,7 +171,7 @@ def build_report(store: LedgerStore, request: CostReportRequest) -> CostReport:
     """
     groups: dict[str, ReportRow] = {}
     total = ReportRow(key="total")
-    for rollup in store.rollups(request.first, request.last):
+    for rollup in store.rollups(request.first, request.last, request.tenant):
         if request.tenant is not None and rollup.tenant != request.tenant:
             continue
         key = rollup.day.isoformat() if request.group_by is GroupBy.DAY else getattr(rollup, request.group_by.value)
@@ -183,7 +183,7 @@ def build_report(store: LedgerStore, request: CostReportRequest) -> CostReport:
         rows = sorted(groups.values(), key=lambda row: (-row.cost_usd, row.key))
     rejections = sum(
         counter.count
-        for counter in store.rejections(request.first, request.last)
+        for counter in store.rejections(request.first, request.last, request.tenant)
         if request.tenant is None or counter.tenant == request.tenant
     )
     return CostReport(request=request, rows=rows, total=total, budget_rejections=rejections)

@@ -1,61 +1,28 @@
-"""The accounting services the gateway and the batch scheduler call: hold budget, record a request.
+"""The accounting services for rows written settled at once: an answer-cache hit, a batch request.
 
-Each is a thin, checked step over its store (`costgate.accounting.ports`); the rules of what a hold,
-a ledger entry and a rollup are live in `budgets` and `ledger`.
+A gateway request that goes to Claude is reserved first and ended after (`costgate.accounting.requests`);
+the rules of what a ledger entry and a hold are live in `ledger` and `budgets`.
 """
 
 from collections.abc import Sequence
-from datetime import datetime
-from decimal import Decimal
 
-from costgate.accounting.budgets import Budget, BudgetPeriod, Hold, Reservation
+from costgate.accounting.budgets import Hold
 from costgate.accounting.ledger import LedgerEntry, RecordOutcome
-from costgate.accounting.ports import BudgetStore, LedgerStore
-from costgate.errors import BudgetExceededError
+from costgate.accounting.ports import LedgerStore
 from costgate.observability import MetricName, emit_request_metrics, logger
 
 
-def reserve_budget(store: BudgetStore, budgets: Sequence[Budget], amount_usd: Decimal, at: datetime) -> Reservation:
-    """Hold `amount_usd` against every budget's current window, all or none.
-
-    No budgets: an empty reservation and no I/O. An amount above a budget's whole limit fails at once
-    (no I/O); a budget without room raises BudgetExceededError (429) naming it and what remains.
-    """
-    if not amount_usd.is_finite() or amount_usd < 0:
-        raise ValueError(f"a reservation amount must be a finite amount of 0 or more, not {amount_usd}")
-    strictest: dict[tuple[str, BudgetPeriod], Budget] = {}  # one hold per counter item
-    for budget in budgets:
-        seen = strictest.get((budget.scope, budget.period))
-        if seen is None or budget.limit_usd < seen.limit_usd:
-            strictest[(budget.scope, budget.period)] = budget
-    unique = list(strictest.values())
-    for budget in unique:
-        if amount_usd > budget.limit_usd:
-            raise BudgetExceededError(budget, remaining=None, needed=amount_usd)
-    holds = tuple(Hold(budget, budget.window(at), amount_usd) for budget in unique)
-    if holds:
-        store.reserve(holds)
-    return Reservation(holds=holds, amount_usd=amount_usd)
-
-
-def release_reservation(store: BudgetStore, reservation: Reservation) -> None:
-    """Give the held amount back: the request never reached Claude, or it was a duplicate."""
-    if reservation.holds:
-        store.release(reservation.holds)
-
-
-def remaining_after(store: BudgetStore, reservation: Reservation) -> Decimal | None:
-    """The least `limit − committed` among the reservation's budgets, read now; None if no budget applies."""
-    if not reservation.holds:
-        return None
-    return store.remaining(reservation.holds)
-
-
 def record_request(store: LedgerStore, entry: LedgerEntry, holds: Sequence[Hold] = ()) -> RecordOutcome:
-    """Store the entry, add it to its rollup and settle its budget holds, exactly once per request id."""
+    """Store the entry settled and settle its root holds, exactly once per request id."""
     if not store.record(entry, holds):
         logger.info("ledger: request already recorded", extra={"request_id": entry.request_id})
         return RecordOutcome.DUPLICATE
+    emit_entry_metrics(entry)
+    return RecordOutcome.RECORDED
+
+
+def emit_entry_metrics(entry: LedgerEntry) -> None:
+    """The cost, tokens and savings of a settled request, as CloudWatch metrics."""
     usage = entry.usage
     emit_request_metrics(
         model=entry.model,
@@ -72,4 +39,3 @@ def record_request(store: LedgerStore, entry: LedgerEntry, holds: Sequence[Hold]
         },
         savings={strategy.value: amount for strategy, amount in entry.savings.items()},
     )
-    return RecordOutcome.RECORDED

@@ -1,8 +1,11 @@
 """The answer cache in DynamoDB: exact answers by key, semantic entries by scope and LSH bucket, a purge index.
 
 One entry is one answer item, for a semantic entry one bucket item per LSH bucket it sits in, and one
-index item under its tenant, all written in ONE TransactWrite: a reader never finds half an entry (an
-entry past a transaction's limits is written in an order that keeps that promise: see `_write`).
+index item under its tenant, written in order with plain puts, no transaction (docs/scale.md §6): the
+index item first, then the answer, then the buckets (by BatchWriteItem). A bucket, the only way a
+lookup finds a semantic entry, exists only once its answer does, and whatever a failure leaves behind
+is indexed, so purge and TTL remove it. Nothing here is hot at 10,000 stores a second: the purge index
+spreads a tenant over INDEX_PARTITIONS partitions, a scope's semantic answers over 256.
 Answers are stored zlib-compressed; every item carries the entry's expiry twice: `expires_at` (epoch
 seconds, the table's TTL attribute, rounded up) for DynamoDB to delete it eventually, and `valid_until`
 (exact UTC) that every read checks, since DynamoDB deletes expired items only eventually (moto never).
@@ -12,10 +15,10 @@ answer is deleted only if it still belongs to that tenant and feature (the same 
 another feature later owns the answer; the stale index item just goes).
 """
 
+import hashlib
 import math
-import time
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from itertools import batched
 from typing import Any, Final
@@ -28,7 +31,6 @@ from pynamodb.attributes import (
     UTCDateTimeAttribute,
 )
 from pynamodb.exceptions import DoesNotExist
-from pynamodb.transactions import TransactWrite
 
 from costgate.accounting.ledger import validate_tag
 from costgate.cache.model import SemanticCandidate, SemanticEntry, StoredAnswer
@@ -38,19 +40,13 @@ from costgate.dal.table import (
     SORT_KEY,
     CostgateItem,
     DecimalAttribute,
-    transact,
 )
 from costgate.errors import AnswerTooLargeError
-from costgate.observability import logger
 
 # DynamoDB refuses items over 400 KB (409,600 bytes); the margin covers our size estimate's rounding.
 MAX_ITEM_BYTES: Final = 390_000
-# TransactWriteItems: at most 100 items and 4 MB (4,194,304 bytes) in all.
-MAX_TRANSACTION_ITEMS: Final = 100
-MAX_TRANSACTION_BYTES: Final = 4_000_000
-# A conflicting transaction is another writer of the same entry or a purge: worth a few retries (with
-# the shared backoff), not the ledger's twelve: the answer is already with its client.
-MAX_PUT_ATTEMPTS: Final = 3
+# A tenant's purge index spreads over this many partitions (312 index writes/s each at 10,000 stores/s).
+INDEX_PARTITIONS: Final = 32
 # Index items handled per round of purge: one BatchGetItem (≤ 100 keys) plus BatchWriteItems of 25.
 PURGE_CHUNK: Final = 50
 
@@ -83,7 +79,11 @@ class ExactAnswerItem(_AnswerFields, discriminator="answer_exact"):
 
 
 class SemanticAnswerItem(_AnswerFields, discriminator="answer_semantic"):
-    """A semantic entry's answer, stored once.  PK: ACS#<scope>  SK: ENTRY#<entry_id>"""
+    """A semantic entry's answer, stored once.  PK: ACS#<scope>#<entry_id[:2]>  SK: ENTRY#<entry_id>
+
+    (Entries written before the answers spread over 256 partitions sit under ACS#<scope>: lookups no
+    longer find them, they expire, and purge still deletes them.)
+    """
 
 
 class SemanticBucketItem(CostgateItem, discriminator="answer_bucket"):
@@ -100,7 +100,9 @@ class SemanticBucketItem(CostgateItem, discriminator="answer_bucket"):
 
 
 class AnswerIndexItem(CostgateItem, discriminator="answer_index"):
-    """Where a tenant's entries are, for purge.  PK: ACIDX#<tenant>  SK: <feature>#<kind>#<id>
+    """Where a tenant's entries are, for purge.  PK: ACIDX#<tenant>#<n>  SK: <feature>#<kind>#<id>
+
+    n = a hash of the entry's key or id mod INDEX_PARTITIONS (before: ACIDX#<tenant>, still purged).
 
     kind `exact`: id is the exact key (`ref`). kind `semantic`: id is `<scope>#<entry_id>` (`ref` is the
     scope) and `bucket_keys` names every bucket item of the entry. Expires with its entry.
@@ -117,12 +119,10 @@ class DynamoAnswerCacheStore:
     """AnswerCacheStore over the single table.
 
     Costs: `get_exact` and `get_semantic` are one eventually consistent GetItem; `semantic_candidates`
-    one Query per bucket key; a put is one TransactWriteItems of 2 items (exact) or 2 + buckets
-    (semantic); `purge` per 50 index items one Query page, one BatchGetItem and BatchWriteItems of 25.
+    one Query per bucket key; a put is 2 PutItems (exact) or 2 PutItems and BatchWriteItems of 25 for
+    the buckets (semantic); `purge` reads INDEX_PARTITIONS + 1 partitions, per 50 index items one Query
+    page, one BatchGetItem and BatchWriteItems of 25.
     """
-
-    def __init__(self, sleep: Callable[[float], None] = time.sleep) -> None:
-        self._sleep = sleep
 
     # --- exact -------------------------------------------------------------------------------------------
 
@@ -139,9 +139,14 @@ class DynamoAnswerCacheStore:
         ttl = _ttl(answer.expires_at)
         item = _answer_item(ExactAnswerItem(_exact_pk(key), _ANSWER_SK), tenant, feature, answer)
         index = AnswerIndexItem(
-            _index_pk(tenant), f"{feature}#{_EXACT}#{key}", feature=feature, kind=_EXACT, ref=key, expires_at=ttl
+            index_partition(tenant, key),
+            f"{feature}#{_EXACT}#{key}",
+            feature=feature,
+            kind=_EXACT,
+            ref=key,
+            expires_at=ttl,
         )
-        self._write(f"exact entry {key[:16]}", [item, index], [])
+        self._write(f"exact entry {key[:16]}", [index, item], [])
 
     # --- semantic ----------------------------------------------------------------------------------------
 
@@ -157,7 +162,7 @@ class DynamoAnswerCacheStore:
 
     def get_semantic(self, scope: str, entry_id: str, now: datetime) -> StoredAnswer | None:
         try:
-            item = SemanticAnswerItem.get(_semantic_pk(scope), f"{_ENTRY_SK}{entry_id}")
+            item = SemanticAnswerItem.get(semantic_partition(scope, entry_id), f"{_ENTRY_SK}{entry_id}")
         except DoesNotExist:
             return None
         return _to_answer(item) if now < item.valid_until else None
@@ -169,13 +174,13 @@ class DynamoAnswerCacheStore:
         ttl = _ttl(answer.expires_at)
         bucket_keys = list(dict.fromkeys(entry.bucket_keys))
         item = _answer_item(
-            SemanticAnswerItem(_semantic_pk(entry.scope), f"{_ENTRY_SK}{entry.entry_id}"),
+            SemanticAnswerItem(semantic_partition(entry.scope, entry.entry_id), f"{_ENTRY_SK}{entry.entry_id}"),
             entry.tenant,
             entry.feature,
             answer,
         )
         index = AnswerIndexItem(
-            _index_pk(entry.tenant),
+            index_partition(entry.tenant, entry.entry_id),
             f"{entry.feature}#{_SEMANTIC}#{entry.scope}#{entry.entry_id}",
             feature=entry.feature,
             kind=_SEMANTIC,
@@ -206,23 +211,31 @@ class DynamoAnswerCacheStore:
         condition = None
         if feature is not None:
             condition = AnswerIndexItem.sk.startswith(f"{validate_tag(feature, 'feature')}#")
-        pages = AnswerIndexItem.query(_index_pk(tenant), condition, consistent_read=True, page_size=PURGE_CHUNK)
-        # Deleting index items already read does not disturb the query's pagination (it resumes by key).
-        return sum(self._purge_chunk(tenant, chunk) for chunk in batched(pages, PURGE_CHUNK, strict=False))
+        deleted = 0
+        legacy = f"ACIDX#{tenant}"
+        for partition in [legacy, *(f"{legacy}#{n}" for n in range(INDEX_PARTITIONS))]:
+            pages = AnswerIndexItem.query(partition, condition, consistent_read=True, page_size=PURGE_CHUNK)
+            # Deleting index items already read does not disturb the query's pagination (it resumes by key).
+            for chunk in batched(pages, PURGE_CHUNK, strict=False):
+                deleted += self._purge_chunk(tenant, chunk, legacy=partition == legacy)
+        return deleted
 
-    def _purge_chunk(self, tenant: str, chunk: Sequence[AnswerIndexItem]) -> int:
-        owners = _owners(ExactAnswerItem, {_answer_key(index) for index in chunk if index.kind == _EXACT})
-        owners |= _owners(SemanticAnswerItem, {_answer_key(index) for index in chunk if index.kind == _SEMANTIC})
+    def _purge_chunk(self, tenant: str, chunk: Sequence[AnswerIndexItem], *, legacy: bool) -> int:
+        def answer_key(index: AnswerIndexItem) -> tuple[str, str]:
+            return _answer_key(index, legacy=legacy)
+
+        owners = _owners(ExactAnswerItem, {answer_key(index) for index in chunk if index.kind == _EXACT})
+        owners |= _owners(SemanticAnswerItem, {answer_key(index) for index in chunk if index.kind == _SEMANTIC})
         deleted: set[tuple[str, str]] = set()
         with CostgateItem.batch_write() as batch:
             for index in chunk:
-                answer_key = _answer_key(index)
-                owner = owners.get(answer_key)
+                key = answer_key(index)
+                owner = owners.get(key)
                 owned = owner == (tenant, index.feature)
-                if owned and answer_key not in deleted:
+                if owned and key not in deleted:
                     model = ExactAnswerItem if index.kind == _EXACT else SemanticAnswerItem
-                    batch.delete(model(*answer_key))
-                    deleted.add(answer_key)
+                    batch.delete(model(*key))
+                    deleted.add(key)
                 # Bucket items go with their answer, or once it is gone; never from under another owner.
                 if index.kind == _SEMANTIC and (owned or owner is None) and index.entry_id is not None:
                     for bucket_key in index.bucket_keys or ():
@@ -233,61 +246,48 @@ class DynamoAnswerCacheStore:
     # --- writing ---------------------------------------------------------------------------------------------
 
     def _write(self, what: str, head: Sequence[CostgateItem], buckets: Sequence[CostgateItem]) -> None:
-        """Write an entry's items, all or none in one TransactWrite when it can hold them.
+        """Write an entry's items in order: `head` (the index item, then the answer) by PutItem, then the buckets.
 
-        Beyond 100 items or 4 MB (more LSH tables than any hasher here uses, or a very long question in
-        every bucket) the items go in order instead: `head` (index first, then the answer), then the
-        buckets by BatchWrite. A bucket item, the only way a lookup finds an entry, then exists only once
-        its answer does, and whatever a failure leaves behind is indexed, so purge and TTL remove it.
+        No transaction: a transaction would cost twice the units and hold every item (a hot bucket's
+        conflicts). The order keeps the promise a reader needs, and the index the one purge needs.
         """
-        items = [*head, *buckets]
-        sizes = [_item_size(item) for item in items]
-        largest = max(sizes)
+        largest = max(_item_size(item) for item in [*head, *buckets])
         if largest > MAX_ITEM_BYTES:
             raise AnswerTooLargeError(
                 f"answer cache: {what} would be a {largest:,}-byte item (DynamoDB limit ~400 KB, costgate's"
                 f" {MAX_ITEM_BYTES:,}) after compression; not stored"
             )
-        if len(items) > MAX_TRANSACTION_ITEMS or sum(sizes) > MAX_TRANSACTION_BYTES:
-            logger.info(
-                "answer cache: entry too big for one transaction, written in order",
-                extra={"items": len(items), "bytes": sum(sizes)},
-            )
-            for item in head:
-                item.save()
+        for item in head:
+            item.save()
+        if buckets:
             with CostgateItem.batch_write() as batch:
                 for item in buckets:
                     batch.save(item)
-            return
-
-        def write(transaction: TransactWrite) -> None:
-            for item in items:
-                transaction.save(item)
-
-        # No item carries a condition, so no codes come back: the entry is stored or this raised.
-        transact(write, area="answer cache", what=f"store the {what}", sleep=self._sleep, attempts=MAX_PUT_ATTEMPTS)
 
 
 def _exact_pk(key: str) -> str:
     return f"ACX#{key}"
 
 
-def _semantic_pk(scope: str) -> str:
-    return f"ACS#{scope}"
+def semantic_partition(scope: str, entry_id: str) -> str:
+    return f"ACS#{scope}#{entry_id[:2]}"
 
 
 def _bucket_pk(scope: str, bucket_key: str) -> str:
     return f"ACB#{scope}#{bucket_key}"
 
 
-def _index_pk(tenant: str) -> str:
-    return f"ACIDX#{tenant}"
+def index_partition(tenant: str, key: str) -> str:
+    digest = hashlib.sha256(key.encode()).digest()
+    return f"ACIDX#{tenant}#{int.from_bytes(digest[:4], 'big') % INDEX_PARTITIONS}"
 
 
-def _answer_key(index: AnswerIndexItem) -> tuple[str, str]:
+def _answer_key(index: AnswerIndexItem, *, legacy: bool) -> tuple[str, str]:
     if index.kind == _EXACT:
         return _exact_pk(index.ref), _ANSWER_SK
-    return _semantic_pk(index.ref), f"{_ENTRY_SK}{index.entry_id}"
+    entry_id = index.entry_id or ""
+    pk = f"ACS#{index.ref}" if legacy else semantic_partition(index.ref, entry_id)
+    return pk, f"{_ENTRY_SK}{entry_id}"
 
 
 def _owners(model: type[_AnswerFields], keys: set[tuple[str, str]]) -> dict[tuple[str, str], tuple[str, str]]:

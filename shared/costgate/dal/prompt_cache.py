@@ -1,18 +1,17 @@
 """What the prompt-cache policy has observed, in DynamoDB: per-prefix totals and a gap histogram per feature.
 
-Written only inside the ledger's transaction (`prompt_cache_updates`), so a request's use of a prefix
-is counted exactly when, and only once when, its ledger row is written; every counter changes by
-atomic ADDs. Read by the gateway (`last_seen`, `gap_histogram`) and by the operator (`prefixes`).
+Written only by the aggregator (`costgate.dal.rollups`, from the settled ledger rows on the table's
+stream), so a request's use of a prefix is counted exactly once; every counter changes by atomic ADDs.
+Read by the gateway (`gap_histogram`, cached) and by the operator (`prefixes`).
 """
 
+import hashlib
 import threading
 from datetime import UTC, date, datetime, timedelta
+from typing import Final
 
 from pynamodb.attributes import NumberAttribute, UnicodeAttribute, UTCDateTimeAttribute
-from pynamodb.exceptions import DoesNotExist
-from pynamodb.expressions.update import Action
 
-from costgate.accounting.ledger import LedgerEntry
 from costgate.clock import Clock, SystemClock
 from costgate.dal.table import CostgateItem, DecimalAttribute
 from costgate.routing.prompt_cache import GapBucket, GapHistogram, PrefixStats
@@ -20,19 +19,24 @@ from costgate.routing.prompt_cache import GapBucket, GapHistogram, PrefixStats
 GAPS_TTL = timedelta(seconds=60)
 # The TTL choice follows recent traffic: gaps are counted per UTC day and the last GAP_WINDOW_DAYS summed.
 GAP_WINDOW_DAYS = 7
+# A day's histogram expires once it has left every window (plus a day of slack for clock skew).
+GAP_RETENTION_DAYS = GAP_WINDOW_DAYS + 1
 # A prefix not sent for this long is forgotten (DynamoDB TTL): per-user system prompts must not pile up.
 PREFIX_RETENTION = timedelta(days=90)
+# A feature's prefixes spread over this many partitions: each takes a write per prefix per aggregator batch.
+PREFIX_PARTITIONS: Final = 16
 _GAPS_SK = "GAPS#"
 _PREFIX_SK = "PREFIX#"
 
 
 class PrefixStatsItem(CostgateItem, discriminator="prompt_cache_prefix"):
-    """One prefix's totals.  PK: PCACHE#<feature>  SK: PREFIX#<prefix_key>
+    """One prefix's totals.  PK: PCACHE#<feature>#<m>  SK: PREFIX#<key>
 
-    model, managed_by, ttl (of the last request: 5m|1h, absent when it set none) and last_seen are
-    SET by each request; first_seen only by the first (if_not_exists); the counters only by ADD.
-    last_seen is the `at` of the request recorded last, which is the latest one unless records arrive
-    out of order.
+    m = hash(prefix) mod 16 (items written before the aggregator: PK PCACHE#<feature>, still read).
+
+    model, managed_by, ttl (of the last use aggregated: 5m|1h, absent when it set none) and last_seen
+    are SET with each aggregated batch; first_seen only by the first (if_not_exists); the counters only
+    by ADD. last_seen is the `at` of the use aggregated last.
     """
 
     feature = UnicodeAttribute()
@@ -62,48 +66,17 @@ class GapHistogramItem(CostgateItem, discriminator="prompt_cache_gaps"):
     beyond_1h = NumberAttribute(null=True)
 
 
-def _partition(feature: str) -> str:
+def prompt_cache_partition(feature: str) -> str:
     return f"PCACHE#{feature}"
 
 
-def prompt_cache_updates(entry: LedgerEntry) -> list[tuple[CostgateItem, list[Action]]]:
-    """The prefix-total and gap-histogram updates of one request, for the ledger's TransactWrite.
+def prefix_partition(feature: str, prefix_key: str) -> str:
+    digest = hashlib.sha256(prefix_key.encode()).digest()
+    return f"PCACHE#{feature}#{digest[0] % PREFIX_PARTITIONS}"
 
-    Unconditional ADDs: put them in the same transaction as the ledger row's does-not-exist condition,
-    so a duplicate request id adds nothing. Empty when the request used no tracked prefix.
-    """
-    use = entry.prompt_cache
-    if use is None:
-        return []
-    at = entry.at.astimezone(UTC)
-    prefix_actions: list[Action] = [
-        PrefixStatsItem.entity.set(PrefixStatsItem),
-        PrefixStatsItem.feature.set(entry.feature),
-        PrefixStatsItem.prefix_key.set(use.prefix_key),
-        PrefixStatsItem.model.set(use.model),
-        PrefixStatsItem.managed_by.set(use.managed_by),
-        PrefixStatsItem.ttl.set(use.ttl) if use.ttl is not None else PrefixStatsItem.ttl.remove(),
-        PrefixStatsItem.first_seen.set(PrefixStatsItem.first_seen | at),
-        PrefixStatsItem.last_seen.set(at),
-        PrefixStatsItem.requests.add(1),
-        PrefixStatsItem.write_tokens.add(use.write_tokens),
-        PrefixStatsItem.read_tokens.add(use.read_tokens),
-        PrefixStatsItem.write_premium_usd.add(use.write_premium_usd),
-        PrefixStatsItem.read_saved_usd.add(use.read_saved_usd),
-        PrefixStatsItem.expires_at.set(int((at + PREFIX_RETENTION).timestamp())),
-    ]
-    updates: list[tuple[CostgateItem, list[Action]]] = [
-        (PrefixStatsItem(_partition(entry.feature), f"{_PREFIX_SK}{use.prefix_key}"), prefix_actions)
-    ]
-    if use.gap is not None:
-        gap_actions: list[Action] = [
-            GapHistogramItem.entity.set(GapHistogramItem),
-            GapHistogramItem.feature.set(entry.feature),
-            getattr(GapHistogramItem, use.gap.value).add(1),
-            GapHistogramItem.expires_at.set(_gap_day_expiry(at.date())),
-        ]
-        updates.append((GapHistogramItem(_partition(entry.feature), _gap_sk(at.date())), gap_actions))
-    return updates
+
+def gap_sk(day: date) -> str:
+    return f"{_GAPS_SK}{day.isoformat()}"
 
 
 class DynamoPromptCacheStore:
@@ -113,14 +86,6 @@ class DynamoPromptCacheStore:
         self._clock = clock or SystemClock()
         self._gaps: dict[str, tuple[datetime, GapHistogram]] = {}
         self._gaps_lock = threading.Lock()
-
-    def last_seen(self, feature: str, prefix_key: str) -> datetime | None:
-        # Eventually consistent: a gap misjudged by a write under a second old changes a TTL guess, nothing more.
-        try:
-            item = PrefixStatsItem.get(_partition(feature), f"{_PREFIX_SK}{prefix_key}")
-        except DoesNotExist:
-            return None
-        return item.last_seen
 
     def gap_histogram(self, feature: str) -> GapHistogram:
         now = self._clock.now()
@@ -132,7 +97,7 @@ class DynamoPromptCacheStore:
         first = today - timedelta(days=GAP_WINDOW_DAYS - 1)
         counts = dict.fromkeys((bucket.value for bucket in GapBucket), 0)
         for item in GapHistogramItem.query(
-            _partition(feature), GapHistogramItem.sk.between(_gap_sk(first), _gap_sk(today))
+            prompt_cache_partition(feature), GapHistogramItem.sk.between(gap_sk(first), gap_sk(today))
         ):
             for name in counts:
                 counts[name] += int(getattr(item, name) or 0)
@@ -142,26 +107,23 @@ class DynamoPromptCacheStore:
         return histogram
 
     def prefixes(self, feature: str | None = None) -> list[PrefixStats]:
-        """One feature's prefixes: one Query. Every feature's: a Scan of the whole table (ledger rows
-        included), filtered to prefix items; an operator command, never for a request's hot path."""
+        """One feature's prefixes: a Query per partition. Every feature's: a Scan of the whole table (ledger
+        rows included), filtered to prefix items; an operator command, never for a request's hot path."""
         if feature is None:
-            items = PrefixStatsItem.scan()
+            items = list(PrefixStatsItem.scan())
         else:
-            items = PrefixStatsItem.query(
-                _partition(feature), PrefixStatsItem.sk.startswith(_PREFIX_SK), consistent_read=True
-            )
+            partitions = [prompt_cache_partition(feature)] + [
+                f"{prompt_cache_partition(feature)}#{m}" for m in range(PREFIX_PARTITIONS)
+            ]
+            items = [
+                item
+                for partition in partitions
+                for item in PrefixStatsItem.query(
+                    partition, PrefixStatsItem.sk.startswith(_PREFIX_SK), consistent_read=True
+                )
+            ]
         found = [_to_stats(item) for item in items]
         return sorted(found, key=lambda s: (s.feature, s.net_saved_usd, s.prefix_key))
-
-
-def _gap_sk(day: date) -> str:
-    return f"{_GAPS_SK}{day.isoformat()}"
-
-
-def _gap_day_expiry(day: date) -> int:
-    """The epoch second after the day has left every window (plus a day of slack for clock skew)."""
-    end = datetime.combine(day + timedelta(days=GAP_WINDOW_DAYS + 1), datetime.min.time(), tzinfo=UTC)
-    return int(end.timestamp())
 
 
 def _to_stats(item: PrefixStatsItem) -> PrefixStats:

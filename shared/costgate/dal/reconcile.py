@@ -1,8 +1,9 @@
 """Reconciliation in DynamoDB: the ledger's totals per day × model × service tier, and each day's verdict.
 
-The totals are read from the ledger's rollups (`costgate.dal.ledger.RollupItem`, whose key carries the
-service tier): one Query per day, summed over tenants and features. Verdicts sit in the same day
-partition, one item per day, written once per check: never a hot key.
+The totals are read from the ledger's rollups (`costgate.dal.rollups.RollupItem`, whose key carries the
+service tier), the aggregator's hourly ones and those written before: a Query per day partition, summed
+over tenants, features and hours. Verdicts sit in the day's old partition (`DAY#<day>`), one item per
+day, written once per check: never a hot key.
 """
 
 import json
@@ -11,7 +12,7 @@ from datetime import date, timedelta
 
 from pynamodb.attributes import BooleanAttribute, NumberAttribute, UnicodeAttribute, UTCDateTimeAttribute
 
-from costgate.dal.ledger import ROLLUP_PREFIX, RollupItem, day_key
+from costgate.dal.rollups import DynamoRollupStore, RollupItem, day_key
 from costgate.dal.table import CostgateItem, DecimalAttribute
 from costgate.pricing.cost import Strategy
 from costgate.reconcile.model import UNRECORDED_TIER, DayComparison, DayStatus, LedgerRow, RowKey, Tokens
@@ -39,10 +40,11 @@ class DynamoLedgerTotals:
     """`LedgerTotalsReader` over the rollups."""
 
     def totals(self, first: date, last: date) -> Iterator[LedgerRow]:
+        store = DynamoRollupStore()
         day = first
         while day <= last:
             rows: dict[RowKey, LedgerRow] = {}
-            for item in RollupItem.query(day_key(day), RollupItem.sk.startswith(ROLLUP_PREFIX)):
+            for item in store.rollup_items(day, day):
                 row = _ledger_row(day, item)
                 rows[row.key] = rows[row.key] + row if row.key in rows else row
             yield from (rows[key] for key in sorted(rows))
@@ -54,12 +56,12 @@ def _ledger_row(day: date, item: RollupItem) -> LedgerRow:
     return LedgerRow(
         key=RowKey(day=day, model=item.model, service_tier=item.service_tier or UNRECORDED_TIER),
         tokens=Tokens(
-            input_tokens=int(item.input_tokens),
-            cache_write_5m_tokens=int(item.cache_write_5m_tokens),
-            cache_write_1h_tokens=int(item.cache_write_1h_tokens),
-            cache_read_tokens=int(item.cache_read_tokens),
-            output_tokens=int(item.output_tokens),
-            web_search_requests=int(item.web_search_requests),
+            input_tokens=int(item.input_tokens or 0),
+            cache_write_5m_tokens=int(item.cache_write_5m_tokens or 0),
+            cache_write_1h_tokens=int(item.cache_write_1h_tokens or 0),
+            cache_read_tokens=int(item.cache_read_tokens or 0),
+            output_tokens=int(item.output_tokens or 0),
+            web_search_requests=int(item.web_search_requests or 0),
         ),
         cost_usd=item.cost_usd,
         requests=int(item.requests),

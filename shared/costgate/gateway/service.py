@@ -2,24 +2,26 @@
 
 The request body goes upstream as the client sent it (bytes, never re-serialised) unless routing
 chose its model or the prompt-cache policy added breakpoints; then the changed request is encoded
-anew. The response comes back unchanged apart from costgate's `x-costgate-*` receipt headers. Once a request has
-reached Claude it is priced from the response's own usage and recorded exactly once, with its
-budget reservation settled in the same transaction; nothing the client does afterwards (hanging up,
-a gateway timeout) can stop that, because the invocation runs to its end.
+anew. The response comes back unchanged apart from costgate's `x-costgate-*` receipt headers. Before a
+request is sent its ledger row is reserved with its budget hold (`costgate.accounting.requests`);
+once Claude has answered it is priced from the response's own usage and its row settled exactly once;
+nothing the client does afterwards (hanging up, a gateway timeout) can stop that, because the
+invocation runs to its end, and a settle that never lands is the sweeper's (counted at the hold).
 """
 
 import json
 import time
-import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from costgate.accounting.budgets import Budget, Reservation, estimate_worst_case, key_budgets
-from costgate.accounting.ledger import LedgerEntry, RecordOutcome, validate_tag
+from costgate.accounting.budgets import Budget, ShardHold, estimate_worst_case, key_budgets, make_hold, shard_count
+from costgate.accounting.holds import remaining_figure
+from costgate.accounting.ledger import LedgerEntry, ReservedRequest, new_request_id, validate_tag
 from costgate.accounting.ports import BudgetStore, LedgerStore
-from costgate.accounting.services import record_request, release_reservation, remaining_after, reserve_budget
+from costgate.accounting.requests import RequestHandle, abandon_request, reserve_request, settle_request
+from costgate.accounting.services import record_request
 from costgate.cache.answers import CACHE_HEADER, AnswerCache, Lookup, effective_mode, storable
 from costgate.cache.model import CacheResult, StoredAnswer
 from costgate.claude.ports import Upstream
@@ -54,11 +56,9 @@ from costgate.routing.ports import PromptCacheStore
 from costgate.routing.prompt_cache import (
     CacheDecision,
     CachePlan,
-    GapBucket,
     PrefixUse,
     TtlChoice,
     choose_ttl,
-    gap_bucket,
     plan_prompt_cache,
 )
 from costgate.routing.router import AUTO_MODEL, RouteDecision, route
@@ -68,6 +68,8 @@ MAX_BODY_BYTES = 32 * 1024 * 1024
 DEFAULT_FEATURE = "default"
 # Far deeper than any real request (tool schemas included); bounds the recursion of everything after.
 MAX_JSON_DEPTH = 64
+# costgate's id of a request, on every answer that got one (Claude's own id stays in `request-id`).
+REQUEST_ID_HEADER = "x-costgate-request-id"
 # Prefixes whose gaps the policy observes: those it caches and those it judged not worth caching yet.
 _COSTGATE_MANAGED = frozenset({CacheDecision.ADDED, CacheDecision.NOT_WORTH_IT})
 _SAVINGS_HEADERS = {
@@ -111,7 +113,6 @@ class _Planned:
     baseline_model: str | None  # the model a routed request is measured against; None when not routed
     lookup: Lookup  # what the answer cache found: nothing, or the request would not be planned
     cache: CachePlan
-    gap: GapBucket | None
     body: dict[str, Any]
     raw: bytes
 
@@ -159,33 +160,49 @@ class Gateway:
         if lookup.answer is not None:
             return self._serve_cached(admitted, decision, lookup, lookup.answer)
         planned = self._plan(admitted, config, decision, lookup, request.body)
-        budgets = self._applicable_budgets(admitted.key, admitted.feature)
-        worst = estimate_worst_case(planned.model, planned.body, admitted.at, self._book)
-        try:
-            reservation = reserve_budget(self._budgets, budgets, worst, admitted.at)
-        except BudgetExceededError:
-            emit_count(MetricName.BUDGET_REJECTIONS)
-            try:
-                self._ledger.count_rejection(admitted.at, admitted.key.tenant, admitted.feature)
-            except Exception:  # noqa: BLE001 - the client's 429 must not become a 500; a lost count is made loud here
-                logger.exception("ledger: could not count a budget rejection", extra={"feature": admitted.feature})
-            raise
+        handle = self._reserve(admitted, planned)
         sent_at = self._timer()
         try:
             upstream = _checked(self._upstream.post("/v1/messages", planned.raw, request.headers, request.deadline))
         except BaseException:
-            release_reservation(self._budgets, reservation)
+            abandon_request(self._ledger, self._budgets, handle)
             raise
         upstream_s = self._timer() - sent_at  # every attempt and retry wait: upstream time, not overhead
         if upstream.status != 200:
-            release_reservation(self._budgets, reservation)
+            abandon_request(self._ledger, self._budgets, handle)  # Claude bills no error
             response = _passthrough(upstream, _receipt_without_cost(planned))
         else:
             if upstream.latency_s is not None:  # an Upstream that does not time its answers (a fake) has none
                 emit_upstream_latency(planned.model, upstream.latency_s)
-            response = self._settle(admitted, config, planned, upstream, reservation)
+            response = self._settle(admitted, config, planned, upstream, handle)
+        response.headers[REQUEST_ID_HEADER] = handle.request_id
         emit_gateway_overhead(self._timer() - started - upstream_s)
         return response
+
+    def _reserve(self, admitted: _Admitted, planned: _Planned) -> RequestHandle:
+        """The request's row, reserved with its worst case held on every budget that applies (429 if one cannot)."""
+        budgets = self._applicable_budgets(admitted.key, admitted.feature)
+        worst = estimate_worst_case(planned.model, planned.body, admitted.at, self._book)
+        row = ReservedRequest(
+            request_id=new_request_id(),
+            at=admitted.at,
+            tenant=admitted.key.tenant,
+            feature=admitted.feature,
+            model=planned.model,
+            held_usd=worst,
+            key_id=admitted.key.key_id,
+            requested_model=admitted.requested_model,
+            route_tier=_tier_name(planned.route) if planned.route.routed else None,
+            route_reason=planned.route.reason if planned.route.routed else None,
+        )
+        hold = make_hold(admitted.key.key_id, admitted.feature, budgets, worst, admitted.at) if budgets else None
+        if hold is not None:
+            row = replace(row, hold_shard=hold.shard.label)
+        try:
+            return reserve_request(self._ledger, self._budgets, row, hold)
+        except BudgetExceededError:
+            emit_count(MetricName.BUDGET_REJECTIONS)
+            raise
 
     def count_tokens(self, request: GatewayRequest) -> GatewayResponse:
         """POST /v1/messages/count_tokens: as the Claude API (for the model routing picks), plus the input cost."""
@@ -236,7 +253,7 @@ class Gateway:
         self, admitted: _Admitted, decision: RouteDecision, lookup: Lookup, answer: StoredAnswer
     ) -> GatewayResponse:
         """A stored answer: $0 upstream, recorded with the original answer's cost as this request's saving."""
-        request_id = f"costgate-{uuid.uuid4()}"
+        request_id = new_request_id()
         cost = price_usage(answer.model, TokenUsage(), admitted.at, self._book)
         entry = LedgerEntry(
             request_id=request_id,
@@ -263,7 +280,12 @@ class Gateway:
             "x-costgate-cache": lookup.result.value,
             "x-costgate-price-version": cost.price_version,
         }
-        headers = {"content-type": answer.content_type, "request-id": request_id, **receipt}
+        headers = {
+            "content-type": answer.content_type,
+            "request-id": request_id,
+            REQUEST_ID_HEADER: request_id,
+            **receipt,
+        }
         return GatewayResponse(status=200, headers=headers, body=answer.body)
 
     def _remember_answer(
@@ -312,16 +334,12 @@ class Gateway:
             ttl_for=lambda: self._choose_ttl(config, decision.model, admitted.at),
         )
         emit_count(MetricName.PROMPT_CACHE_DECISIONS, dimension=(MetricDimension.DECISION, cache.decision.value))
-        gap = None
-        if cache.decision in _COSTGATE_MANAGED and cache.prefix_key is not None:
-            gap = gap_bucket(self._prompt_cache.last_seen(admitted.feature, cache.prefix_key), admitted.at)
         final = cache.body if cache.body is not None else body
         return _Planned(
             route=decision,
             baseline_model=baseline_model,
             lookup=lookup,
             cache=cache,
-            gap=gap,
             body=final,
             raw=raw if final is admitted.body else _encode(final),
         )
@@ -373,10 +391,10 @@ class Gateway:
         config: FeatureConfig,
         planned: _Planned,
         upstream: UpstreamResponse,
-        reservation: Reservation,
+        handle: RequestHandle,
     ) -> GatewayResponse:
         found = upstream.final_usage()
-        request_id = upstream.headers.get("request-id") or f"costgate-{uuid.uuid4()}"
+        request_id = handle.request_id
         try:
             if found is None:
                 raise PricingError("the response carries no readable usage")
@@ -390,9 +408,9 @@ class Gateway:
                 model, usage, cost, admitted.at, self._book, baseline_model=planned.baseline_model
             )
         except CostgateError as error:
-            # The client has its answer; failing it now would waste what was spent. Keep the
-            # reservation held (budgets stay conservative) and make the gap loud instead.
-            # The usage goes into the log so the request can still be reconciled by hand.
+            # The client has its answer; failing it now would waste what was spent. The row stays
+            # reserved with its hold (budgets stay conservative) until the sweeper counts it at the hold,
+            # flagged; the usage goes into the log so the request can still be reconciled by hand.
             logger.error(
                 "response could not be priced",
                 extra={"request_id": request_id, "reason": str(error), "usage": found.usage if found else None},
@@ -415,14 +433,14 @@ class Gateway:
             route_tier=_tier_name(planned.route) if planned.route.routed else None,
             route_reason=planned.route.reason if planned.route.routed else None,
             prompt_cache=self._prefix_use(planned, model, usage, cost, admitted.at),
+            upstream_request_id=upstream.headers.get("request-id"),
         )
-        if record_request(self._ledger, entry, reservation.holds) is RecordOutcome.DUPLICATE:
-            release_reservation(self._budgets, reservation)
-        else:
-            self._remember_answer(admitted, config, planned, upstream, cost)
+        hold = handle.hold
+        settlement = settle_request(self._ledger, self._budgets, handle, entry, read_roots=_has_receipt_figure(hold))
+        self._remember_answer(admitted, config, planned, upstream, cost)
         receipt = _receipt(planned, cost, savings)
-        if reservation.holds:
-            remaining = remaining_after(self._budgets, reservation)
+        if hold is not None and settlement.recorded:
+            remaining = remaining_figure(hold, settlement.headroom, settlement.roots)
             if remaining is not None:
                 receipt["x-costgate-budget-remaining-usd"] = format_usd(remaining)
         return _passthrough(upstream, receipt)
@@ -440,7 +458,6 @@ class Gateway:
             model=model,
             managed_by="costgate" if cache.decision in _COSTGATE_MANAGED else "client",
             ttl=cache.ttl,
-            gap=planned.gap,
             write_tokens=usage.cache_write_tokens,
             read_tokens=usage.cache_read_tokens,
             write_premium_usd=write_premium,
@@ -527,6 +544,10 @@ def _receipt_without_cost(planned: _Planned) -> dict[str, str]:
         "x-costgate-prompt-cache": planned.cache.reason,
         "x-costgate-cache": planned.lookup.result.value,
     }
+
+
+def _has_receipt_figure(hold: ShardHold | None) -> bool:
+    return hold is not None and shard_count(hold.budgets) == 1
 
 
 def _tier_name(decision: RouteDecision) -> str:

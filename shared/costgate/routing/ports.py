@@ -1,6 +1,5 @@
 """What the prompt-cache policy reads of its own history."""
 
-from datetime import datetime
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
@@ -10,12 +9,8 @@ if TYPE_CHECKING:
 class PromptCacheStore(Protocol):
     """What the prompt-cache policy has observed: per prefix, and the gap histogram per feature.
 
-    Written only through `LedgerStore.record` (with the request's ledger row); read here.
+    Written only by the aggregator, from the settled ledger rows (`costgate.accounting.aggregator`); read here.
     """
-
-    def last_seen(self, feature: str, prefix_key: str) -> "datetime | None":
-        """When this feature last sent this prefix (any request recorded with it); None if never."""
-        ...
 
     def gap_histogram(self, feature: str) -> "GapHistogram":
         """The feature's gaps between requests with the same prefix, observed over the last 7 UTC days

@@ -96,13 +96,13 @@ class CachePlan:
 
 @dataclass(frozen=True)
 class PrefixUse:
-    """One request's use of a cached prefix, recorded atomically with its ledger row."""
+    """One request's use of a cached prefix, kept on its ledger row; the aggregator adds it to the prefix's
+    totals and, when costgate manages the prefix, its gap since the prefix's previous use to the histogram."""
 
     prefix_key: str
     model: str
     managed_by: Literal["costgate", "client"]
     ttl: Ttl | None
-    gap: GapBucket | None  # set only when costgate manages the prefix (it feeds choose_ttl)
     write_tokens: int
     read_tokens: int
     write_premium_usd: Decimal  # what the writes cost above the same tokens as plain input
