@@ -1,10 +1,13 @@
 """The local HTTP front: the stand-in for `sam local start-api`, and for API Gateway itself.
 
-It reads the routes, handler, timeout and environment of a function from template.yaml, turns each
-HTTP request into an API Gateway REST proxy (v1) event, calls the real handler in-process and maps
-its proxy response back to HTTP. Like API Gateway it answers an unknown route with 403 "Missing
-Authentication Token", and gives up on an invocation after the integration timeout with 504 while
-the function runs on (so the ledger must still see a request whose client got a timeout).
+It reads the routes (with their transfer mode and integration timeout), handler, timeout and
+environment of a function from template.yaml, turns each HTTP request into an API Gateway REST proxy
+(v1) event, calls the real handler in-process and maps its proxy response back to HTTP. Like API
+Gateway it answers an unknown route with 403 "Missing Authentication Token", refuses a body over
+10 MB, and gives up on a buffered invocation after the integration timeout with 504 while the
+function runs on (so the ledger must still see a request whose client got a timeout). A route in
+STREAM mode invokes the function through costgate's runtime loop and a local Runtime API, and relays
+its response as it comes (costgate_local.front_stream).
 """
 
 import base64
@@ -24,6 +27,9 @@ from typing import Any
 from werkzeug.datastructures import Headers
 from werkzeug.wrappers import Request, Response
 
+from costgate.runtime.loop import FunctionInfo
+from costgate_local.front_stream import gateway_error, streamed_response, too_large
+from costgate_local.runtime_api import PendingInvocation, RuntimeEnvironment
 from costgate_local.template import REPO_ROOT
 
 # API Gateway REST's default integration timeout; the template can only raise it per route.
@@ -43,6 +49,8 @@ class Route:
     method: str
     resource: str  # the template's path, e.g. /v1/messages or /v1/items/{id}
     pattern: re.Pattern[str]
+    streaming: bool = False  # the integration's response transfer mode is STREAM
+    timeout_s: float = DEFAULT_INTEGRATION_TIMEOUT_S
 
     def match(self, method: str, path: str) -> dict[str, str] | None:
         if self.method not in (method, "ANY"):
@@ -51,10 +59,22 @@ class Route:
         return found.groupdict() if found else None
 
 
-def _route(method: str, resource: str) -> Route:
+def _route(
+    method: str, resource: str, *, streaming: bool = False, timeout_s: float = DEFAULT_INTEGRATION_TIMEOUT_S
+) -> Route:
     regex = re.sub(r"\\\{(\w+)\\\+\\\}", r"(?P<\1>.+)", re.escape(resource))
     regex = re.sub(r"\\\{(\w+)\\\}", r"(?P<\1>[^/]+)", regex)
-    return Route(method=method.upper(), resource=resource, pattern=re.compile(regex))
+    return Route(method.upper(), resource, re.compile(regex), streaming=streaming, timeout_s=timeout_s)
+
+
+def _template_route(properties: Mapping[str, Any]) -> Route:
+    # SAM's Api event spells STREAM as RESPONSE_STREAM (and ignores anything else).
+    return _route(
+        properties["Method"],
+        properties["Path"],
+        streaming=properties.get("ResponseTransferMode") == "RESPONSE_STREAM",
+        timeout_s=int(properties.get("TimeoutInMillis", DEFAULT_INTEGRATION_TIMEOUT_S * 1000)) / 1000,
+    )
 
 
 @dataclass
@@ -91,6 +111,7 @@ class _Containers:
         self.free = threading.Condition()
         self.idle: list[Handler] = []
         self.started = 0
+        self.runtimes: dict[int, RuntimeEnvironment] = {}  # by id(handler): the environment's runtime loop
 
 
 @dataclass(frozen=True)
@@ -119,9 +140,43 @@ class LocalFunction:
         try:
             return handler(event, self.context())
         finally:
-            with self._containers.free:
-                self._containers.idle.append(handler)
-                self._containers.free.notify()
+            self._release(handler)
+
+    def invoke_stream(self, event: dict[str, Any]) -> PendingInvocation:
+        """Invoke as InvokeWithResponseStream does: through the environment's runtime loop and Runtime API.
+
+        The environment is busy until its runtime asks for the next event, which may be after the
+        response has ended (work done after the client has its answer).
+        """
+        handler = self._take()
+        containers = self._containers
+        with containers.free:
+            runtime = containers.runtimes.get(id(handler))
+            if runtime is None:
+                number = len(containers.runtimes) + 1
+                info = FunctionInfo(
+                    self.logical_id, "$LATEST", self.memory_mb, f"/aws/lambda/{self.logical_id}", f"local/{number}"
+                )
+                runtime = RuntimeEnvironment(
+                    handler, info, timeout_s=self.timeout_s, function_arn=self.context().invoked_function_arn
+                )
+                containers.runtimes[id(handler)] = runtime
+        pending = runtime.invoke(event)
+        pending.add_done_callback(lambda: self._release(handler))
+        return pending
+
+    def close(self) -> None:
+        """Stop the runtime loops of streaming invocations."""
+        with self._containers.free:
+            runtimes = list(self._containers.runtimes.values())
+            self._containers.runtimes.clear()
+        for runtime in runtimes:
+            runtime.close()
+
+    def _release(self, handler: Handler) -> None:
+        with self._containers.free:
+            self._containers.idle.append(handler)
+            self._containers.free.notify()
 
     def _take(self) -> Handler:
         containers, load = self._containers, self.load
@@ -166,7 +221,7 @@ class LocalFunction:
             if "Default" in parameter
         }
         routes = tuple(
-            _route(event["Properties"]["Method"], event["Properties"]["Path"])
+            _template_route(event["Properties"])
             for event in properties.get("Events", {}).values()
             if event.get("Type") == "Api"
         )
@@ -217,9 +272,12 @@ def resolve(value: Any, refs: Mapping[str, str], where: str) -> str:
 
 
 class ApiFront:
-    """WSGI app: HTTP → REST proxy event → the function → HTTP, with API Gateway's timeout and 403."""
+    """WSGI app: HTTP → REST proxy event → the function → HTTP, with API Gateway's limits, timeouts and 403.
 
-    def __init__(self, function: LocalFunction, integration_timeout_s: float = DEFAULT_INTEGRATION_TIMEOUT_S) -> None:
+    `integration_timeout_s`, when given, replaces every route's own timeout from the template.
+    """
+
+    def __init__(self, function: LocalFunction, integration_timeout_s: float | None = None) -> None:
         self._function = function
         self._timeout_s = integration_timeout_s
 
@@ -229,13 +287,20 @@ class ApiFront:
         return response(environ, start_response)
 
     def _dispatch(self, request: Request) -> Response:
+        refused = too_large(request)
+        if refused is not None:
+            return refused
         for route in self._function.routes:
             params = route.match(request.method, request.path)
             if params is not None:
-                return self._invoke(rest_event(request, route, params))
+                event = rest_event(request, route, params)
+                timeout_s = route.timeout_s if self._timeout_s is None else self._timeout_s
+                if route.streaming:
+                    return streamed_response(self._function.invoke_stream(event), timeout_s, request.environ)
+                return self._invoke(event, timeout_s)
         return _gateway_error(403, "Missing Authentication Token")
 
-    def _invoke(self, event: dict[str, Any]) -> Response:
+    def _invoke(self, event: dict[str, Any], timeout_s: float) -> Response:
         outcome: dict[str, Any] = {}
 
         def run() -> None:
@@ -247,7 +312,7 @@ class ApiFront:
         # Not a daemon: like Lambda, the invocation runs to its end after the gateway gives up.
         worker = threading.Thread(target=run, name=f"invoke-{self._function.logical_id}")
         worker.start()
-        worker.join(self._timeout_s)
+        worker.join(timeout_s)
         if worker.is_alive():
             return _gateway_error(504, "Endpoint request timed out")
         if "error" in outcome:
@@ -313,6 +378,4 @@ def proxy_response(result: dict[str, Any]) -> Response:
     return Response(data, status=result["statusCode"], headers=headers)
 
 
-def _gateway_error(status: int, message: str) -> Response:
-    # API Gateway's own errors are not the function's: they have this shape, not Anthropic's.
-    return Response(f'{{"message":"{message}"}}', status=status, content_type="application/json")
+_gateway_error = gateway_error

@@ -71,6 +71,8 @@ class PendingInvocation:
         self.finished = threading.Event()  # the runtime asked for its next event: the invocation is over
         self._events: queue.Queue[ResponseEvent] = queue.Queue()
         self._abandoned = False
+        self._callbacks: list[Callable[[], None]] = []
+        self._lock = threading.Lock()
 
     def get(self, timeout_s: float) -> ResponseEvent:
         """The next response event; TimeoutError if none comes within `timeout_s`."""
@@ -78,6 +80,21 @@ class PendingInvocation:
             return self._events.get(timeout=timeout_s)
         except queue.Empty:
             raise TimeoutError(f"no response event within {timeout_s} s") from None
+
+    def add_done_callback(self, callback: Callable[[], None]) -> None:
+        """Call `callback` once the invocation is over (at once if it already is)."""
+        with self._lock:
+            if not self.finished.is_set():
+                self._callbacks.append(callback)
+                return
+        callback()
+
+    def _finish(self) -> None:
+        with self._lock:
+            self.finished.set()
+            callbacks, self._callbacks = self._callbacks, []
+        for callback in callbacks:
+            callback()
 
     def abandon(self) -> None:
         """The caller stopped reading (its client went away): later chunks are dropped, as Lambda does."""
@@ -148,7 +165,7 @@ class LocalRuntimeApi:
         with self._lock:
             previous, self._current = self._current, None
         if previous is not None:
-            previous.finished.set()
+            previous._finish()
         while not self._closing.is_set():
             try:
                 pending = self._queue.get(timeout=_POLL_S)

@@ -129,6 +129,7 @@ def serve(options: ServeOptions) -> int:
         os.environ.update(_merged_environment(api, ingest, batch, spend))
         bind_table(TABLE)
         api_key, _ = issue_key(DynamoKeyStore(), tenant=DEV_TENANT, feature=None, now=SystemClock().now())
+        stack.callback(api.close)  # the runtime loops of STREAM routes
         server = make_server("127.0.0.1", options.port, ApiFront(api), threaded=True)
         stack.callback(server.server_close)
         thread = threading.Thread(target=server.serve_forever, name="api-front", daemon=True)
