@@ -13,19 +13,23 @@ from costgate_local.simulator.faults import FaultConfig
 @dataclass(frozen=True)
 class SimulatorOptions:
     """`port` 0 picks a free port; `batch_delay` is how long a batch takes by `clock`; `seed` drives faults
-    and the order of batch results."""
+    and the order of batch results; `stream_token_ms` paces streams (wall-clock milliseconds per output
+    token, 0: as fast as possible)."""
 
     port: int = 0
     clock: Clock = field(default_factory=SystemClock)
     faults: FaultConfig = field(default_factory=FaultConfig)
     batch_delay: timedelta = timedelta(seconds=3)
     seed: int = 0
+    stream_token_ms: float = 0.0
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
             raise ValueError(f"port must be 0–65535, got {self.port}")
         if self.batch_delay < timedelta(0):
             raise ValueError("batch_delay must not be negative")
+        if not self.stream_token_ms >= 0:
+            raise ValueError("stream_token_ms must not be negative")
 
 
 def add_simulator_arguments(parser: argparse.ArgumentParser) -> None:
@@ -72,6 +76,15 @@ def add_simulator_arguments(parser: argparse.ArgumentParser) -> None:
         help="latency added to every messages, count_tokens and batch-create request (default 0)",
     )
     group.add_argument(
+        "--stream-token-ms",
+        dest="simulator_stream_token_ms",
+        type=_non_negative,
+        default=0.0,
+        metavar="MS",
+        help="milliseconds per output token of a stream, sent in deltas of 1-3 tokens as Claude does: "
+        "a 200-token answer at 150 lasts 30 s (default 0: no pause)",
+    )
+    group.add_argument(
         "--batch-delay",
         dest="simulator_batch_delay",
         type=_non_negative,
@@ -114,6 +127,7 @@ def simulator_options_from_args(args: argparse.Namespace, port: int = 0) -> Simu
         ),
         batch_delay=timedelta(seconds=args.simulator_batch_delay),
         seed=args.simulator_seed,
+        stream_token_ms=args.simulator_stream_token_ms,
     )
 
 

@@ -35,6 +35,7 @@ MESSAGES_MAX_BYTES = 32 * 1024 * 1024
 BATCH_MAX_BYTES = 256 * 1024 * 1024
 _DRAIN_CHUNK = 1024 * 1024
 logger = logging.getLogger(__name__)
+_sleep = time.sleep  # the pace of streams (a test records it instead)
 
 type Handler = Callable[..., Response]
 
@@ -45,6 +46,7 @@ class SimulatorApp:
     def __init__(self, options: SimulatorOptions) -> None:
         self.clock: Clock = options.clock
         self._latency = options.faults.latency_ms / 1000
+        self._token_s = options.stream_token_ms / 1000
         self._lock = threading.Lock()
         self._engine = Engine()
         self._faults = FaultInjector(options.faults, options.seed)
@@ -125,7 +127,7 @@ class SimulatorApp:
             message = self._engine.create_message(parsed, workspace=workspace, now=now)
         if parsed.stream:
             return Response(
-                stream_events(message),
+                stream_events(message, self._pace if self._token_s > 0 else None),
                 status=200,
                 mimetype="text/event-stream",
                 headers={"cache-control": "no-cache"},
@@ -220,6 +222,10 @@ class SimulatorApp:
         return _json(200, {"now": clock.now().isoformat()})
 
     # --- Shared steps ------------------------------------------------------------------------------
+
+    def _pace(self, tokens: int) -> None:
+        # Outside the lock: a paced stream must not hold up other requests.
+        _sleep(tokens * self._token_s)
 
     def _advance(self) -> datetime:
         """The clock's time, with batches brought up to it. Call under the lock."""
