@@ -39,7 +39,8 @@ ACCOUNT_ID = "123456789012"
 # Concurrent execution environments of one function; more concurrent invocations wait for one.
 MAX_CONTAINERS = 16
 
-Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
+# A proxy handler (event, context) -> response, or a streaming one (costgate.runtime.loop.streaming).
+Handler = Callable[..., Any]
 # A variable of a !Sub string: ${Name}, ${Resource.Attribute} or ${AWS::Pseudo} (${!Literal} is not one).
 _SUB_VARIABLE = re.compile(r"\$\{(?P<name>[^}!][^}]*)\}")
 
