@@ -6,7 +6,9 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import anthropic
 import pytest
+import urllib3
 from werkzeug.serving import make_server
 
 from costgate.runtime.api import RuntimeApiClient
@@ -16,6 +18,7 @@ from costgate.runtime.stream import ResponseStream
 from costgate_local.front import ApiFront, LocalFunction, _route, _template_route
 from costgate_local.front_stream import MAX_REQUEST_BYTES, streamed_response
 from costgate_local.runtime_api import LocalRuntimeApi
+from costgate_local.simulator import Simulator
 
 WAIT_S = 10.0
 
@@ -214,3 +217,42 @@ def test_routes_read_their_transfer_mode_and_timeout(
     route = _template_route({"Method": "post", "Path": "/v1/messages", **properties})
     assert route.streaming is streaming
     assert route.timeout_s == timeout_s
+
+
+def test_the_sdk_reads_claudes_stream_relayed_through_the_front(serve: Connect) -> None:
+    # Given a STREAM route whose function relays the simulator's stream byte for byte, then a receipt comment
+    pool = urllib3.PoolManager()
+    params: dict[str, Any] = {
+        "model": "claude-sonnet-5-5",
+        "max_tokens": 300,
+        "messages": [{"role": "user", "content": "스트리밍으로 답해 주세요."}],
+    }
+    with Simulator() as sim:
+
+        @streaming
+        def relay(event: dict[str, Any], context: Any, *, response_stream: ResponseStream) -> None:
+            upstream = pool.request(
+                "POST",
+                f"{sim.base_url}/v1/messages",
+                body=event["body"].encode(),
+                headers={"x-api-key": "sk-relay", "content-type": "application/json"},
+                preload_content=False,
+            )
+            response_stream.start(HttpPrelude(upstream.status, {"content-type": upstream.headers["content-type"]}))
+            for chunk in upstream.stream(64 * 1024):
+                response_stream.write(chunk)
+            response_stream.write(b': costgate-receipt {"cost_usd": "0.001"}\n\n')
+
+        connection = serve(_function(relay))()
+        front_url = f"http://127.0.0.1:{connection.port}"
+        with anthropic.Anthropic(base_url=sim.base_url, api_key="sk-relay", max_retries=0) as direct:
+            expected = direct.messages.create(**params)
+        # When the SDK streams through the front
+        client = anthropic.Anthropic(base_url=front_url, api_key="sk-relay", max_retries=0)
+        with client, client.messages.stream(**params) as stream:
+            text = "".join(stream.text_stream)
+            final = stream.get_final_message()
+    # Then it gets Claude's answer and usage, exactly as without the front
+    assert text == expected.content[0].text
+    assert final.usage == expected.usage
+    assert [block.text for block in final.content if block.type == "text"] == [expected.content[0].text]
