@@ -114,10 +114,13 @@ class LocalRuntimeApi:
         function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:local",
         timeout_s: float = 900.0,
         snap_start: bool = False,
+        keep_alive: bool = True,
     ) -> None:
         self.function_arn = function_arn
         self.timeout_s = timeout_s
         self.snap_start = snap_start
+        # False: drop every connection after its answer, unannounced, as an idle one may be while frozen.
+        self.keep_alive = keep_alive
         self.init_error: tuple[str, Any] | None = None
         self.init_failed = threading.Event()
         self.restored = threading.Event()
@@ -204,6 +207,8 @@ class _Connection(socketserver.BaseRequestHandler):
             if not isinstance(event, h11.Request):
                 return
             self._route(event)
+            if not self.server.api.keep_alive:
+                return
             if self.connection.our_state is h11.MUST_CLOSE or self.connection.their_state is h11.MUST_CLOSE:
                 return
             try:

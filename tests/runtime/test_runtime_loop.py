@@ -195,6 +195,18 @@ def test_powertools_decorators_keep_the_stream_and_the_mark(serve: Serve, capsys
     assert [blob["StreamedRequests"] for blob in emf] == [[1.0]]
 
 
+def test_a_dropped_idle_connection_is_reopened(serve: Serve) -> None:
+    # Given a Runtime API that closes every connection after answering, without saying so
+    @streaming
+    def handler(event: Any, context: Any, *, response_stream: ResponseStream) -> None:
+        response_stream.start(HttpPrelude(200))
+        response_stream.write(json.dumps(event).encode())
+
+    api = serve(handler, 3, keep_alive=False)
+    # Then each /next after the first reconnects, and the loop serves every invocation
+    assert [read_all(api.invoke({"n": n}))[1] for n in range(3)] == [b'{"n": 0}', b'{"n": 1}', b'{"n": 2}']
+
+
 def test_the_loop_ends_when_the_runtime_api_goes_away(serve: Serve) -> None:
     @streaming
     def handler(event: Any, context: Any, *, response_stream: ResponseStream) -> None:

@@ -158,14 +158,23 @@ class RuntimeApiClient:
     def _call(
         self, method: str, path: str, body: bytes | None = None, headers: Mapping[str, str] | None = None
     ) -> tuple[int, dict[str, str], bytes]:
-        try:
-            self._connection.request(method, f"/{VERSION}/{path}", body=body, headers=dict(headers or {}))
-            response = self._connection.getresponse()
-            data = response.read()
-        except (OSError, http.client.HTTPException) as error:
-            self._connection.close()  # the next call reconnects
-            raise RuntimeApiError(f"{method} {path}: {error}") from error
-        return response.status, {name.lower(): value for name, value in response.getheaders()}, data
+        # A kept-alive connection may have been closed while the environment was frozen: the first
+        # failure to reuse it is retried once on a new connection; a second failure is the Runtime API's.
+        for attempt in (1, 2):
+            try:
+                self._connection.request(method, f"/{VERSION}/{path}", body=body, headers=dict(headers or {}))
+                response = self._connection.getresponse()
+                data = response.read()
+            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError) as error:
+                self._connection.close()
+                if attempt == 2:
+                    raise RuntimeApiError(f"{method} {path}: {error}") from error
+                continue
+            except (OSError, http.client.HTTPException) as error:
+                self._connection.close()
+                raise RuntimeApiError(f"{method} {path}: {error}") from error
+            return response.status, {name.lower(): value for name, value in response.getheaders()}, data
+        raise AssertionError("unreachable")
 
 
 def trailer_report(error: ErrorReport) -> dict[str, str]:
