@@ -12,12 +12,12 @@ BIN := $(VENV)/bin
 # sam build (no Docker) needs python3.13 itself on PATH.
 SAM := PATH="$(dir $(PYTHON313)):$$PATH" SAM_CLI_TELEMETRY=0 $(SAM_VENV)/bin/sam
 
-.PHONY: help run test lint format typecheck template pytest bench build lock clean check-python browser
+.PHONY: help run test lint format typecheck template pytest bench bench-quick build lock clean check-python browser
 
 help:
 	@echo "make run    - the sample workload through the local stack with the anthropic SDK: savings per strategy, out/report.html"
-	@echo "make test   - venv, ruff, mypy, template checks (cfn-lint, sam validate --lint, sam build, the 250 MB Lambda size), pytest"
-	@echo "make lint | typecheck | template | pytest | browser | bench | build | lock | clean"
+	@echo "make test   - venv, ruff, mypy, template checks (cfn-lint, sam validate --lint, sam build, the 250 MB Lambda size), pytest, every bench once (--quick)"
+	@echo "make lint | typecheck | template | pytest | browser | bench | bench-quick | build | lock | clean"
 
 check-python:
 	@if [ -z "$(PYTHON313)" ] || ! "$(PYTHON313)" -c 'import sys; assert sys.version_info[:2] == (3, 13)' 2>/dev/null; then \
@@ -40,7 +40,7 @@ $(SAM_VENV)/.installed: requirements/sam.txt requirements/sam-constraints.txt | 
 run: $(VENV)/.installed
 	$(BIN)/costgate demo
 
-test: lint typecheck template pytest
+test: lint typecheck template pytest bench-quick
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .
@@ -79,7 +79,11 @@ browser:
 	fi
 
 bench: $(VENV)/.installed
-	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+	@for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+# Every bench once, short: figures printed, never asserted, so a bench that stops running fails the build.
+bench-quick: $(VENV)/.installed
+	@for b in bench/bench_*.py; do echo "== $$b --quick"; $(BIN)/python $$b --quick || exit 1; done
 
 # Regenerate the full transitive pins after changing a top-level pin.
 lock: check-python

@@ -1,6 +1,6 @@
 """Batch scheduler at scale: N short documents through ingest, submission, collection and the manifest.
 
-Everything runs in this process on the in-memory fakes (tests/fakes.py), with FakeClaudeBatches ending
+Everything runs in this process on the in-memory fakes (tests/fakes/), with FakeClaudeBatches ending
 its batches only when told: register every document, tick until all are submitted, end every batch,
 tick until every document is finished and the manifest written. Per phase: wall and CPU time, the
 port calls each document costs (a counting proxy on every port, noting whether the call came from
@@ -36,8 +36,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.fakes, when run as bench/<file>.py
 os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")  # EMF blobs are built (CPU counted), not printed
 
-from costgate.batch_model import DocumentStatus
-from costgate.batches import (
+from costgate.batch.model import DocumentStatus
+from costgate.batch.scheduler import (
     CHUNK,
     MAX_BATCH_REQUESTS,
     PARALLEL,
@@ -47,21 +47,16 @@ from costgate.batches import (
     run_scheduler,
     write_manifest,
 )
-from tests.fakes import (
-    NOW,
-    FakeClaudeBatches,
-    InMemoryBatchStore,
-    InMemoryBudgetStore,
-    InMemoryLedgerStore,
-    InMemoryObjectStore,
-    ManualClock,
-    succeeded_answer,
-)
+from tests.fakes.accounting import InMemoryBudgetStore, InMemoryLedgerStore
+from tests.fakes.batch import InMemoryBatchStore, InMemoryObjectStore
+from tests.fakes.claude import FakeClaudeBatches, succeeded_answer
+from tests.fakes.clock import NOW, ManualClock
 
 JOB = "scale"
 DEFAULT_DOCUMENTS = 100_000
 SCALING_DOCUMENTS = 10_000  # the smaller untraced run the scaling is read from
 MEMORY_DOCUMENTS = (1_000, 5_000)  # traced runs: memory per document from their difference
+QUICK_DOCUMENTS = 300  # --quick: every phase once, at a size CI runs in seconds
 MAX_TICKS = 200
 
 # --- the AWS projection's assumptions ---------------------------------------------------------------------
@@ -515,7 +510,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--documents", type=int, default=DEFAULT_DOCUMENTS)
     parser.add_argument("--memory-documents", type=int, nargs="*", default=list(MEMORY_DOCUMENTS))
+    parser.add_argument("--quick", action="store_true", help="a short run: every figure once, few repetitions")
     args = parser.parse_args()
+    if args.quick:
+        args.documents, args.memory_documents = QUICK_DOCUMENTS, [QUICK_DOCUMENTS]
     logging.disable(logging.INFO)  # the scheduler logs every batch and document at info
     started = time.perf_counter()
     print(f"PARALLEL={PARALLEL}, MAX_BATCH_REQUESTS={MAX_BATCH_REQUESTS:,}, CHUNK={CHUNK}; {os.cpu_count()} CPUs")

@@ -4,13 +4,14 @@ Pricing runs once per recorded request; this shows what the exact-Decimal engine
 reading the usage object, so a regression in the engine shows up as a worse ratio.
 """
 
+import argparse
 import statistics
 import time
 from datetime import UTC, datetime
 
-from costgate.cost import price_usage
-from costgate.pricing import default_price_book
-from costgate.usage import normalise_usage
+from costgate.pricing.cost import price_usage
+from costgate.pricing.prices import default_price_book
+from costgate.pricing.usage import normalise_usage
 
 USAGE = {
     "input_tokens": 2_113,
@@ -24,22 +25,26 @@ USAGE = {
 }
 AT = datetime(2026, 11, 29, 12, tzinfo=UTC)
 ROUNDS, CALLS = 7, 5_000
+QUICK_ROUNDS, QUICK_CALLS = 2, 200
 
 
-def per_call_us(fn: object) -> float:
+def per_call_us(fn: object, rounds: int = ROUNDS, calls: int = CALLS) -> float:
     samples = []
-    for _ in range(ROUNDS):
+    for _ in range(rounds):
         start = time.perf_counter()
-        for _ in range(CALLS):
+        for _ in range(calls):
             fn()  # type: ignore[operator]
-        samples.append((time.perf_counter() - start) / CALLS * 1e6)
+        samples.append((time.perf_counter() - start) / calls * 1e6)
     return statistics.median(samples)
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a short run: every figure once, few repetitions")
+    size = (QUICK_ROUNDS, QUICK_CALLS) if parser.parse_args().quick else (ROUNDS, CALLS)
     default_price_book()  # loaded once per process in production too
-    baseline = per_call_us(lambda: normalise_usage(USAGE))
-    engine = per_call_us(lambda: price_usage("claude-opus-4-6", USAGE, AT))
+    baseline = per_call_us(lambda: normalise_usage(USAGE), *size)
+    engine = per_call_us(lambda: price_usage("claude-opus-4-6", USAGE, AT), *size)
     print(f"normalise_usage (baseline): {baseline:8.2f} µs/call")
     print(f"price_usage (full engine):  {engine:8.2f} µs/call  = {engine / baseline:.1f}× the baseline")
     print(f"=> {1e6 / engine:,.0f} requests priced per second on one core")

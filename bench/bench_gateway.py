@@ -24,6 +24,7 @@ read-only, so nothing compiled is kept). `python -X importtime` shows where the 
 never asserted (STYLE.md).
 """
 
+import argparse
 import functools
 import json
 import logging
@@ -49,21 +50,34 @@ from moto.moto_server.werkzeug_app import DomainDispatcherApplication
 from werkzeug.test import EnvironBuilder
 from werkzeug.wrappers import Request
 
-from costgate import ports
+from costgate.accounting.ports import BudgetStore, LedgerStore
+from costgate.claude.messages import HttpUpstream
+from costgate.claude.ports import Upstream
 from costgate.dal.budgets import DynamoBudgetStore
 from costgate.dal.keys import DynamoKeyStore
 from costgate.dal.ledger import DynamoLedgerStore
-from costgate.keys import issue_key
-from costgate.upstream import HttpUpstream
-from costgate_local.aws import LocalAws, LocalAwsEndpoints, create_secret, create_table
-from costgate_local.front import LocalFunction, Route, rest_event
-from costgate_local.serve import CLAUDE_KEY_SECRET_NAME, DEV_TENANT, SIMULATOR_CLAUDE_KEY
+from costgate.gateway.keys import issue_key
+from costgate.gateway.ports import KeyStore
 from costgate_local.simulator import Simulator
-from costgate_local.template import REPO_ROOT, load_template
+from costgate_local.stack.aws import LocalAws, LocalAwsEndpoints, create_secret, create_table
+from costgate_local.stack.front import LocalFunction, Route, rest_event
+from costgate_local.stack.serve import CLAUDE_KEY_SECRET_NAME, DEV_TENANT, SIMULATOR_CLAUDE_KEY
+from costgate_local.stack.template import REPO_ROOT, load_template
 
 FUNCTION = "ApiFunction"
-ROUNDS, PER_ROUND, WARMUP = 4, 50, 3  # 200 timed requests, a fresh table per round of 50
-COLD_RUNS = 5
+
+
+@dataclass(frozen=True)
+class RunSize:
+    rounds: int = 4  # 200 timed requests, a fresh table per round of 50
+    per_round: int = 50
+    warmup: int = 3
+    cold_runs: int = 5
+
+
+# `--quick` (CI runs every bench once that way, so none can rot unseen): every path, few repetitions.
+QUICK = RunSize(rounds=1, per_round=5, warmup=1, cold_runs=1)
+RUN = RunSize()
 TOP_IMPORTS = 10
 CHILD_TIMEOUT_S = 120
 COLD_START_TARGET_MS = 400.0
@@ -144,10 +158,10 @@ class Stopwatch:
 UPSTREAM, DYNAMODB, MOTO = Stopwatch(), Stopwatch(), Stopwatch()
 # The adapters the gateway holds, the port whose methods are timed, and the stopwatch they add to.
 TIMED_PORTS: tuple[tuple[type, type, Stopwatch], ...] = (
-    (HttpUpstream, ports.Upstream, UPSTREAM),
-    (DynamoKeyStore, ports.KeyStore, DYNAMODB),
-    (DynamoBudgetStore, ports.BudgetStore, DYNAMODB),
-    (DynamoLedgerStore, ports.LedgerStore, DYNAMODB),
+    (HttpUpstream, Upstream, UPSTREAM),
+    (DynamoKeyStore, KeyStore, DYNAMODB),
+    (DynamoBudgetStore, BudgetStore, DYNAMODB),
+    (DynamoLedgerStore, LedgerStore, DYNAMODB),
 )
 
 
@@ -184,12 +198,20 @@ class Sample:
 
 def event(route: Route, method: str, path: str, headers: dict[str, str], body: bytes = b"") -> dict[str, Any]:
     """The REST proxy event API Gateway would send, built by the local front's own conversion."""
-    builder = EnvironBuilder(path=path, method=method, data=body, headers=headers, base_url="https://127.0.0.1")
+    builder = EnvironBuilder(
+        path=path, method=method, data=body, headers=list(headers.items()), base_url="https://127.0.0.1"
+    )
     return rest_event(Request(builder.get_environ()), route, {})
 
 
 def messages_event(function: LocalFunction, api_key: str) -> dict[str, Any]:
-    headers = {"x-api-key": api_key, "anthropic-version": ANTHROPIC_VERSION, "content-type": "application/json"}
+    # The same body every time, so the answer cache is off: this measures the path that calls Claude.
+    headers = {
+        "x-api-key": api_key,
+        "anthropic-version": ANTHROPIC_VERSION,
+        "content-type": "application/json",
+        "x-costgate-cache": "off",
+    }
     return event(find_route(function, "POST", "/v1/messages"), "POST", "/v1/messages", headers, BODY)
 
 
@@ -248,12 +270,12 @@ def sdk_call(client: anthropic.Anthropic) -> float:
 def measure_overhead(aws: LocalAws, function: LocalFunction, handler: ModuleType, sim: Simulator) -> list[Sample]:
     samples: list[Sample] = []
     with anthropic.Anthropic(base_url=sim.base_url, api_key=SIMULATOR_CLAUDE_KEY, max_retries=0) as client:
-        for _ in range(ROUNDS):
+        for _ in range(RUN.rounds):
             table = fresh_table(aws.endpoints)
             use_table(handler, table)
             api_key = budgeted_key(table)
             instrument(handler.gateway())
-            for i in range(WARMUP + PER_ROUND):
+            for i in range(RUN.warmup + RUN.per_round):
                 request = messages_event(function, api_key)
                 for watch in (UPSTREAM, DYNAMODB, MOTO):
                     watch.take()
@@ -266,7 +288,7 @@ def measure_overhead(aws: LocalAws, function: LocalFunction, handler: ModuleType
                         f"bench_gateway: the proxies saw {upstream_calls} upstream and {dynamodb_calls} DynamoDB calls"
                     )
                 sdk_s = sdk_call(client)
-                if i >= WARMUP:
+                if i >= RUN.warmup:
                     samples.append(
                         Sample(handler_s, upstream_s, dynamodb_s, moto_s, dynamodb_calls, round_trips, sdk_s)
                     )
@@ -285,8 +307,8 @@ def report_overhead(samples: list[Sample]) -> tuple[float, float, float]:
 
     calls = statistics.median(s.dynamodb_calls for s in samples)
     trips = statistics.median(s.round_trips for s in samples)
-    say(f"Overhead per request: {len(samples)} POST /v1/messages through the real handler ({ROUNDS} rounds")
-    say(f"of {PER_ROUND}, a fresh table each, after {WARMUP} warm-up requests), a key with a daily budget")
+    say(f"Overhead per request: {len(samples)} POST /v1/messages through the real handler ({RUN.rounds} rounds")
+    say(f"of {RUN.per_round}, a fresh table each, after {RUN.warmup} warm-up requests), a key with a daily budget")
     say(f"  {'':<58} {'median':>11} {'p99':>11}")
     row("handler, total", [s.handler for s in samples])
     row("  upstream call (HttpUpstream.post to the simulator)", [s.upstream for s in samples])
@@ -504,7 +526,7 @@ def measure_cold_starts(
         ("POST /v1/messages", bare, "messages"),
     ]
     runs: list[list[ColdStart]] = [[] for _ in cases]
-    for _ in range(COLD_RUNS):  # interleaved, so a change in the machine's load touches every case alike
+    for _ in range(RUN.cold_runs):  # interleaved, so a change in the machine's load touches every case alike
         for case, (_, layout, mode) in zip(runs, cases, strict=True):
             case.append(cold_start(layout, mode, files[mode], table, scratch))
     return [(request, layout, case) for (request, layout, _), case in zip(cases, runs, strict=True)]
@@ -512,7 +534,8 @@ def measure_cold_starts(
 
 def report_cold_starts(results: list[tuple[str, Layout, list[ColdStart]]]) -> dict[str, float]:
     """Print the medians; return the median 'function' ms of each first POST /v1/messages, by layout label."""
-    say(f"Cold start: a fresh interpreter per run, set up as Lambda would (Tracer active); median of {COLD_RUNS} runs")
+    runs = RUN.cold_runs
+    say(f"Cold start: a fresh interpreter per run, set up as Lambda would (Tracer active); median of {runs} runs")
     header = ("python", "import", "init", "1st resp", "clients", "2nd resp", "function")
     say(f"  {'first request':<18} {'code layout':<44}" + "".join(f"{name:>10}" for name in header))
     functions: dict[str, float] = {}
@@ -624,12 +647,12 @@ def timed_ms(setup_and_timed: tuple[str, str], environ: dict[str, str], scratch:
 
 
 def report_candidates(environ: dict[str, str], scratch: Path, dynamodb_clients: int) -> None:
-    say(f"Avoidable parts, each timed last in a fresh interpreter (median of {COLD_RUNS}):")
+    say(f"Avoidable parts, each timed last in a fresh interpreter (median of {RUN.cold_runs}):")
     say(f"  {'':<60}{'today':>9}{'instead':>9}{'saves':>9}")
     for candidate in candidates(dynamodb_clients):
         today: list[float] = []
         instead: list[float] = []
-        for _ in range(COLD_RUNS):  # interleaved, as the cold starts
+        for _ in range(RUN.cold_runs):  # interleaved, as the cold starts
             today.append(timed_ms(candidate.today, environ, scratch))
             instead.append(0.0 if candidate.instead is None else timed_ms(candidate.instead, environ, scratch))
         now, then = statistics.median(today), statistics.median(instead)
@@ -640,6 +663,11 @@ def report_candidates(environ: dict[str, str], scratch: Path, dynamodb_clients: 
 
 
 def main() -> None:
+    global RUN  # noqa: PLW0603 - the run's size, chosen once from the command line
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="every measurement once, with few repetitions")
+    if parser.parse_args().quick:
+        RUN = QUICK
     Report.stream = claim_stdout()
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # the local servers' access lines
     say(f"bench_gateway: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} at the start")

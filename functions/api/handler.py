@@ -13,7 +13,11 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities import parameters
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from costgate.answer_cache import AnswerCache
+from costgate.accounting.ports import LedgerStore
+from costgate.accounting.report import CostReportRequest, build_report
+from costgate.cache.answers import AnswerCache
+from costgate.cache.embedding import Embedder, embedder_for
+from costgate.claude.messages import HttpUpstream
 from costgate.clock import SystemClock
 from costgate.dal.answer_cache import DynamoAnswerCacheStore
 from costgate.dal.budgets import DynamoBudgetStore
@@ -22,14 +26,10 @@ from costgate.dal.keys import DynamoKeyStore
 from costgate.dal.ledger import DynamoLedgerStore
 from costgate.dal.prompt_cache import DynamoPromptCacheStore
 from costgate.dal.table import bind_table
-from costgate.embedding import Embedder, embedder_for
-from costgate.errors import CostgateError, NotFoundError, UpstreamError, error_response
-from costgate.gateway import Gateway, GatewayRequest, GatewayResponse
+from costgate.errors import CostgateError, InternalError, NotFoundError, error_response
+from costgate.gateway.service import Gateway, GatewayRequest, GatewayResponse
 from costgate.observability import logger, tracer
-from costgate.ports import LedgerStore
-from costgate.report import CostReportRequest, build_report
 from costgate.settings import ApiSettings
-from costgate.upstream import HttpUpstream
 
 app = APIGatewayRestResolver()
 # Time kept back from the Lambda timeout so a late answer is still priced and recorded.
@@ -127,7 +127,7 @@ def costgate_error(error: CostgateError) -> Response[str]:
 
 @app.exception_handler(Exception)
 def unexpected_error(error: Exception) -> Response[str]:
-    return _error(UpstreamError("internal error in costgate; quote the request-id header when reporting it"))
+    return _error(InternalError("internal error in costgate; quote the request-id header when reporting it"))
 
 
 def _error(error: CostgateError) -> Response[str]:

@@ -12,8 +12,8 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities import parameters
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from costgate.batch_api import HttpClaudeBatches
-from costgate.batches import SchedulerServices, TickReport, run_scheduler
+from costgate.batch.scheduler import SchedulerServices, TickReport, run_scheduler
+from costgate.claude.batches import HttpClaudeBatches
 from costgate.clock import SystemClock
 from costgate.dal.batches import DynamoBatchStore
 from costgate.dal.budgets import DynamoBudgetStore

@@ -6,7 +6,7 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from costgate.batches import IngestServices, register_object
+from costgate.batch.scheduler import IngestServices, register_object
 from costgate.clock import SystemClock
 from costgate.dal.batches import DynamoBatchStore
 from costgate.dal.objects import S3ObjectStore, parse_s3_event

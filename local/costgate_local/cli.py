@@ -22,19 +22,20 @@ from decimal import ROUND_HALF_EVEN, Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from costgate.cost import CostComponent, format_usd, price_usage
+from costgate.accounting.report import CostReport, CostReportRequest, GroupBy, ReportRow, StrategyTotals, build_report
 from costgate.errors import ConfigurationError, CostgateError, InvalidRequestError
-from costgate.report import CostReport, CostReportRequest, GroupBy, ReportRow, StrategyTotals, build_report
-from costgate.routing import DEFAULT_MODELS, Tier
+from costgate.money import format_usd
+from costgate.pricing.cost import CostComponent, price_usage
+from costgate.routing.router import DEFAULT_MODELS, Tier
 from costgate.settings import CliBucketSettings, CliSettings
 from costgate_local.replay_cli import add_replay_command, replay_command
 from costgate_local.simulator import add_simulator_arguments, simulator_options_from_args
 
 if TYPE_CHECKING:
-    from costgate.batches import JobStatus
-    from costgate.calibration import Calibration
-    from costgate.embedding import Embedder
-    from costgate.ports import ObjectStore
+    from costgate.batch.ports import ObjectStore
+    from costgate.batch.scheduler import JobStatus
+    from costgate.cache.embedding import Embedder
+    from costgate_local.tools.calibration import Calibration
 
 
 def main(argv: Sequence[str] | None = None) -> int:  # noqa: PLR0915 - one branch per subcommand
@@ -203,7 +204,7 @@ def report_command(args: argparse.Namespace) -> int:
         print(f"\nSavings by strategy, {_range_text(request)}")
         print(render_strategy_table(report))
     if args.html:
-        from costgate_local.html_report import write_html_report  # noqa: PLC0415 - only --html needs it
+        from costgate_local.tools.html_report import write_html_report  # noqa: PLC0415 - only --html needs it
 
         path = Path(args.html)
         try:
@@ -317,7 +318,7 @@ def _add_serve_command(commands: Any) -> None:
 
 
 def serve_command(args: argparse.Namespace) -> int:
-    from costgate_local.serve import ServeOptions, serve  # noqa: PLC0415 - moto is only needed here
+    from costgate_local.stack.serve import ServeOptions, serve  # noqa: PLC0415 - moto is only needed here
 
     return serve(
         ServeOptions(
@@ -343,8 +344,8 @@ def _positive_seconds(text: str) -> float:
 def keys_command(args: argparse.Namespace) -> int:
     import logging  # noqa: PLC0415
 
-    from costgate import keys  # noqa: PLC0415 - keeps `costgate price` free of boto imports
     from costgate.dal.keys import DynamoKeyStore  # noqa: PLC0415
+    from costgate.gateway import keys  # noqa: PLC0415 - keeps `costgate price` free of boto imports
     from costgate.observability import logger  # noqa: PLC0415
 
     logger.setLevel(logging.WARNING)  # the services' info lines go to stdout, which holds the JSON output
@@ -407,7 +408,7 @@ def keys_command(args: argparse.Namespace) -> int:
 
 
 def budgets_command(args: argparse.Namespace) -> int:
-    from costgate.budgets import Budget, BudgetPeriod, Hold, feature_scope, tenant_scope  # noqa: PLC0415
+    from costgate.accounting.budgets import Budget, BudgetPeriod, Hold, feature_scope, tenant_scope  # noqa: PLC0415
     from costgate.dal.budgets import DynamoBudgetStore  # noqa: PLC0415 - keeps `costgate price` free of boto imports
 
     def as_json(budget: Budget) -> dict[str, str | None]:
@@ -518,10 +519,10 @@ def _add_feature_commands(commands: Any) -> None:
 
 
 def features_command(args: argparse.Namespace) -> int:
-    from costgate.answer_cache import AnswerCacheMode  # noqa: PLC0415
+    from costgate.cache.model import AnswerCacheMode  # noqa: PLC0415
     from costgate.dal.features import DynamoFeatureStore  # noqa: PLC0415 - keeps `costgate price` free of boto imports
-    from costgate.features import FeatureConfig, PromptCacheMode, PromptCacheTtl  # noqa: PLC0415
-    from costgate.routing import RoutePolicy  # noqa: PLC0415
+    from costgate.gateway.features import FeatureConfig, PromptCacheMode, PromptCacheTtl  # noqa: PLC0415
+    from costgate.routing.router import RoutePolicy  # noqa: PLC0415
 
     def as_json(config: FeatureConfig) -> dict[str, str | bool | int | None]:
         route = config.route
@@ -620,8 +621,8 @@ def features_command(args: argparse.Namespace) -> int:
 
 
 def prompt_cache_command(args: argparse.Namespace) -> int:
+    from costgate.accounting.ledger import validate_tag  # noqa: PLC0415
     from costgate.dal.prompt_cache import DynamoPromptCacheStore  # noqa: PLC0415 - keeps `costgate price` free of boto
-    from costgate.ledger import validate_tag  # noqa: PLC0415
 
     feature = validate_tag(args.feature, "feature") if args.feature else None
     _bind_table()
@@ -703,7 +704,7 @@ def _add_cache_commands(commands: Any) -> None:
     )
     calibrate.add_argument(
         "--defaults-file", type=Path, help="write the picked threshold for this embedder into this JSON file "
-        "(shared/costgate/data/semantic_thresholds.json ships the defaults)",
+        "(shared/costgate/cache/semantic_thresholds.json ships the defaults)",
     )  # fmt: skip
     calibrate.add_argument("--json", action="store_true", help="the figures as JSON instead of a table")
     purge = cache_commands.add_parser("purge", help="delete a tenant's stored answers (exact and semantic) now")
@@ -716,8 +717,8 @@ def cache_command(args: argparse.Namespace, embedder: "Embedder | None" = None) 
     """`costgate cache calibrate|purge`: `embedder` replaces the one --embedder names (tests pass a fake)."""
     if args.cache_command == "purge":
         return purge_command(args)
-    from costgate import calibration  # noqa: PLC0415 - numpy and the guards only for this command
-    from costgate.embedding import embedder_for  # noqa: PLC0415
+    from costgate.cache.embedding import embedder_for  # noqa: PLC0415
+    from costgate_local.tools import calibration  # noqa: PLC0415 - numpy and the guards only for this command
 
     if embedder is None:
         options: dict[str, Any] = {}
@@ -744,8 +745,8 @@ def cache_command(args: argparse.Namespace, embedder: "Embedder | None" = None) 
 
 
 def purge_command(args: argparse.Namespace) -> int:
+    from costgate.accounting.ledger import validate_tag  # noqa: PLC0415
     from costgate.dal.answer_cache import DynamoAnswerCacheStore  # noqa: PLC0415 - keeps `costgate price` free of boto
-    from costgate.ledger import validate_tag  # noqa: PLC0415
 
     tenant = validate_tag(args.tenant, "tenant")
     feature = validate_tag(args.feature, "feature") if args.feature else None
@@ -817,7 +818,7 @@ def _write_threshold_defaults(path: Path, result: "Calibration") -> None:
 
 
 def demo_command(out: Path) -> int:
-    from costgate_local.demo import run_demo  # noqa: PLC0415 - the SDK and the stack are only needed here
+    from costgate_local.tools.demo import run_demo  # noqa: PLC0415 - the SDK and the stack are only needed here
 
     return run_demo(out)
 
@@ -867,7 +868,7 @@ def batch_command(args: argparse.Namespace) -> int:
 
         bucket = args.bucket or CliBucketSettings.from_env(os.environ).bucket
         return submit_batch(args.dir, args.job, S3ObjectStore(bucket), sys.stdout, sys.stderr)
-    from costgate.batches import job_status  # noqa: PLC0415
+    from costgate.batch.scheduler import job_status  # noqa: PLC0415
     from costgate.dal.batches import DynamoBatchStore  # noqa: PLC0415
 
     job = _job_name(args.job)
@@ -882,7 +883,7 @@ def submit_batch(directory: Path, job: str | None, objects: "ObjectStore", out: 
     The job's settings go first because ingest reads `_job.json` when each document registers (S3
     reads after writes are consistent), so every document of the job is registered with them.
     """
-    from costgate.batch_input import INCOMING, JOB_CONFIG_NAME  # noqa: PLC0415
+    from costgate.batch.input import INCOMING, JOB_CONFIG_NAME  # noqa: PLC0415
 
     if not directory.is_dir():
         raise InvalidRequestError(f"{directory} is not a folder")
@@ -904,7 +905,7 @@ def submit_batch(directory: Path, job: str | None, objects: "ObjectStore", out: 
 
 
 def _job_name(name: str, hint: str = "") -> str:
-    from costgate.batch_input import JOB_NAME  # noqa: PLC0415 - the rule ingest applies to the job folder
+    from costgate.batch.input import JOB_NAME  # noqa: PLC0415 - the rule ingest applies to the job folder
 
     if not JOB_NAME.fullmatch(name):
         raise InvalidRequestError(

@@ -1,5 +1,5 @@
 """`costgate replay LOG [--policy SPEC]... [--json]`: what a recorded request log would have cost under other
-policies and price dates, before anyone turns a strategy on. The rules are `costgate.replay`'s."""
+policies and price dates, before anyone turns a strategy on. The rules are `costgate_local.tools.replay`'s."""
 
 import argparse
 import json
@@ -9,11 +9,11 @@ from decimal import ROUND_HALF_EVEN, Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from costgate.cost import format_usd
 from costgate.errors import CostgateError, InvalidRequestError
+from costgate.money import format_usd
 
 if TYPE_CHECKING:
-    from costgate.replay import Comparison, ReplayResult, WhatIf
+    from costgate_local.tools.replay import Comparison, ReplayResult, WhatIf
 
 BREAKDOWN_NOTE = (
     "Each setting's change is the bill with that setting alone applied to the log, minus the as-logged bill;"
@@ -44,7 +44,7 @@ def add_replay_command(commands: Any) -> None:
 def replay_command(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None = None) -> int:
     """Exit 0 with the bill; 2 with a message on stderr, and no bill, for a bad log line, policy or price."""
     # Imported here: the exact-cache key brings numpy, which no other command should wait for.
-    from costgate.replay import DEFAULT_WHAT_IFS, compare_policies, parse_log, parse_policy  # noqa: PLC0415
+    from costgate_local.tools.replay import DEFAULT_WHAT_IFS, compare_policies, parse_log, parse_policy  # noqa: PLC0415
 
     out, err = out or sys.stdout, err or sys.stderr
     try:

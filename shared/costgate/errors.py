@@ -5,7 +5,10 @@ Each error carries the Claude API's error type and HTTP status, so a handler map
 """
 
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from decimal import Decimal
+from typing import Any, ClassVar, Protocol
+
+from costgate.money import format_usd
 
 
 class CostgateError(Exception):
@@ -118,3 +121,66 @@ class BatchRejectedError(UpstreamError):
 
 class BatchSubmitUncertainError(UpstreamError):
     """A batch create got no answer (timeout, lost connection, 5xx): the batch may or may not exist."""
+
+
+class BudgetLimit(Protocol):
+    """What a refusal names of the budget that did not fit (`costgate.accounting.budgets.Budget`)."""
+
+    @property
+    def label(self) -> str: ...
+
+    @property
+    def limit_usd(self) -> Decimal: ...
+
+
+class BudgetExceededError(RateLimitError):
+    """429: the request's worst-case cost does not fit in a budget.
+
+    `remaining` is what the budget's window has left, or None when `needed` exceeds its whole limit.
+    Shaped like the Claude API's own spend-limit 429: no retry-after, `x-should-retry: false` (SDKs
+    would otherwise retry a refusal that cannot clear in seconds) and `enforced_spend_limit_reached`.
+    """
+
+    headers: ClassVar[Mapping[str, str]] = {"x-should-retry": "false"}
+    details: ClassVar[Mapping[str, str] | None] = {"error_code": "enforced_spend_limit_reached"}
+
+    def __init__(self, budget: BudgetLimit, remaining: Decimal | None, needed: Decimal) -> None:
+        limit, cost = format_usd(budget.limit_usd), format_usd(needed)
+        if remaining is None:
+            message = (
+                f"costgate: this request may cost up to ${cost}, more than {budget.label} of ${limit}; "
+                "lower max_tokens or the prompt"
+            )
+        else:
+            message = (
+                f"costgate: {budget.label} is exhausted: limit ${limit}, ${format_usd(remaining)} remaining, "
+                f"this request may cost up to ${cost}"
+            )
+        super().__init__(message)
+        self.budget = budget
+        self.remaining = remaining
+        self.needed = needed
+
+
+class AnswerTooLargeError(ValueError):
+    """An entry that DynamoDB cannot hold (an item over MAX_ITEM_BYTES, or a transaction over 4 MB).
+
+    Nothing was stored. The answer is served anyway; the cache just cannot keep it: log and move on.
+    """
+
+
+class InputRejectedError(Exception):
+    """The object cannot be summarised: `reason` goes into its error file (at `error_key`, when known here)."""
+
+    def __init__(self, reason: str, error_key: str | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.error_key = error_key
+
+
+class UnknownEmbedderError(ConfigurationError, ValueError):
+    """No hasher is configured for this embedder id (neither a shipped center nor an uncentered choice)."""
+
+
+class InternalError(CostgateError):
+    """Something in costgate itself failed: a bug or an outage of its own parts, never the client's fault."""

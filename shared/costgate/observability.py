@@ -53,7 +53,7 @@ class MetricName(StrEnum):
     # their waits included, is upstream time, not overhead.
     GATEWAY_OVERHEAD = "GatewayOverhead"
     # SpendWatchFunction, every five minutes: the ledger's total for the UTC day so far, and that
-    # total projected linearly to the end of the day (costgate.spend.project_day_spend).
+    # total projected linearly to the end of the day (costgate.accounting.spend.project_day_spend).
     SPEND_TODAY_USD = "SpendTodayUsd"
     PROJECTED_DAILY_SPEND_USD = "ProjectedDailySpendUsd"
 

@@ -64,7 +64,7 @@ class IngestSettings(_Settings):
 
     def __post_init__(self) -> None:
         # The tenant becomes part of ledger keys: a bad one must fail the deployment's first event, not a document.
-        from costgate.ledger import validate_tag  # noqa: PLC0415 - keeps settings (and `costgate price`) light
+        from costgate.accounting.ledger import validate_tag  # noqa: PLC0415 - keeps settings (and `costgate price`) light
 
         try:
             validate_tag(self.batch_tenant, "COSTGATE_BATCH_TENANT")

@@ -21,7 +21,7 @@ import anthropic
 import boto3
 import pytest
 
-from costgate_local.serve import SIMULATOR_CLAUDE_KEY
+from costgate_local.stack.serve import SIMULATOR_CLAUDE_KEY
 from tests.e2e.test_cli import costgate
 from tests.e2e.test_serve import COSTGATE, READY_TIMEOUT_S, Served, _read_line
 

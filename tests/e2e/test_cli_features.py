@@ -10,16 +10,16 @@ from decimal import Decimal
 
 import pytest
 
-from costgate.answer_cache import AnswerCacheMode
+from costgate.cache.model import AnswerCacheMode
 from costgate.dal.features import DynamoFeatureStore, FeatureConfigItem
 from costgate.dal.ledger import DynamoLedgerStore
 from costgate.dal.table import bind_table
-from costgate.features import FeatureConfig, PromptCacheMode, PromptCacheTtl
-from costgate.prompt_cache import GapBucket, PrefixUse
-from costgate.routing import RoutePolicy, Tier
-from costgate_local.aws import LocalAwsEndpoints, create_table, environment
+from costgate.gateway.features import FeatureConfig, PromptCacheMode, PromptCacheTtl
+from costgate.routing.prompt_cache import GapBucket, PrefixUse
+from costgate.routing.router import RoutePolicy, Tier
+from costgate_local.stack.aws import LocalAwsEndpoints, create_table, environment
 from tests.e2e.test_cli import costgate
-from tests.fakes import make_entry
+from tests.fakes.accounting import make_entry
 
 SYSTEM = "3f9a0c4d5e6b7a8190a1b2c3d4e5f607"
 TOOLS = "b7c1d2e3f4a5968778695a4b3c2d1e0f"

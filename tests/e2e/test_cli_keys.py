@@ -13,8 +13,8 @@ import pytest
 from costgate.dal.keys import DynamoKeyStore
 from costgate.dal.table import bind_table
 from costgate.errors import AuthenticationError
-from costgate.keys import KeyCache, authenticate, hash_key
-from costgate_local.aws import LocalAwsEndpoints, create_table, environment
+from costgate.gateway.keys import KeyCache, authenticate, hash_key
+from costgate_local.stack.aws import LocalAwsEndpoints, create_table, environment
 from tests.e2e.test_cli import costgate
 
 CREATE_FIELDS = [

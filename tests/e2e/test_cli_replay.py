@@ -5,7 +5,7 @@ from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 
-from costgate.cost import price_usage
+from costgate.pricing.cost import price_usage
 from tests.e2e.test_cli import costgate
 
 SAMPLE = Path(__file__).resolve().parents[1] / "data" / "replay" / "sample_requests.jsonl"

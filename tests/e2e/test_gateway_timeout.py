@@ -21,17 +21,17 @@ import pytest
 from aws_lambda_powertools.utilities import parameters
 from werkzeug.serving import make_server
 
-from costgate.cost import price_usage
+from costgate.accounting.ledger import Rollup
 from costgate.dal.keys import DynamoKeyStore
 from costgate.dal.ledger import DynamoLedgerStore
 from costgate.dal.table import CostgateItem, bind_table
-from costgate.keys import issue_key
-from costgate.ledger import Rollup
-from costgate.usage import normalise_usage
-from costgate_local.aws import LocalAwsEndpoints, create_bucket, create_secret, create_table, environment
-from costgate_local.front import ApiFront, LocalFunction
+from costgate.gateway.keys import issue_key
+from costgate.pricing.cost import price_usage
+from costgate.pricing.usage import normalise_usage
 from costgate_local.simulator import FaultConfig, Simulator, SimulatorOptions
-from costgate_local.template import load_template
+from costgate_local.stack.aws import LocalAwsEndpoints, create_bucket, create_secret, create_table, environment
+from costgate_local.stack.front import ApiFront, LocalFunction
+from costgate_local.stack.template import load_template
 
 INTEGRATION_TIMEOUT_S = 0.5
 UPSTREAM_LATENCY_MS = 1_500

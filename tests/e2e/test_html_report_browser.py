@@ -11,13 +11,13 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import ConsoleMessage, Error
 
-from costgate.cost import Strategy
+from costgate.accounting.report import CostReportRequest, GroupBy
 from costgate.dal.ledger import DynamoLedgerStore
-from costgate.report import CostReportRequest, GroupBy
-from costgate.usage import TokenUsage
-from costgate_local.browser import CHROMIUM, headless_chromium, offline
-from costgate_local.html_report import CHART_TITLES, wait_for_charts, write_html_report
-from tests.fakes import make_entry
+from costgate.pricing.cost import Strategy
+from costgate.pricing.usage import TokenUsage
+from costgate_local.tools.browser import CHROMIUM, headless_chromium, offline
+from costgate_local.tools.html_report import CHART_TITLES, wait_for_charts, write_html_report
+from tests.fakes.accounting import make_entry
 
 pytestmark = pytest.mark.slow
 

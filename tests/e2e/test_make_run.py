@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from costgate_local.demo import WORKLOAD, load_workload
+from costgate_local.tools.demo import WORKLOAD, load_workload
 
 COSTGATE = Path(sys.executable).parent / "costgate"
 DEMO_TIMEOUT_S = 900

@@ -1,6 +1,6 @@
 """Routing and the prompt-cache policy, seen by the official SDK through `costgate serve`.
 
-`model: "auto"` must land where `costgate.routing.route` says (and on the label's tier for these
+`model: "auto"` must land where `costgate.routing.router.route` says (and on the label's tier for these
 unambiguous requests); a long system prompt without `cache_control` must be written once and read
 the second time, the second receipt cheaper; a request that manages its own caching keeps it; and the
 savings reach `costgate report` and `costgate prompt-cache`.
@@ -15,7 +15,7 @@ from typing import Any
 import anthropic
 import pytest
 
-from costgate.routing import DEFAULT_MODELS, RoutePolicy, Tier, route
+from costgate.routing.router import DEFAULT_MODELS, RoutePolicy, Tier, route
 from tests.e2e.test_cli import costgate
 from tests.e2e.test_gateway_sdk import report, serving
 from tests.e2e.test_serve import Served

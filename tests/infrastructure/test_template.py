@@ -12,12 +12,12 @@ import yaml
 from moto import mock_aws
 
 from costgate import observability
+from costgate.accounting.ledger import validate_tag
 from costgate.dal import batches, table
 from costgate.errors import InvalidRequestError
-from costgate.ledger import validate_tag
 from costgate.observability import MetricDimension, MetricName
 from costgate.settings import ApiSettings, BatchSettings, IngestSettings, SpendSettings
-from costgate_local.template import (
+from costgate_local.stack.template import (
     DEFAULT_TEMPLATE,
     bucket_setup_calls,
     load_template,
@@ -873,7 +873,7 @@ def test_spend_watch_runs_every_five_minutes_reading_the_table_only(template: di
 
 
 def test_spend_event_fixture_comes_from_an_eventbridge_rule(template: dict[str, Any]) -> None:
-    event = load_event("spend", "scheduled")
+    event = load_event("spend_watch", "scheduled")
     (declared,) = template["Resources"]["SpendWatchFunction"]["Properties"]["Events"].values()
     assert declared["Type"] == "Schedule"
     assert event["detail-type"] == "Scheduled Event"

@@ -19,19 +19,19 @@ from typing import Any
 
 import boto3
 
-from costgate.batch_api import HttpClaudeBatches
-from costgate.batch_model import DocumentStatus
-from costgate.batches import IngestOutcome, IngestServices, SchedulerServices, register_object, run_scheduler
-from costgate.budgets import Budget, BudgetPeriod, Hold, tenant_scope
-from costgate.cost import price_usage
+from costgate.accounting.budgets import Budget, BudgetPeriod, Hold, tenant_scope
+from costgate.batch.model import DocumentStatus
+from costgate.batch.scheduler import IngestOutcome, IngestServices, SchedulerServices, register_object, run_scheduler
+from costgate.claude.batches import HttpClaudeBatches
 from costgate.dal.batches import DynamoBatchStore
 from costgate.dal.budgets import DynamoBudgetStore
 from costgate.dal.ledger import DynamoLedgerStore
 from costgate.dal.objects import S3ObjectStore
 from costgate.dal.table import bind_table
-from costgate.usage import normalise_usage
-from costgate_local.aws import LocalAwsEndpoints, create_bucket, create_table
+from costgate.pricing.cost import price_usage
+from costgate.pricing.usage import normalise_usage
 from costgate_local.simulator import ManualClock, Simulator
+from costgate_local.stack.aws import LocalAwsEndpoints, create_bucket, create_table
 
 START = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 TENANT = "acme"

@@ -11,20 +11,20 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from costgate.answer_cache import SemanticCandidate, SemanticEntry, StoredAnswer, exact_key
+from costgate.cache.answers import exact_key
+from costgate.cache.model import SemanticCandidate, SemanticEntry, StoredAnswer
+from costgate.cache.vector_index import decode_vector, encode_vector
 from costgate.dal import answer_cache as answer_cache_dal
 from costgate.dal.answer_cache import (
     AnswerIndexItem,
-    AnswerTooLargeError,
     DynamoAnswerCacheStore,
     ExactAnswerItem,
     SemanticAnswerItem,
     SemanticBucketItem,
 )
 from costgate.dal.table import CostgateItem
-from costgate.errors import InvalidRequestError
-from costgate.vector_index import decode_vector, encode_vector
-from tests.fakes import InMemoryAnswerCacheStore
+from costgate.errors import AnswerTooLargeError, InvalidRequestError
+from tests.fakes.cache import InMemoryAnswerCacheStore
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 DAY = timedelta(days=1)

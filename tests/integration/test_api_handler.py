@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 
 from costgate.dal.ledger import DynamoLedgerStore
-from costgate.usage import TokenUsage
+from costgate.pricing.usage import TokenUsage
 from functions.api.handler import gateway, lambda_handler, ledger_store, settings
 from tests.conftest import FakeLambdaContext
 from tests.events import load_event
-from tests.fakes import make_entry
+from tests.fakes.accounting import make_entry
 
 
 def _at(month: int, day: int) -> datetime:

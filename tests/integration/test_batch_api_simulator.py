@@ -23,10 +23,10 @@ import urllib3
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
-from costgate import batch_api
-from costgate.batch_api import HttpClaudeBatches, RemoteBatch
+from costgate.claude import batches as batch_api
+from costgate.claude.batches import HttpClaudeBatches, RemoteBatch
+from costgate.claude.transport import UpstreamErrorType
 from costgate.errors import BatchRejectedError, BatchSubmitUncertainError, NotFoundError, UpstreamError
-from costgate.upstream import UpstreamErrorType
 from costgate_local.simulator import FaultConfig, ManualClock, Simulator, SimulatorOptions
 from costgate_local.simulator import server as simulator_server
 from tests.unit.test_metrics import SERVICE, emitted

@@ -19,10 +19,10 @@ from pathlib import Path
 
 import pytest
 
-from costgate import batch_input
-from costgate.batches import IngestOutcome
-from costgate_local.aws import LocalAwsEndpoints, environment
+from costgate.batch import input as batch_input
+from costgate.batch.scheduler import IngestOutcome
 from costgate_local.simulator import ManualClock, Simulator, SimulatorOptions
+from costgate_local.stack.aws import LocalAwsEndpoints, environment
 from tests.integration.batch_world import JOB, START, Crasher, World, check_world
 
 WRITES = frozenset(

@@ -16,10 +16,10 @@ from urllib.parse import unquote_plus
 import boto3
 import pytest
 
-from costgate.batches import job_status
+from costgate.batch.scheduler import job_status
 from costgate.dal.batches import DynamoBatchStore
-from costgate_local.aws import LocalAwsEndpoints, create_bucket, create_secret, environment
 from costgate_local.simulator import Simulator, SimulatorOptions
+from costgate_local.stack.aws import LocalAwsEndpoints, create_bucket, create_secret, environment
 from functions.batch import handler as batch_handler
 from functions.ingest import handler as ingest_handler
 from tests.conftest import FakeLambdaContext

@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from costgate.batch_model import (
+from costgate.accounting.budgets import Budget, BudgetPeriod, Hold, key_scope, tenant_scope
+from costgate.batch.model import (
     BatchRecord,
     BatchState,
     Document,
@@ -20,11 +21,10 @@ from costgate.batch_model import (
     UnitState,
     UsageTotals,
 )
-from costgate.budgets import Budget, BudgetExceededError, BudgetPeriod, Hold, key_scope, tenant_scope
 from costgate.dal.batches import BatchItem, DocumentItem, DynamoBatchStore, JobItem, RemoteBatchItem, UnitItem
 from costgate.dal.budgets import DynamoBudgetStore
-from costgate.errors import ConflictError
-from tests.fakes import ManualClock
+from costgate.errors import BudgetExceededError, ConflictError
+from tests.fakes.clock import ManualClock
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 DAY = "2026-11-20"

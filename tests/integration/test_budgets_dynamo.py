@@ -17,24 +17,14 @@ from pynamodb.connection import Connection
 from pynamodb.exceptions import DoesNotExist, TransactWriteError
 from pynamodb.transactions import TransactWrite
 
-from costgate.budgets import (
-    Budget,
-    BudgetExceededError,
-    BudgetPeriod,
-    Hold,
-    Reservation,
-    feature_scope,
-    key_scope,
-    release_reservation,
-    remaining_after,
-    reserve_budget,
-    tenant_scope,
-)
+from costgate.accounting.budgets import Budget, BudgetPeriod, Hold, Reservation, feature_scope, key_scope, tenant_scope
+from costgate.accounting.services import release_reservation, remaining_after, reserve_budget
 from costgate.dal.budgets import BudgetCounterItem, BudgetDefinitionItem, DynamoBudgetStore, settle_updates
 from costgate.dal.table import CostgateItem
-from costgate.errors import InvalidRequestError, UpstreamError
+from costgate.errors import BudgetExceededError, InvalidRequestError, UpstreamError
 from costgate_local.cli import main
-from tests.fakes import InMemoryBudgetStore, ManualClock
+from tests.fakes.accounting import InMemoryBudgetStore
+from tests.fakes.clock import ManualClock
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 KEY_ID = "0a1b2c3d4e5f"

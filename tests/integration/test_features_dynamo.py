@@ -6,12 +6,13 @@ from typing import Any
 
 import pytest
 
-from costgate.answer_cache import AnswerCacheMode
+from costgate.cache.model import AnswerCacheMode
 from costgate.dal.features import DynamoFeatureStore, FeatureConfigItem
 from costgate.errors import ConfigurationError, InvalidRequestError
-from costgate.features import FeatureConfig, PromptCacheMode, PromptCacheTtl
-from costgate.routing import DEFAULT_MODELS, RoutePolicy, Tier
-from tests.fakes import InMemoryFeatureStore, ManualClock
+from costgate.gateway.features import FeatureConfig, PromptCacheMode, PromptCacheTtl
+from costgate.routing.router import DEFAULT_MODELS, RoutePolicy, Tier
+from tests.fakes.clock import ManualClock
+from tests.fakes.gateway import InMemoryFeatureStore
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 

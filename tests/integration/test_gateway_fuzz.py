@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 
 from costgate.dal.keys import DynamoKeyStore
 from costgate.dal.ledger import DynamoLedgerStore
-from costgate.keys import issue_key
+from costgate.gateway.keys import issue_key
 from costgate_local.simulator import Simulator
 from tests.events import load_event
 from tests.integration.test_gateway_handler import (

@@ -18,17 +18,18 @@ import pytest
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
-from costgate import keys as keys_module
-from costgate.budgets import estimate_worst_case, key_scope
-from costgate.cost import price_usage
+from costgate.accounting.budgets import estimate_worst_case, key_scope
+from costgate.accounting.ledger import Rollup
 from costgate.dal.budgets import BudgetCounterItem
 from costgate.dal.keys import DynamoKeyStore
 from costgate.dal.ledger import DynamoLedgerStore, LedgerItem
-from costgate.keys import GatewayKey, issue_key, revoke_key
-from costgate.ledger import Rollup
-from costgate.pricing import default_price_book
-from costgate_local.aws import LocalAwsEndpoints, create_secret, environment
+from costgate.gateway import keys as keys_module
+from costgate.gateway.keys import issue_key, revoke_key
+from costgate.gateway.model import GatewayKey
+from costgate.pricing.cost import price_usage
+from costgate.pricing.prices import default_price_book
 from costgate_local.simulator import ManualClock, Simulator, SimulatorOptions
+from costgate_local.stack.aws import LocalAwsEndpoints, create_secret, environment
 from functions.api.handler import gateway, lambda_handler, ledger_store, settings
 from tests.conftest import FakeLambdaContext
 from tests.events import load_event

@@ -13,8 +13,10 @@ from pynamodb.connection.base import Connection
 from costgate.dal.keys import DynamoKeyStore, KeyIndexItem, KeyItem
 from costgate.dal.ledger import DynamoLedgerStore
 from costgate.errors import AuthenticationError, InvalidRequestError
-from costgate.keys import GatewayKey, KeyCache, authenticate, hash_key, issue_key, list_keys, revoke_key
-from tests.fakes import NOW, make_entry
+from costgate.gateway.keys import KeyCache, authenticate, hash_key, issue_key, list_keys, revoke_key
+from costgate.gateway.model import GatewayKey
+from tests.fakes.accounting import make_entry
+from tests.fakes.clock import NOW
 
 
 @pytest.fixture

@@ -10,12 +10,13 @@ from decimal import Decimal
 
 import pytest
 
-from costgate.cost import CostComponent, Strategy, measure_savings, price_usage
+from costgate.accounting.ledger import LedgerEntry, RecordOutcome, RejectionCount, Rollup
+from costgate.accounting.report import CostReportRequest, GroupBy, build_report
+from costgate.accounting.services import record_request
 from costgate.dal.ledger import DynamoLedgerStore, LedgerItem, RejectionItem
-from costgate.ledger import LedgerEntry, RecordOutcome, RejectionCount, Rollup, record_request
-from costgate.report import CostReportRequest, GroupBy, build_report
-from costgate.usage import TokenUsage
-from tests.fakes import InMemoryLedgerStore, make_entry
+from costgate.pricing.cost import CostComponent, Strategy, measure_savings, price_usage
+from costgate.pricing.usage import TokenUsage
+from tests.fakes.accounting import InMemoryLedgerStore, make_entry
 
 DAY = date(2026, 11, 20)
 NOON = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)

@@ -13,7 +13,7 @@ import pytest
 from costgate.dal import objects as objects_module
 from costgate.dal.objects import S3ObjectStore, parse_s3_event
 from costgate.errors import NotFoundError, RequestTooLargeError
-from costgate_local.aws import LocalAwsEndpoints, create_bucket, environment
+from costgate_local.stack.aws import LocalAwsEndpoints, create_bucket, environment
 
 KEY = "incoming/job-1/doc.txt"
 

@@ -7,13 +7,16 @@ from typing import Literal
 
 import pytest
 
-from costgate.budgets import Budget, BudgetPeriod, reserve_budget, tenant_scope
+from costgate.accounting.budgets import Budget, BudgetPeriod, tenant_scope
+from costgate.accounting.ledger import LedgerEntry
+from costgate.accounting.services import reserve_budget
 from costgate.dal.budgets import DynamoBudgetStore
 from costgate.dal.ledger import DynamoLedgerStore, LedgerItem
 from costgate.dal.prompt_cache import DynamoPromptCacheStore, GapHistogramItem, PrefixStatsItem, prompt_cache_updates
-from costgate.ledger import LedgerEntry
-from costgate.prompt_cache import GapBucket, GapHistogram, PrefixStats, PrefixUse, Ttl
-from tests.fakes import InMemoryLedgerStore, InMemoryPromptCacheStore, ManualClock, make_entry
+from costgate.routing.prompt_cache import GapBucket, GapHistogram, PrefixStats, PrefixUse, Ttl
+from tests.fakes.accounting import InMemoryLedgerStore, make_entry
+from tests.fakes.clock import ManualClock
+from tests.fakes.routing import InMemoryPromptCacheStore
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 SYSTEM = "3f9a0c4d5e6b7a8190a1b2c3d4e5f607"

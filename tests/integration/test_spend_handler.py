@@ -1,4 +1,4 @@
-"""SpendWatchFunction end to end: the real handler on events/spend/scheduled.json, the ledger in DynamoDB (moto)."""
+"""SpendWatchFunction end to end: the real handler on its scheduled event, the ledger in DynamoDB (moto)."""
 
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -9,10 +9,11 @@ import pytest
 from costgate.dal.ledger import DynamoLedgerStore
 from costgate.errors import ConfigurationError
 from costgate.observability import MetricName
-from functions.spend import handler
+from functions.spend_watch import handler
 from tests.conftest import FakeLambdaContext
 from tests.events import load_event
-from tests.fakes import ManualClock, make_entry
+from tests.fakes.accounting import make_entry
+from tests.fakes.clock import ManualClock
 from tests.unit.test_metrics import SERVICE, emitted
 
 MIDNIGHT = datetime(2026, 11, 29, tzinfo=UTC)
@@ -56,7 +57,7 @@ def test_a_tick_emits_todays_spend_and_its_projection_from_the_ledger(
 
     # When SpendWatchFunction runs on its scheduled event at 06:00 UTC
     result = handler.lambda_handler(
-        load_event("spend", "scheduled"), CONTEXT, clock=ManualClock(MIDNIGHT + timedelta(hours=6))
+        load_event("spend_watch", "scheduled"), CONTEXT, clock=ManualClock(MIDNIGHT + timedelta(hours=6))
     )
     found = emitted(capsys.readouterr().out)
 
@@ -78,7 +79,7 @@ def test_a_tick_in_the_first_hour_projects_at_most_24_times_the_spend(
 
     # When the function runs at 00:15 UTC
     result = handler.lambda_handler(
-        load_event("spend", "scheduled"), CONTEXT, clock=ManualClock(MIDNIGHT + timedelta(minutes=15))
+        load_event("spend_watch", "scheduled"), CONTEXT, clock=ManualClock(MIDNIGHT + timedelta(minutes=15))
     )
 
     # Then the projection is floored at one hour: 24 × 0.05, not 96 × 0.05
@@ -91,4 +92,4 @@ def test_a_deployment_without_the_table_setting_fails_naming_it(
 ) -> None:
     monkeypatch.delenv("COSTGATE_TABLE")
     with pytest.raises(ConfigurationError, match="COSTGATE_TABLE"):
-        handler.lambda_handler(load_event("spend", "scheduled"), CONTEXT, clock=ManualClock(MIDNIGHT))
+        handler.lambda_handler(load_event("spend_watch", "scheduled"), CONTEXT, clock=ManualClock(MIDNIGHT))

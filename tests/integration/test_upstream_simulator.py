@@ -10,7 +10,9 @@ from typing import Any
 
 import pytest
 
-from costgate.upstream import HttpUpstream, UpstreamResponse, read_final_usage
+from costgate.claude.messages import HttpUpstream
+from costgate.claude.transport import UpstreamResponse
+from costgate.claude.usage import read_final_usage
 from costgate_local.simulator import FaultConfig, Simulator, SimulatorOptions
 
 VERSION = {"anthropic-version": "2026-10-21"}

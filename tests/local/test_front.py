@@ -7,8 +7,8 @@ from typing import Any
 
 from werkzeug.test import Client
 
-from costgate_local.front import ApiFront, LocalFunction, _route
-from costgate_local.template import load_template
+from costgate_local.stack.front import ApiFront, LocalFunction, _route
+from costgate_local.stack.template import load_template
 
 
 def _function(handler: Any, *routes: tuple[str, str], timeout_s: float = 3.0) -> LocalFunction:

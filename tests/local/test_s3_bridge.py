@@ -15,10 +15,10 @@ import boto3
 import pytest
 
 from costgate.dal.objects import parse_s3_event
-from costgate_local.aws import LocalAwsEndpoints, create_bucket, create_event_queue
-from costgate_local.front import LambdaContext, LocalFunction, resolve
-from costgate_local.serve import PSEUDO_PARAMETERS, S3EventBridge, ScheduleLoop, scheduled_event
-from costgate_local.template import load_template
+from costgate_local.stack.aws import LocalAwsEndpoints, create_bucket, create_event_queue
+from costgate_local.stack.front import LambdaContext, LocalFunction, resolve
+from costgate_local.stack.serve import PSEUDO_PARAMETERS, S3EventBridge, ScheduleLoop, scheduled_event
+from costgate_local.stack.template import load_template
 from tests.events import load_event
 
 # Every wait below is bounded: a broken bridge fails the test, it never hangs it.
@@ -220,7 +220,7 @@ def test_a_failing_event_is_retried_then_given_up_loudly_after_three_deliveries(
     # When an event arrives and the bridge polls until the queue is empty
     queue.s3.put_object(Bucket=queue.bucket, Key="incoming/job/broken.txt", Body=b"x")
     deadline = time.monotonic() + DEADLINE_S
-    with caplog.at_level(logging.INFO, logger="costgate_local.serve"):
+    with caplog.at_level(logging.INFO, logger="costgate_local.stack.serve"):
         while time.monotonic() < deadline and (len(function.events) < 3 or _queue_counts(queue) != (0, 0)):
             bridge.poll()
 

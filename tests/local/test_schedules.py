@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 
-from costgate_local.front import LocalFunction
-from costgate_local.serve import (
+from costgate_local.simulator import SimulatorOptions
+from costgate_local.stack.front import LocalFunction
+from costgate_local.stack.serve import (
     PSEUDO_PARAMETERS,
     ScheduleLoop,
     ServeOptions,
@@ -17,8 +18,7 @@ from costgate_local.serve import (
     schedule_interval_s,
     serve,
 )
-from costgate_local.simulator import SimulatorOptions
-from costgate_local.template import load_template
+from costgate_local.stack.template import load_template
 from tests.events import load_event
 
 DEADLINE_S = 10.0
@@ -89,7 +89,7 @@ def test_serve_refuses_a_cron_spend_schedule_before_starting_anything(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # Given a template whose SpendWatchFunction runs on a cron schedule
-    monkeypatch.setattr("costgate_local.serve.load_template", lambda: _with_spend_schedule("cron(0/5 * * * ? *)"))
+    monkeypatch.setattr("costgate_local.stack.serve.load_template", lambda: _with_spend_schedule("cron(0/5 * * * ? *)"))
     # When the stack is served without --spend-interval
     status = serve(ServeOptions(port=0, upstream="simulator", simulator=SimulatorOptions()))
     # Then it exits 2 at once, saying which schedule and what to do; stdout stays empty (no ready line)
@@ -132,7 +132,7 @@ def test_the_local_stack_loads_spend_watch_and_runs_it_on_a_schedule_loop() -> N
     # Then it got scheduled events from a rule of its own, shaped as its fixture
     assert not thread.is_alive()
     assert len(events) >= 2
-    fixture = load_event("spend", "scheduled")
+    fixture = load_event("spend_watch", "scheduled")
     assert set(events[0]) == set(fixture)
     assert events[0]["resources"] == [
         "arn:aws:events:us-east-1:123456789012:rule/costgate-local-SpendWatchFunctionSchedule"

@@ -12,7 +12,7 @@ import pytest
 
 from costgate.runtime.loop import as_streaming
 from costgate.runtime.prelude import from_proxy_response
-from costgate_local.runtime_api import ResponseEnd
+from costgate_local.stack.runtime_api import ResponseEnd
 from functions.api.handler import gateway, lambda_handler, ledger_store, settings
 from tests.conftest import FakeLambdaContext
 from tests.events import EVENTS_DIR, load_event

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from costgate_local.runtime_api import LocalRuntimeApi, ResponseEnd
+from costgate_local.stack.runtime_api import LocalRuntimeApi, ResponseEnd
 from tests.runtime.conftest import WAIT_S, read_all
 
 REPO = Path(__file__).resolve().parents[2]

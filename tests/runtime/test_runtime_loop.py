@@ -13,7 +13,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from costgate.runtime.loop import LambdaContext, as_streaming, is_streaming, streaming
 from costgate.runtime.prelude import CONTENT_TYPE, HttpPrelude
 from costgate.runtime.stream import ResponseStream
-from costgate_local.runtime_api import FunctionError, ResponseChunk, ResponseEnd
+from costgate_local.stack.runtime_api import FunctionError, ResponseChunk, ResponseEnd
 from tests.runtime.conftest import WAIT_S, Serve, read_all
 
 

@@ -7,7 +7,7 @@ import anthropic
 import httpx2
 import pytest
 
-from costgate.pricing import default_price_book
+from costgate.pricing.prices import default_price_book
 from costgate_local.simulator import Simulator
 from costgate_local.simulator.models import MODEL_TOKENIZERS
 from tests.simulator.conftest import API_KEY

@@ -6,8 +6,8 @@ from typing import Any
 import anthropic
 import pytest
 
-from costgate.model_limits import limits_for, model_limits
-from costgate.pricing import default_price_book
+from costgate.pricing.model_limits import limits_for, model_limits
+from costgate.pricing.prices import default_price_book
 from costgate_local.simulator import Simulator, SimulatorOptions, add_simulator_arguments, simulator_options_from_args
 from costgate_local.simulator import server as simulator_server
 from costgate_local.simulator.engine import stream_events, token_deltas

@@ -4,7 +4,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from costgate import keys as keys_module
+from costgate.gateway import keys as keys_module
 
 
 @pytest.fixture(autouse=True)

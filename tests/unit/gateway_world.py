@@ -7,22 +7,18 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from costgate.answer_cache import AnswerCache
-from costgate.budgets import Budget, BudgetPeriod, estimate_worst_case
-from costgate.features import FeatureConfig
-from costgate.gateway import Gateway, GatewayRequest, GatewayResponse
-from costgate.keys import GatewayKey, issue_key
-from costgate.upstream import UpstreamResponse
-from costgate.vector_index import LshHasher
-from tests.fakes import (
-    FakeEmbedder,
-    InMemoryAnswerCacheStore,
-    InMemoryBudgetStore,
-    InMemoryFeatureStore,
-    InMemoryKeyStore,
-    InMemoryLedgerStore,
-    InMemoryPromptCacheStore,
-)
+from costgate.accounting.budgets import Budget, BudgetPeriod, estimate_worst_case
+from costgate.cache.answers import AnswerCache
+from costgate.cache.vector_index import LshHasher
+from costgate.claude.transport import UpstreamResponse
+from costgate.gateway.features import FeatureConfig
+from costgate.gateway.keys import issue_key
+from costgate.gateway.model import GatewayKey
+from costgate.gateway.service import Gateway, GatewayRequest, GatewayResponse
+from tests.fakes.accounting import InMemoryBudgetStore, InMemoryLedgerStore
+from tests.fakes.cache import FakeEmbedder, InMemoryAnswerCacheStore
+from tests.fakes.gateway import InMemoryFeatureStore, InMemoryKeyStore
+from tests.fakes.routing import InMemoryPromptCacheStore
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 DAY = "2026-11-20"

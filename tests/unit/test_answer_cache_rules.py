@@ -5,10 +5,9 @@ from typing import Any
 
 import pytest
 
-from costgate.answer_cache import (
+from costgate.cache.answers import (
     MAX_SEMANTIC_QUESTION_CHARS,
     MAX_STORED_BODY_BYTES,
-    AnswerCacheMode,
     effective_mode,
     exact_key,
     normalise_question,
@@ -17,6 +16,7 @@ from costgate.answer_cache import (
     semantic_scope,
     storable,
 )
+from costgate.cache.model import AnswerCacheMode
 from costgate.errors import InvalidRequestError
 
 MODEL = "claude-haiku-5-5"

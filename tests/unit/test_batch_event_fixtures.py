@@ -1,4 +1,4 @@
-"""events/ingest, events/batch and events/spend: real S3 notifications and EventBridge scheduled events,
+"""events/ingest, events/batch and events/spend_watch: real S3 notifications and EventBridge scheduled events,
 as `sam local invoke -e` and the handler tests take them."""
 
 import pytest
@@ -9,9 +9,9 @@ from tests.events import EVENTS_DIR, load_event
 
 INGEST_SCENARIOS = sorted(p.stem for p in (EVENTS_DIR / "ingest").glob("*.json"))
 BATCH_SCENARIOS = sorted(p.stem for p in (EVENTS_DIR / "batch").glob("*.json"))
-SPEND_SCENARIOS = sorted(p.stem for p in (EVENTS_DIR / "spend").glob("*.json"))
+SPEND_SCENARIOS = sorted(p.stem for p in (EVENTS_DIR / "spend_watch").glob("*.json"))
 # Every fixture of a function an EventBridge schedule runs (BatchFunction, SpendWatchFunction).
-SCHEDULED = [("batch", s) for s in BATCH_SCENARIOS] + [("spend", s) for s in SPEND_SCENARIOS]
+SCHEDULED = [("batch", s) for s in BATCH_SCENARIOS] + [("spend_watch", s) for s in SPEND_SCENARIOS]
 
 # What each ingest fixture is about, decoded as the handler sees it.
 EXPECTED_KEYS = {

@@ -14,8 +14,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from costgate import batch_input
-from costgate.batch_input import (
+from costgate.batch import input as batch_input
+from costgate.batch.input import (
     DEFAULT_FEATURE,
     DEFAULT_INSTRUCTION,
     DEFAULT_MAX_TOKENS,
@@ -26,7 +26,6 @@ from costgate.batch_input import (
     MAX_PART_BYTES,
     MAX_PARTS,
     MAX_TEXT_BYTES,
-    InputRejectedError,
     ObjectPath,
     ObjectRole,
     decode_text,
@@ -38,8 +37,9 @@ from costgate.batch_input import (
     unsupported_reason,
     validate_request_lines,
 )
-from costgate.batch_model import DocumentKind, JobConfig
-from costgate.pricing import default_price_book
+from costgate.batch.model import DocumentKind, JobConfig
+from costgate.errors import InputRejectedError
+from costgate.pricing.prices import default_price_book
 
 AT = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 TENANT = "documents"

@@ -1,4 +1,4 @@
-"""Batch summarisation (costgate.batches) end to end through the in-memory fakes: ingest, the scheduler's
+"""Batch summarisation (costgate.batch.scheduler) end to end through the in-memory fakes: ingest, the scheduler's
 ticks, budgets, Claude's failures and the result files. Claude is FakeClaudeBatches: a batch ends when a
 test calls `end_all`, and each request is answered by the test's `answer` (a summary by default)."""
 
@@ -13,8 +13,9 @@ from typing import Any
 
 import pytest
 
-from costgate import batch_input
-from costgate.batch_input import (
+from costgate.accounting.budgets import Budget, BudgetPeriod, estimate_worst_case, tenant_scope
+from costgate.batch import input as batch_input
+from costgate.batch.input import (
     COMBINE_NOTE,
     DEFAULT_FEATURE,
     DEFAULT_INSTRUCTION,
@@ -22,8 +23,8 @@ from costgate.batch_input import (
     DEFAULT_MODEL,
     PART_NOTE,
 )
-from costgate.batch_model import BatchState, Document, DocumentStatus, UnitKind, UnitState
-from costgate.batches import (
+from costgate.batch.model import BatchState, Document, DocumentStatus, UnitKind, UnitState
+from costgate.batch.scheduler import (
     MAX_SUBMISSIONS,
     IngestOutcome,
     IngestServices,
@@ -34,20 +35,12 @@ from costgate.batches import (
     register_object,
     run_scheduler,
 )
-from costgate.budgets import Budget, BudgetPeriod, estimate_worst_case, tenant_scope
-from costgate.cost import Strategy, price_usage
-from costgate.usage import normalise_usage
-from tests.fakes import (
-    NOW,
-    FakeClaudeBatches,
-    InMemoryBatchStore,
-    InMemoryBudgetStore,
-    InMemoryLedgerStore,
-    InMemoryObjectStore,
-    ManualClock,
-    errored_answer,
-    succeeded_answer,
-)
+from costgate.pricing.cost import Strategy, price_usage
+from costgate.pricing.usage import normalise_usage
+from tests.fakes.accounting import InMemoryBudgetStore, InMemoryLedgerStore
+from tests.fakes.batch import InMemoryBatchStore, InMemoryObjectStore
+from tests.fakes.claude import FakeClaudeBatches, errored_answer, succeeded_answer
+from tests.fakes.clock import NOW, ManualClock
 
 JOB = "weekly"
 TENANT = "acme"

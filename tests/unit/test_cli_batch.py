@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from costgate.batches import JobStatus
+from costgate.batch.scheduler import JobStatus
 from costgate.errors import InvalidRequestError
 from costgate_local.cli import (
     WATCH_FIRST_DOCUMENT_S,

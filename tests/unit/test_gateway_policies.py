@@ -12,11 +12,11 @@ from typing import Any
 
 import pytest
 
-from costgate.cost import Strategy
 from costgate.errors import PricingError
-from costgate.features import FeatureConfig, PromptCacheMode, PromptCacheTtl
-from costgate.prompt_cache import GapBucket, GapHistogram
-from costgate.routing import RoutePolicy, Tier
+from costgate.gateway.features import FeatureConfig, PromptCacheMode, PromptCacheTtl
+from costgate.pricing.cost import Strategy
+from costgate.routing.prompt_cache import GapBucket, GapHistogram
+from costgate.routing.router import RoutePolicy, Tier
 from tests.unit.gateway_world import NOW, OPUS, World, make_world, message_reply, reply
 
 HAIKU = "claude-haiku-5-5"

@@ -2,7 +2,7 @@
 
 import pytest
 
-from costgate.guards import material_difference
+from costgate.cache.guards import material_difference
 
 SAME_QUESTION = [
     # The paraphrase: particles and question endings are not content.

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from costgate.cost import Strategy
-from costgate.report import CostReportRequest, GroupBy, StrategyTotals
-from costgate.usage import TokenUsage
-from costgate_local.html_report import (
+from costgate.accounting.report import CostReportRequest, GroupBy, StrategyTotals
+from costgate.pricing.cost import Strategy
+from costgate.pricing.usage import TokenUsage
+from costgate_local.tools.html_report import (
     CHART_TITLES,
     NO_DATA,
     CacheRates,
@@ -21,7 +21,7 @@ from costgate_local.html_report import (
     usd,
     write_html_report,
 )
-from tests.fakes import InMemoryLedgerStore, make_entry
+from tests.fakes.accounting import InMemoryLedgerStore, make_entry
 
 FIRST = date(2026, 11, 1)
 LAST = date(2026, 11, 4)  # Nov 4 has no traffic at all

@@ -9,19 +9,12 @@ from typing import Any
 
 import pytest
 
-from costgate import keys
 from costgate.errors import AuthenticationError, InvalidRequestError, NotFoundError
-from costgate.keys import (
-    GatewayKey,
-    KeyCache,
-    authenticate,
-    hash_key,
-    issue_key,
-    list_keys,
-    presented_key,
-    revoke_key,
-)
-from tests.fakes import NOW, InMemoryKeyStore
+from costgate.gateway import keys
+from costgate.gateway.keys import KeyCache, authenticate, hash_key, issue_key, list_keys, presented_key, revoke_key
+from costgate.gateway.model import GatewayKey
+from tests.fakes.clock import NOW
+from tests.fakes.gateway import InMemoryKeyStore
 
 KEY_FORMAT = re.compile(r"cg_[0-9a-f]{12}_[A-Za-z0-9_-]{43}")
 

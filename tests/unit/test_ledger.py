@@ -8,12 +8,14 @@ from typing import Any
 
 import pytest
 
-from costgate.cost import Strategy
+from costgate.accounting.ledger import LedgerEntry, RecordOutcome, RejectionCount, validate_tag
+from costgate.accounting.services import record_request
 from costgate.errors import InvalidRequestError
-from costgate.ledger import LedgerEntry, RecordOutcome, RejectionCount, record_request, validate_tag
 from costgate.observability import NAMESPACE, MetricName
-from costgate.usage import TokenUsage
-from tests.fakes import NOW, InMemoryLedgerStore, make_entry
+from costgate.pricing.cost import Strategy
+from costgate.pricing.usage import TokenUsage
+from tests.fakes.accounting import InMemoryLedgerStore, make_entry
+from tests.fakes.clock import NOW
 
 SERVICE_NAME = "costgate"
 # A tenant name that must not appear anywhere in a metric: tenant is never a dimension.

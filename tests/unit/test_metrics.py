@@ -9,9 +9,10 @@ from typing import Any
 
 import pytest
 
-from costgate.answer_cache import AnswerCache
-from costgate.budgets import BudgetExceededError
-from costgate.gateway import Gateway
+from costgate.cache.answers import AnswerCache
+from costgate.claude.transport import UpstreamErrorType
+from costgate.errors import BudgetExceededError
+from costgate.gateway.service import Gateway
 from costgate.observability import (
     BATCH_COUNTS,
     DIMENSION_SETS,
@@ -23,8 +24,7 @@ from costgate.observability import (
     emit_spend,
     emit_upstream_attempt,
 )
-from costgate.upstream import UpstreamErrorType
-from tests.fakes import FakeEmbedder
+from tests.fakes.cache import FakeEmbedder
 from tests.unit.gateway_world import OPUS, FixedClock, World, error_reply, make_world, message_reply, reply
 
 SERVICE = "costgate-test"

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from costgate.cost import price_usage
 from costgate.errors import ConfigurationError, InvalidRequestError, PricingError, UnknownModelError
-from costgate.pricing import PriceBook, default_price_book, load_price_book
+from costgate.pricing.cost import price_usage
+from costgate.pricing.prices import PriceBook, default_price_book, load_price_book
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 RATE_FIELDS = (
@@ -80,7 +80,7 @@ def _load(data: dict[str, Any]) -> PriceBook:
 
 
 def _shipped_bytes() -> bytes:
-    return resources.files("costgate").joinpath("data/prices.json").read_bytes()
+    return resources.files("costgate.pricing").joinpath("prices.json").read_bytes()
 
 
 # --- the loader ----------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""The prompt-cache policy: one test per rule of costgate.prompt_cache, then properties over random bodies.
+"""The prompt-cache policy: one test per rule of costgate.routing.prompt_cache, then properties over random bodies.
 
 Costs in the TTL tests are computed by hand with the reference's multipliers: read 0.10 (most models),
 5m write 1.25, 1h write 2, per request, in units of the prefix's uncached input.
@@ -15,8 +15,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from costgate.pricing import default_price_book
-from costgate.prompt_cache import (
+from costgate.pricing.prices import default_price_book
+from costgate.routing.prompt_cache import (
     MIN_GAP_OBSERVATIONS,
     CacheDecision,
     CachePlan,

@@ -1,4 +1,4 @@
-"""`costgate.replay`: a request log re-priced under what-if policies, every amount hand-computed from prices.json.
+"""Replay: a request log re-priced under what-if policies, every amount hand-computed from prices.json.
 
 Rates used (USD per million tokens): Sonnet 5.5 2/10, cache read ×0.10 before 2026-10-07 and ×0.05 from it,
 minimum cacheable prompt 512; Haiku 5.5 0.10/0.50; Haiku 4.5 1/5 (minimum 4,096); Opus 5.5 4/20, fast 8/40;
@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from costgate.errors import InvalidRequestError
-from costgate.replay import (
+from costgate_local.tools.replay import (
     DEFAULT_ANSWER_CACHE_TTL,
     BatchSetting,
     LoggedRequest,

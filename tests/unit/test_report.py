@@ -11,14 +11,14 @@ from typing import Any
 
 import pytest
 
-from costgate.cost import Strategy
+from costgate.accounting.ports import LedgerStore
+from costgate.accounting.report import CostReportRequest, GroupBy, StrategyTotals, build_report
 from costgate.errors import InvalidRequestError
-from costgate.ports import LedgerStore
-from costgate.report import CostReportRequest, GroupBy, StrategyTotals, build_report
-from costgate.usage import TokenUsage
+from costgate.pricing.cost import Strategy
+from costgate.pricing.usage import TokenUsage
 from costgate_local import cli
 from costgate_local.cli import render_strategy_table
-from tests.fakes import InMemoryLedgerStore, make_entry
+from tests.fakes.accounting import InMemoryLedgerStore, make_entry
 
 FIRST = date(2026, 11, 1)
 LAST = date(2026, 11, 30)
@@ -582,9 +582,9 @@ def report_command(monkeypatch: pytest.MonkeyPatch) -> list[tuple[LedgerStore, C
         written.append((store, request, path))
         path.write_text("<html></html>", encoding="utf-8")
 
-    html_report = types.ModuleType("costgate_local.html_report")
+    html_report = types.ModuleType("costgate_local.tools.html_report")
     html_report.write_html_report = write_html_report  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "costgate_local.html_report", html_report)
+    monkeypatch.setitem(sys.modules, "costgate_local.tools.html_report", html_report)
     monkeypatch.setattr(costgate.dal.ledger, "DynamoLedgerStore", lambda: store)
     monkeypatch.setattr(cli, "_bind_table", lambda: None)
     return written

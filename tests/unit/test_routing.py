@@ -1,4 +1,4 @@
-"""Model routing: one test per rule of costgate.routing, then the labelled set's accuracy and its hard invariant."""
+"""Model routing: one test per rule of the router, then the labelled set's accuracy and its hard invariant."""
 
 import json
 from pathlib import Path
@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from costgate.errors import ConfigurationError
-from costgate.routing import RouteDecision, RoutePolicy, Tier, route
+from costgate.routing.router import RouteDecision, RoutePolicy, Tier, route
 
 LABELLED = Path(__file__).resolve().parents[1] / "routing" / "labelled_requests.jsonl"
 # Written blind to the rules, then used to generalise them.

@@ -3,8 +3,8 @@
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from costgate.cost import Strategy, measure_savings, price_usage, split_prompt_cache
-from costgate.usage import TokenUsage
+from costgate.pricing.cost import Strategy, measure_savings, price_usage, split_prompt_cache
+from costgate.pricing.usage import TokenUsage
 
 AT = datetime(2026, 11, 29, 12, tzinfo=UTC)
 

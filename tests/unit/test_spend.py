@@ -5,9 +5,9 @@ from decimal import Decimal
 
 import pytest
 
+from costgate.accounting.spend import MIN_ELAPSED_S, SpendObservation, observe_spend, project_day_spend
 from costgate.observability import MetricName
-from costgate.spend import MIN_ELAPSED_S, SpendObservation, observe_spend, project_day_spend
-from tests.fakes import InMemoryLedgerStore, make_entry
+from tests.fakes.accounting import InMemoryLedgerStore, make_entry
 from tests.unit.test_metrics import SERVICE, emitted
 
 DAY = date(2026, 11, 29)

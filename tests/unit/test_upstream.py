@@ -29,17 +29,12 @@ from urllib3.exceptions import (
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
+from costgate.claude.messages import HttpUpstream
+from costgate.claude.ports import Upstream
+from costgate.claude.transport import UpstreamErrorType, UpstreamResponse, status_error_type, transport_error_type
+from costgate.claude.usage import read_final_usage
 from costgate.errors import OverloadedError, UpstreamUnavailableError, error_response
 from costgate.observability import MetricDimension, MetricName, logger
-from costgate.ports import Upstream
-from costgate.upstream import (
-    HttpUpstream,
-    UpstreamErrorType,
-    UpstreamResponse,
-    read_final_usage,
-    status_error_type,
-    transport_error_type,
-)
 from tests.unit.test_metrics import SERVICE, Emitted, emitted
 
 CLAUDE_KEY = "sk-ant-claude-secret-0001"

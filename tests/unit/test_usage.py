@@ -5,7 +5,7 @@ from typing import Any
 import pytest
 
 from costgate.errors import PricingError, UsageError
-from costgate.usage import TokenUsage, normalise_usage
+from costgate.pricing.usage import TokenUsage, normalise_usage
 
 
 @pytest.mark.parametrize(

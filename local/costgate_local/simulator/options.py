@@ -5,7 +5,7 @@ import math
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from costgate.ports import Clock
+from costgate.clock import Clock
 from costgate_local.simulator.clock import ManualClock, SystemClock
 from costgate_local.simulator.faults import FaultConfig
 

@@ -21,7 +21,7 @@ from werkzeug.routing import Map, Rule
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
-from costgate.ports import Clock
+from costgate.clock import Clock
 from costgate_local.simulator.batches import DEFAULT_PAGE, BatchStore
 from costgate_local.simulator.clock import ManualClock
 from costgate_local.simulator.engine import Engine, new_id, stream_events

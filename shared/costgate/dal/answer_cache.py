@@ -30,7 +30,9 @@ from pynamodb.attributes import (
 from pynamodb.exceptions import DoesNotExist
 from pynamodb.transactions import TransactWrite
 
-from costgate.answer_cache import SemanticCandidate, SemanticEntry, StoredAnswer
+from costgate.accounting.ledger import validate_tag
+from costgate.cache.model import SemanticCandidate, SemanticEntry, StoredAnswer
+from costgate.cache.vector_index import decode_vector, encode_vector
 from costgate.dal.table import (
     PARTITION_KEY,
     SORT_KEY,
@@ -38,9 +40,8 @@ from costgate.dal.table import (
     DecimalAttribute,
     transact,
 )
-from costgate.ledger import validate_tag
+from costgate.errors import AnswerTooLargeError
 from costgate.observability import logger
-from costgate.vector_index import decode_vector, encode_vector
 
 # DynamoDB refuses items over 400 KB (409,600 bytes); the margin covers our size estimate's rounding.
 MAX_ITEM_BYTES: Final = 390_000
@@ -57,13 +58,6 @@ _ANSWER_SK: Final = "ANSWER"
 _ENTRY_SK: Final = "ENTRY#"
 _EXACT: Final = "exact"
 _SEMANTIC: Final = "semantic"
-
-
-class AnswerTooLargeError(ValueError):
-    """An entry that DynamoDB cannot hold (an item over MAX_ITEM_BYTES, or a transaction over 4 MB).
-
-    Nothing was stored. The answer is served anyway; the cache just cannot keep it: log and move on.
-    """
 
 
 class _AnswerFields(CostgateItem):

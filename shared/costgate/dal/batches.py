@@ -1,6 +1,6 @@
 """Batch summarisation in DynamoDB: jobs, documents, units, batches, and the queues the scheduler reads.
 
-Entities (see `costgate.batch_model` for their states):
+Entities (see `costgate.batch.model` for their states):
 
     Job        PK: JOB#<job>             SK: META
     Document   PK: JOB#<job>             SK: DOC#<doc_id>
@@ -43,7 +43,8 @@ from pynamodb.expressions.update import Action
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
 from pynamodb.transactions import TransactWrite
 
-from costgate.batch_model import (
+from costgate.accounting.budgets import Budget, BudgetPeriod, Hold, remaining_in, reservation_ceiling
+from costgate.batch.model import (
     OPEN_BATCH_STATES,
     BatchRecord,
     BatchState,
@@ -55,13 +56,11 @@ from costgate.batch_model import (
     UnitState,
     UsageTotals,
 )
-from costgate.budgets import Budget, BudgetExceededError, BudgetPeriod, Hold, remaining_in, reservation_ceiling
-from costgate.clock import SystemClock
+from costgate.clock import Clock, SystemClock
 from costgate.dal.budgets import committed_usd, release_update, reserve_update
 from costgate.dal.table import CONDITION_FAILED, CostgateItem, DecimalAttribute, transact
-from costgate.errors import ConflictError, UpstreamError
+from costgate.errors import BudgetExceededError, ConflictError, UpstreamError
 from costgate.observability import logger
-from costgate.ports import Clock
 
 QUEUE_INDEX: Final = "Queue"
 PENDING_SHARDS: Final = 8

@@ -21,9 +21,8 @@ from pynamodb.expressions.condition import Condition
 from pynamodb.expressions.update import Action
 from pynamodb.transactions import TransactWrite
 
-from costgate.budgets import (
+from costgate.accounting.budgets import (
     Budget,
-    BudgetExceededError,
     BudgetPeriod,
     Hold,
     feature_scope,
@@ -31,7 +30,7 @@ from costgate.budgets import (
     reservation_ceiling,
     tenant_scope,
 )
-from costgate.clock import SystemClock
+from costgate.clock import Clock, SystemClock
 from costgate.dal.table import (
     MAX_TRANSACTION_ATTEMPTS,
     CostgateItem,
@@ -41,9 +40,8 @@ from costgate.dal.table import (
     is_transaction_conflict,
     transaction_connection,
 )
-from costgate.errors import InvalidRequestError, UpstreamError
+from costgate.errors import BudgetExceededError, InvalidRequestError, UpstreamError
 from costgate.observability import logger
-from costgate.ports import Clock
 
 DEFINITIONS_TTL = timedelta(seconds=30)
 # A window's counter outlives the window by this much (DynamoDB TTL), then the table forgets it.

@@ -12,14 +12,13 @@ from datetime import datetime, timedelta
 from pynamodb.attributes import BooleanAttribute, NumberAttribute, UnicodeAttribute
 from pynamodb.exceptions import DeleteError, DoesNotExist
 
-from costgate.answer_cache import AnswerCacheMode
-from costgate.clock import SystemClock
+from costgate.accounting.ledger import validate_tag
+from costgate.cache.model import AnswerCacheMode
+from costgate.clock import Clock, SystemClock
 from costgate.dal.table import CostgateItem, DecimalAttribute
 from costgate.errors import ConfigurationError, CostgateError
-from costgate.features import FeatureConfig, PromptCacheMode, PromptCacheTtl
-from costgate.ledger import validate_tag
-from costgate.ports import Clock
-from costgate.routing import RoutePolicy, Tier
+from costgate.gateway.features import FeatureConfig, PromptCacheMode, PromptCacheTtl
+from costgate.routing.router import RoutePolicy, Tier
 
 CONFIG_TTL = timedelta(seconds=30)
 _CONFIG_PK = "FEATURECFG"

@@ -13,7 +13,7 @@ from pynamodb.transactions import TransactWrite
 
 from costgate.dal.table import CostgateItem, DecimalAttribute, transaction_connection
 from costgate.errors import InvalidRequestError
-from costgate.keys import GatewayKey
+from costgate.gateway.model import GatewayKey
 from costgate.observability import logger
 
 _INDEX_PK = "KEYS"

@@ -21,13 +21,13 @@ from pynamodb.attributes import (
 from pynamodb.expressions.update import Action
 from pynamodb.transactions import TransactWrite
 
-from costgate.budgets import Hold
-from costgate.cost import Cost, CostComponent, Strategy
+from costgate.accounting.budgets import Hold
+from costgate.accounting.ledger import LedgerEntry, RejectionCount, Rollup, utc_day, validate_tag
 from costgate.dal.budgets import settle_updates
 from costgate.dal.prompt_cache import prompt_cache_updates
 from costgate.dal.table import CostgateItem, DecimalAttribute, transact
-from costgate.ledger import LedgerEntry, RejectionCount, Rollup, utc_day, validate_tag
-from costgate.usage import TokenUsage
+from costgate.pricing.cost import Cost, CostComponent, Strategy
+from costgate.pricing.usage import TokenUsage
 
 
 class CostComponents(MapAttribute[str, Decimal]):

@@ -1,4 +1,4 @@
-"""The documents bucket in S3: `S3ObjectStore` (the `costgate.ports.ObjectStore` adapter) and its events.
+"""The documents bucket in S3: `S3ObjectStore` (the `costgate.batch.ports.ObjectStore` adapter) and its events.
 
 boto3 finds the endpoint in AWS_ENDPOINT_URL by itself (moto locally, S3 in AWS), so nothing here
 knows where the bucket lives. A document is identified by bucket, key and version (the bucket is
@@ -8,7 +8,7 @@ versioned: a re-upload is a new document), and `parse_s3_event` turns a notifica
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import unquote_plus
 
 import boto3
@@ -154,9 +154,3 @@ def _optional_text(mapping: Mapping[str, Any], name: str, where: str) -> str | N
     if not isinstance(value, str):
         raise InvalidRequestError(f"{where}.{name}: expected a string, got {value!r}")
     return value
-
-
-if TYPE_CHECKING:
-    from costgate.ports import ObjectStore
-
-    _conforms: type[ObjectStore] = S3ObjectStore

@@ -12,11 +12,10 @@ from pynamodb.attributes import NumberAttribute, UnicodeAttribute, UTCDateTimeAt
 from pynamodb.exceptions import DoesNotExist
 from pynamodb.expressions.update import Action
 
-from costgate.clock import SystemClock
+from costgate.accounting.ledger import LedgerEntry
+from costgate.clock import Clock, SystemClock
 from costgate.dal.table import CostgateItem, DecimalAttribute
-from costgate.ledger import LedgerEntry
-from costgate.ports import Clock
-from costgate.prompt_cache import GapBucket, GapHistogram, PrefixStats
+from costgate.routing.prompt_cache import GapBucket, GapHistogram, PrefixStats
 
 GAPS_TTL = timedelta(seconds=60)
 # The TTL choice follows recent traffic: gaps are counted per UTC day and the last GAP_WINDOW_DAYS summed.

@@ -1,0 +1,1 @@
+"""In-memory fakes of costgate's ports, one module per feature package."""
