@@ -47,6 +47,10 @@ class InMemoryLedgerStore:
         self._budgets = budgets
         self._prompt_cache = prompt_cache
 
+    def find(self, request_id: str) -> LedgerEntry | None:
+        entry = self.entries.get(request_id)
+        return None if entry is None else replace(entry, prompt_cache=None)
+
     def record(self, entry: LedgerEntry, holds: Sequence[Hold] = ()) -> bool:
         if entry.request_id in self.entries:
             return False

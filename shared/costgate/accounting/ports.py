@@ -25,6 +25,11 @@ class LedgerStore(Protocol):
         """
         ...
 
+    def find(self, request_id: str) -> "LedgerEntry | None":
+        """The entry recorded under this request id (strongly consistent), without its prompt-cache use;
+        None if there is none."""
+        ...
+
     def rollups(self, first: date, last: date) -> Iterator["Rollup"]:
         """Every rollup for the UTC days first..last, both included."""
         ...

@@ -187,6 +187,13 @@ class DynamoLedgerStore:
         # The row's is the only condition: a refusal means the request is already recorded.
         return transact(write, area="ledger", what=f"record request {entry.request_id}", sleep=self._sleep) is None
 
+    def find(self, request_id: str) -> LedgerEntry | None:
+        try:
+            item = LedgerItem.get(*_ledger_key(request_id), consistent_read=True)
+        except LedgerItem.DoesNotExist:
+            return None
+        return _from_item(item)
+
     def rollups(self, first: date, last: date) -> Iterator[Rollup]:
         day = first
         while day <= last:
@@ -254,6 +261,46 @@ def _to_item(entry: LedgerEntry) -> LedgerItem:
         service_tier=usage.service_tier,
         inference_geo=usage.inference_geo,
         speed=usage.speed,
+    )
+
+
+def _from_item(item: LedgerItem) -> LedgerEntry:
+    components = item.components.as_dict()  # type: ignore[no-untyped-call]
+    savings = item.savings.as_dict() if item.savings is not None else {}  # type: ignore[no-untyped-call]
+    cost = Cost(
+        model=item.model,
+        total_usd=item.cost_usd,
+        components={component: components[component.value] for component in CostComponent},
+        price_version=item.price_version,
+        modifiers=tuple(str(modifier) for modifier in item.modifiers),
+        confirmed=item.price_confirmed,
+    )
+    usage = TokenUsage(
+        input_tokens=int(item.input_tokens),
+        output_tokens=int(item.output_tokens),
+        cache_write_5m_tokens=int(item.cache_write_5m_tokens),
+        cache_write_1h_tokens=int(item.cache_write_1h_tokens),
+        cache_read_tokens=int(item.cache_read_tokens),
+        web_search_requests=int(item.web_search_requests),
+        web_fetch_requests=int(item.web_fetch_requests),
+        thinking_tokens=None if item.thinking_tokens is None else int(item.thinking_tokens),
+        service_tier=item.service_tier,
+        inference_geo=item.inference_geo,
+        speed=item.speed,
+    )
+    return LedgerEntry(
+        request_id=item.request_id,
+        at=item.at,
+        tenant=item.tenant,
+        feature=item.feature,
+        usage=usage,
+        cost=cost,
+        baseline_cost_usd=item.baseline_cost_usd,
+        savings={Strategy(name): amount for name, amount in savings.items() if amount is not None},
+        key_id=item.key_id,
+        requested_model=item.requested_model,
+        route_tier=item.route_tier,
+        route_reason=item.route_reason,
     )
 
 

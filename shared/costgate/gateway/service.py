@@ -14,30 +14,33 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from costgate.accounting.budgets import Budget, Reservation, estimate_worst_case, key_budgets
-from costgate.accounting.ledger import LedgerEntry, RecordOutcome, validate_tag
+from costgate.accounting.ledger import LedgerEntry, RecordOutcome
 from costgate.accounting.ports import BudgetStore, LedgerStore
 from costgate.accounting.services import record_request, release_reservation, remaining_after, reserve_budget
 from costgate.cache.answers import CACHE_HEADER, AnswerCache, Lookup, effective_mode, storable
 from costgate.cache.model import CacheResult, StoredAnswer
-from costgate.claude.ports import Upstream
+from costgate.claude.ports import LiveStream, Upstream
 from costgate.claude.transport import UpstreamResponse
+from costgate.claude.usage import FinalUsage
 from costgate.clock import Clock
 from costgate.errors import (
     BudgetExceededError,
     CostgateError,
-    ForbiddenError,
-    InvalidRequestError,
+    NotFoundError,
     PricingError,
-    RequestTooLargeError,
     UpstreamError,
 )
+from costgate.gateway.admission import Admitted, GatewayRequest, GatewayResponse, admit
 from costgate.gateway.features import FeatureConfig, PromptCacheMode, PromptCacheTtl
 from costgate.gateway.keys import authenticate
 from costgate.gateway.model import GatewayKey
-from costgate.gateway.ports import FeatureStore, KeyStore
+from costgate.gateway.ports import FeatureStore, KeyStore, ResponseSink
+from costgate.gateway.receipts import REQUEST_ID_HEADER, receipt_comment, receipt_document
+from costgate.gateway.streaming import StreamedAnswer, StreamOutcome, error_event, relay_live
 from costgate.money import format_usd
 from costgate.observability import (
     MetricDimension,
@@ -47,7 +50,8 @@ from costgate.observability import (
     emit_upstream_latency,
     logger,
 )
-from costgate.pricing.cost import Cost, Savings, Strategy, measure_savings, price_usage, split_prompt_cache
+from costgate.pricing.cost import Cost, Strategy, measure_savings, price_usage, split_prompt_cache
+from costgate.pricing.model_limits import limits_for
 from costgate.pricing.prices import PriceBook, default_price_book
 from costgate.pricing.usage import TokenUsage, normalise_usage
 from costgate.routing.ports import PromptCacheStore
@@ -63,11 +67,8 @@ from costgate.routing.prompt_cache import (
 )
 from costgate.routing.router import AUTO_MODEL, RouteDecision, route
 
-# The Claude API's own limit for a Messages request (API Gateway REST stops at 10 MB before this).
-MAX_BODY_BYTES = 32 * 1024 * 1024
-DEFAULT_FEATURE = "default"
-# Far deeper than any real request (tool schemas included); bounds the recursion of everything after.
-MAX_JSON_DEPTH = 64
+# The ledger's own bound on a request id (costgate.accounting.ledger.LedgerEntry).
+MAX_REQUEST_ID_CHARS = 256
 # Prefixes whose gaps the policy observes: those it caches and those it judged not worth caching yet.
 _COSTGATE_MANAGED = frozenset({CacheDecision.ADDED, CacheDecision.NOT_WORTH_IT})
 _SAVINGS_HEADERS = {
@@ -78,29 +79,6 @@ _SAVINGS_HEADERS = {
 _HOP_BY_HOP = frozenset(
     {"connection", "keep-alive", "transfer-encoding", "content-length", "te", "trailer", "upgrade", "date", "server"}
 )
-
-
-@dataclass(frozen=True)
-class GatewayRequest:
-    body: bytes
-    headers: Mapping[str, str]  # lower-case names
-    deadline: float  # time.monotonic() instant after which no upstream attempt may start
-
-
-@dataclass(frozen=True)
-class GatewayResponse:
-    status: int
-    headers: dict[str, str]
-    body: bytes
-
-
-@dataclass(frozen=True)
-class _Admitted:
-    key: GatewayKey
-    body: dict[str, Any]
-    requested_model: str  # as the client sent it: a model id or "auto"
-    feature: str
-    at: datetime
 
 
 @dataclass(frozen=True)
@@ -134,9 +112,12 @@ class Gateway:
         clock: Clock,
         book: PriceBook | None = None,
         timer: Callable[[], float] = time.perf_counter,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
-        """`timer` (seconds, monotonic) times the upstream call and the gateway's own overhead around it."""
+        """`timer` (seconds, monotonic) times the upstream call and the gateway's own overhead around it;
+        `monotonic` is the clock of `GatewayRequest.deadline` (how long a stream may be read)."""
         self._timer = timer
+        self._monotonic = monotonic
         self._keys = keys
         self._budgets = budgets
         self._ledger = ledger
@@ -147,10 +128,14 @@ class Gateway:
         self._clock = clock
         self._book = book or default_price_book()
 
-    def create_message(self, request: GatewayRequest) -> GatewayResponse:
-        """POST /v1/messages: route, plan caching, reserve the worst case, call Claude, record, settle."""
+    def create_message(self, request: GatewayRequest) -> "GatewayResponse | StreamedAnswer":
+        """POST /v1/messages: route, plan caching, reserve the worst case, call Claude, record, settle.
+
+        A request with `"stream": true` that Claude answers with a stream comes back as a StreamedAnswer:
+        its headers now, its body relayed as Claude sends it, and the request settled at its end.
+        """
         started = self._timer()
-        admitted = self._admit(request)
+        admitted = admit(request, self._keys, self._clock, self._book)
         config = self._feature_config(admitted.feature)
         decision = route(admitted.body, config.route)
         if decision.routed:
@@ -159,37 +144,51 @@ class Gateway:
         if lookup.answer is not None:
             return self._serve_cached(admitted, decision, lookup, lookup.answer)
         planned = self._plan(admitted, config, decision, lookup, request.body)
-        budgets = self._applicable_budgets(admitted.key, admitted.feature)
-        worst = estimate_worst_case(planned.model, planned.body, admitted.at, self._book)
-        try:
-            reservation = reserve_budget(self._budgets, budgets, worst, admitted.at)
-        except BudgetExceededError:
-            emit_count(MetricName.BUDGET_REJECTIONS)
-            try:
-                self._ledger.count_rejection(admitted.at, admitted.key.tenant, admitted.feature)
-            except Exception:  # noqa: BLE001 - the client's 429 must not become a 500; a lost count is made loud here
-                logger.exception("ledger: could not count a budget rejection", extra={"feature": admitted.feature})
-            raise
+        reservation = self._hold(admitted, planned)
+        streaming = admitted.body.get("stream") is True
         sent_at = self._timer()
         try:
-            upstream = _checked(self._upstream.post("/v1/messages", planned.raw, request.headers, request.deadline))
+            post = self._upstream.post_stream if streaming else self._upstream.post
+            upstream = _checked(post("/v1/messages", planned.raw, request.headers, request.deadline))
         except BaseException:
-            release_reservation(self._budgets, reservation)
+            self._release(reservation)
             raise
         upstream_s = self._timer() - sent_at  # every attempt and retry wait: upstream time, not overhead
+        if upstream.status == 200 and upstream.latency_s is not None:  # a fake Upstream may not time its answers
+            emit_upstream_latency(planned.model, upstream.latency_s)
+        if not isinstance(upstream, UpstreamResponse):
+            budget_left = self._budget_left(reservation)
+            emit_gateway_overhead(self._timer() - started - upstream_s)  # to the first byte
+            return self._stream(
+                request=request,
+                admitted=admitted,
+                config=config,
+                planned=planned,
+                live=upstream,
+                reservation=reservation,
+                budget_left=budget_left,
+            )
         if upstream.status != 200:
-            release_reservation(self._budgets, reservation)
+            self._release(reservation)
             response = _passthrough(upstream, _receipt_without_cost(planned))
         else:
-            if upstream.latency_s is not None:  # an Upstream that does not time its answers (a fake) has none
-                emit_upstream_latency(planned.model, upstream.latency_s)
             response = self._settle(admitted, config, planned, upstream, reservation)
         emit_gateway_overhead(self._timer() - started - upstream_s)
         return response
 
+    def find_request(self, headers: Mapping[str, str], request_id: str) -> LedgerEntry:
+        """GET /v1/requests/{request_id}: the ledger entry of one of the caller's tenant's requests.
+
+        Another tenant's request is a 404 like a missing one: a key learns nothing of ids it does not own."""
+        key = authenticate(self._keys, headers, self._clock.now())
+        entry = self._ledger.find(request_id) if 0 < len(request_id) <= MAX_REQUEST_ID_CHARS else None
+        if entry is None or entry.tenant != key.tenant:
+            raise NotFoundError(f"no request {request_id!r} for this API key's tenant")
+        return entry
+
     def count_tokens(self, request: GatewayRequest) -> GatewayResponse:
         """POST /v1/messages/count_tokens: as the Claude API (for the model routing picks), plus the input cost."""
-        admitted = self._admit(request)
+        admitted = admit(request, self._keys, self._clock, self._book)
         config = self._feature_config(admitted.feature)
         decision = route(admitted.body, config.route)  # counted in RoutedRequests only for messages
         raw = request.body if decision.model == admitted.requested_model else _encode(_with_model(admitted, decision))
@@ -211,8 +210,133 @@ class Gateway:
                 receipt["x-costgate-price-version"] = estimate.price_version
         return _passthrough(upstream, receipt)
 
+    # --- the books: every hold, settlement and release goes through these three (one seam) ---
+
+    def _hold(self, admitted: Admitted, planned: _Planned) -> Reservation:
+        """Hold the request's worst case on every budget that applies; 429 (counted) when one has no room."""
+        budgets = self._applicable_budgets(admitted.key, admitted.feature)
+        worst = estimate_worst_case(planned.model, self._bounded(planned), admitted.at, self._book)
+        try:
+            return reserve_budget(self._budgets, budgets, worst, admitted.at)
+        except BudgetExceededError:
+            emit_count(MetricName.BUDGET_REJECTIONS)
+            try:
+                self._ledger.count_rejection(admitted.at, admitted.key.tenant, admitted.feature)
+            except Exception:  # noqa: BLE001 - the client's 429 must not become a 500; a lost count is made loud here
+                logger.exception("ledger: could not count a budget rejection", extra={"feature": admitted.feature})
+            raise
+
+    def _record(self, entry: LedgerEntry, reservation: Reservation) -> RecordOutcome:
+        """Record the request and settle its holds to its exact cost, once; a duplicate's holds are released."""
+        outcome = record_request(self._ledger, entry, reservation.holds)
+        if outcome is RecordOutcome.DUPLICATE:
+            self._release(reservation)
+        return outcome
+
+    def _release(self, reservation: Reservation) -> None:
+        release_reservation(self._budgets, reservation)
+
+    def _budget_left(self, reservation: Reservation) -> Decimal | None:
+        """The least budget left before this request's hold (its worst case given back), or None without budgets."""
+        remaining = remaining_after(self._budgets, reservation) if reservation.holds else None
+        return None if remaining is None else remaining + reservation.amount_usd
+
+    def _bounded(self, planned: _Planned) -> dict[str, Any]:
+        """The body the worst case is estimated from: `max_tokens` no higher than the model's output limit.
+
+        Claude refuses a larger `max_tokens` with a 400, so the client must get that 400, not a budget 429
+        for tokens that can never be generated.
+        """
+        max_tokens = planned.body.get("max_tokens")
+        limit = limits_for(self._book.resolve(planned.model)).max_output_tokens
+        if isinstance(max_tokens, int) and not isinstance(max_tokens, bool) and max_tokens > limit:
+            return {**planned.body, "max_tokens": limit}
+        return planned.body
+
+    # --- streams ---
+
+    def _stream(
+        self,
+        *,
+        request: GatewayRequest,
+        admitted: Admitted,
+        config: FeatureConfig,
+        planned: _Planned,
+        live: LiveStream,
+        reservation: Reservation,
+        budget_left: Decimal | None,
+    ) -> StreamedAnswer:
+        """Claude's stream relayed live; priced at message_stop, the receipt sent, the stream ended, then settled."""
+        request_id = live.headers.get("request-id") or f"costgate-{uuid.uuid4()}"
+        headers = {name: value for name, value in live.headers.items() if name not in _HOP_BY_HOP}
+        headers.update(_receipt_without_cost(planned))
+        del headers["x-costgate-cost-usd"], headers["x-costgate-baseline-cost-usd"]  # known only at the end
+        headers[REQUEST_ID_HEADER] = request_id
+        headers["x-costgate-price-version"] = self._book.price_version(self._book.rates_at(planned.model, admitted.at))
+        if budget_left is not None:
+            headers["x-costgate-budget-remaining-before-usd"] = format_usd(budget_left)
+
+        def produce(sink: ResponseSink) -> None:
+            keep = planned.lookup.result is CacheResult.MISS
+            outcome = relay_live(live, sink, deadline=request.deadline, keep_body=keep, monotonic=self._monotonic)
+            self._finish_stream(
+                admitted=admitted,
+                config=config,
+                planned=planned,
+                request_id=request_id,
+                reservation=reservation,
+                outcome=outcome,
+                sink=sink,
+                content_type=content_type,
+            )
+
+        content_type = live.headers.get("content-type", "text/event-stream")
+
+        return StreamedAnswer(headers, produce)
+
+    def _finish_stream(
+        self,
+        *,
+        admitted: Admitted,
+        config: FeatureConfig,
+        planned: _Planned,
+        request_id: str,
+        reservation: Reservation,
+        outcome: StreamOutcome,
+        sink: ResponseSink,
+        content_type: str,
+    ) -> None:
+        """After the relay: an error event if the stream broke, the receipt, the end, then the books, once."""
+        if outcome.failure is not None:
+            emit_count(MetricName.STREAM_ERRORS)
+            if not outcome.relayed_error:
+                sink.write(
+                    error_event("api_error", "the stream from the Claude API broke off; what it generated is billed")
+                )
+        if sink.client_gone:
+            emit_count(MetricName.CLIENT_DISCONNECTS)
+            logger.info("the client went away; the stream was read to its end", extra={"request_id": request_id})
+        if outcome.usage is None and not outcome.unreadable:
+            # Claude reported no usage before the stream failed (an error before message_start): nothing
+            # is billed, so the hold goes back.
+            sink.end()
+            self._release(reservation)
+            return
+        try:
+            entry, cost = self._price(admitted, planned, request_id, outcome.usage)
+        except CostgateError as error:
+            sink.end()
+            self._unpriced(request_id, error, outcome.usage)
+            return
+        document = receipt_document(entry)
+        document["complete"] = outcome.complete
+        sink.write(receipt_comment(document))
+        sink.end()
+        if self._record(entry, reservation) is RecordOutcome.RECORDED and outcome.body is not None:
+            self._remember_answer(admitted, config, planned, content_type=content_type, body=outcome.body, cost=cost)
+
     def _look_up_answer(
-        self, admitted: _Admitted, config: FeatureConfig, decision: RouteDecision, headers: Mapping[str, str]
+        self, admitted: Admitted, config: FeatureConfig, decision: RouteDecision, headers: Mapping[str, str]
     ) -> Lookup:
         mode = effective_mode(headers.get(CACHE_HEADER), config.answer_cache)
         lookup = self._answers.lookup(
@@ -233,9 +357,12 @@ class Gateway:
         return lookup
 
     def _serve_cached(
-        self, admitted: _Admitted, decision: RouteDecision, lookup: Lookup, answer: StoredAnswer
-    ) -> GatewayResponse:
-        """A stored answer: $0 upstream, recorded with the original answer's cost as this request's saving."""
+        self, admitted: Admitted, decision: RouteDecision, lookup: Lookup, answer: StoredAnswer
+    ) -> "GatewayResponse | StreamedAnswer":
+        """A stored answer: $0 upstream, recorded with the original answer's cost as this request's saving.
+
+        A stored stream (only a streaming request can hit one: `stream` is part of the key) is replayed
+        as the stream it was, its receipt after it as after any stream."""
         request_id = f"costgate-{uuid.uuid4()}"
         cost = price_usage(answer.model, TokenUsage(), admitted.at, self._book)
         entry = LedgerEntry(
@@ -262,20 +389,35 @@ class Gateway:
             "x-costgate-prompt-cache": "not-sent: answered from the answer cache",
             "x-costgate-cache": lookup.result.value,
             "x-costgate-price-version": cost.price_version,
+            REQUEST_ID_HEADER: request_id,
         }
         headers = {"content-type": answer.content_type, "request-id": request_id, **receipt}
-        return GatewayResponse(status=200, headers=headers, body=answer.body)
+        if not answer.content_type.startswith("text/event-stream"):
+            return GatewayResponse(status=200, headers=headers, body=answer.body)
+
+        def replay(sink: ResponseSink) -> None:
+            sink.write(answer.body)
+            sink.write(receipt_comment({**receipt_document(entry), "complete": True}))
+            sink.end()
+
+        return StreamedAnswer(headers, replay)
 
     def _remember_answer(
-        self, admitted: _Admitted, config: FeatureConfig, planned: _Planned, upstream: UpstreamResponse, cost: Cost
+        self,
+        admitted: Admitted,
+        config: FeatureConfig,
+        planned: _Planned,
+        *,
+        content_type: str,
+        body: bytes,
+        cost: Cost,
     ) -> None:
         """Store a fresh, complete answer for later hits; a failure here must not fail the answered request."""
         lookup = planned.lookup
-        content_type = upstream.headers.get("content-type", "application/json")
-        if lookup.result is not CacheResult.MISS or not storable(upstream.status, content_type, upstream.body):
+        if lookup.result is not CacheResult.MISS or not storable(200, content_type, body):
             return
         answer = StoredAnswer(
-            body=upstream.body,
+            body=body,
             content_type=content_type,
             model=cost.model,
             cost_usd=cost.total_usd,
@@ -290,7 +432,7 @@ class Gateway:
             emit_count(MetricName.ANSWER_CACHE_ERRORS)
 
     def _plan(
-        self, admitted: _Admitted, config: FeatureConfig, decision: RouteDecision, lookup: Lookup, raw: bytes
+        self, admitted: Admitted, config: FeatureConfig, decision: RouteDecision, lookup: Lookup, raw: bytes
     ) -> _Planned:
         baseline_model: str | None = None
         if decision.routed:
@@ -340,36 +482,13 @@ class Gateway:
             self._book.cache_write_multipliers,
         )
 
-    def _admit(self, request: GatewayRequest) -> _Admitted:
-        if len(request.body) > MAX_BODY_BYTES:
-            raise RequestTooLargeError(f"request body is {len(request.body):,} bytes; the limit is {MAX_BODY_BYTES:,}")
-        now = self._clock.now()
-        key = authenticate(self._keys, request.headers, now)
-        body = _parse_body(request.body)
-        _check_forwarded_headers(request.headers)
-        model = body.get("model")
-        if not isinstance(model, str) or not model:
-            raise InvalidRequestError('model: field required (a Claude model id such as claude-sonnet-5-5, or "auto")')
-        if model != AUTO_MODEL:
-            self._book.resolve(model)  # an unknown model is an error before anything is spent
-        asked = request.headers.get("x-costgate-feature") or None
-        if key.feature is not None and asked is not None and asked != key.feature:
-            # A key bound to a feature must not slip out of that feature's budget by relabelling.
-            raise ForbiddenError(
-                f"this API key is bound to feature {key.feature!r}; x-costgate-feature cannot change it"
-            )
-        feature = asked or key.feature or DEFAULT_FEATURE
-        return _Admitted(
-            key=key, body=body, requested_model=model, feature=validate_tag(feature, "x-costgate-feature"), at=now
-        )
-
     def _applicable_budgets(self, key: GatewayKey, feature: str) -> list[Budget]:
         own = key_budgets(key.key_id, key.daily_budget_usd, key.monthly_budget_usd)
         return own + self._budgets.definitions(key.tenant, feature)
 
     def _settle(
         self,
-        admitted: _Admitted,
+        admitted: Admitted,
         config: FeatureConfig,
         planned: _Planned,
         upstream: UpstreamResponse,
@@ -378,29 +497,35 @@ class Gateway:
         found = upstream.final_usage()
         request_id = upstream.headers.get("request-id") or f"costgate-{uuid.uuid4()}"
         try:
-            if found is None:
-                raise PricingError("the response carries no readable usage")
-            if not found.complete:
-                # Claude bills what it generated before the stream broke off: the last usage it sent.
-                logger.warning("stream ended early; billed on its last usage", extra={"request_id": request_id})
-            model = found.model or planned.model
-            usage = normalise_usage(found.usage)
-            cost = price_usage(model, usage, admitted.at, self._book)
-            savings = measure_savings(
-                model, usage, cost, admitted.at, self._book, baseline_model=planned.baseline_model
-            )
+            entry, cost = self._price(admitted, planned, request_id, found)
         except CostgateError as error:
-            # The client has its answer; failing it now would waste what was spent. Keep the
-            # reservation held (budgets stay conservative) and make the gap loud instead.
-            # The usage goes into the log so the request can still be reconciled by hand.
-            logger.error(
-                "response could not be priced",
-                extra={"request_id": request_id, "reason": str(error), "usage": found.usage if found else None},
-            )
-            emit_count(MetricName.UNPRICED_RESPONSES)
+            self._unpriced(request_id, error, found)
             unpriced = {"x-costgate-cost-usd": "unpriced", "x-costgate-baseline-cost-usd": "unpriced"}
-            return _passthrough(upstream, {**_receipt_without_cost(planned), **unpriced})
+            return _passthrough(upstream, {**_receipt_without_cost(planned), **unpriced, REQUEST_ID_HEADER: request_id})
+        if self._record(entry, reservation) is RecordOutcome.RECORDED:
+            content_type = upstream.headers.get("content-type", "application/json")
+            self._remember_answer(admitted, config, planned, content_type=content_type, body=upstream.body, cost=cost)
+        receipt = _receipt(planned, entry)
+        if reservation.holds:
+            remaining = remaining_after(self._budgets, reservation)
+            if remaining is not None:
+                receipt["x-costgate-budget-remaining-usd"] = format_usd(remaining)
+        return _passthrough(upstream, receipt)
 
+    def _price(
+        self, admitted: Admitted, planned: _Planned, request_id: str, found: FinalUsage | None
+    ) -> tuple[LedgerEntry, Cost]:
+        """The ledger entry of an answered request, priced from the usage Claude reported (CostgateError if it
+        cannot be priced). No I/O: nothing is recorded here."""
+        if found is None:
+            raise PricingError("the response carries no readable usage")
+        if not found.complete:
+            # Claude bills what it generated before the stream broke off: the last usage it sent.
+            logger.warning("stream ended early; billed on its last usage", extra={"request_id": request_id})
+        model = found.model or planned.model
+        usage = normalise_usage(found.usage)
+        cost = price_usage(model, usage, admitted.at, self._book)
+        savings = measure_savings(model, usage, cost, admitted.at, self._book, baseline_model=planned.baseline_model)
         entry = LedgerEntry(
             request_id=request_id,
             at=admitted.at,
@@ -416,16 +541,16 @@ class Gateway:
             route_reason=planned.route.reason if planned.route.routed else None,
             prompt_cache=self._prefix_use(planned, model, usage, cost, admitted.at),
         )
-        if record_request(self._ledger, entry, reservation.holds) is RecordOutcome.DUPLICATE:
-            release_reservation(self._budgets, reservation)
-        else:
-            self._remember_answer(admitted, config, planned, upstream, cost)
-        receipt = _receipt(planned, cost, savings)
-        if reservation.holds:
-            remaining = remaining_after(self._budgets, reservation)
-            if remaining is not None:
-                receipt["x-costgate-budget-remaining-usd"] = format_usd(remaining)
-        return _passthrough(upstream, receipt)
+        return entry, cost
+
+    def _unpriced(self, request_id: str, error: CostgateError, found: FinalUsage | None) -> None:
+        """The client has its answer; failing it now would waste what was spent. The reservation stays held
+        (budgets stay conservative) and the gap is made loud instead, the usage logged to reconcile by hand."""
+        logger.error(
+            "response could not be priced",
+            extra={"request_id": request_id, "reason": str(error), "usage": found.usage if found else None},
+        )
+        emit_count(MetricName.UNPRICED_RESPONSES)
 
     def _prefix_use(
         self, planned: _Planned, model: str, usage: TokenUsage, cost: Cost, at: datetime
@@ -448,50 +573,12 @@ class Gateway:
         )
 
 
-def _checked(upstream: UpstreamResponse) -> UpstreamResponse:
+def _checked[Answer: UpstreamResponse | LiveStream](upstream: Answer) -> Answer:
     """Claude refusing costgate's own key is costgate's fault, not the client's: never a 401 to them."""
     if upstream.status in (401, 403):
         logger.error("the Claude API rejected costgate's key", extra={"status": upstream.status})
         raise UpstreamError(f"costgate is misconfigured: the Claude API rejected its API key ({upstream.status})")
     return upstream
-
-
-def _parse_body(raw: bytes) -> dict[str, Any]:
-    """The request as a JSON object of valid UTF-8 text, nested no deeper than MAX_JSON_DEPTH."""
-    try:
-        # Decoded explicitly: json.loads(bytes) would also accept UTF-16 and UTF-32.
-        text = raw.decode("utf-8")
-        body = json.loads(text)
-    except (ValueError, RecursionError) as error:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
-        raise InvalidRequestError(f"request body is not valid JSON (UTF-8): {str(error)[:200]}") from None
-    if not isinstance(body, dict):
-        raise InvalidRequestError("request body must be a JSON object")
-    _check_depth(body)
-    # Valid UTF-8 holds no surrogates; only a \uD800-\uDFFF escape can bring one in, so the costly
-    # re-encoding check runs only for bodies that contain such an escape.
-    if "\\ud" in text.lower():
-        try:
-            json.dumps(body, ensure_ascii=False).encode("utf-8")
-        except UnicodeEncodeError:
-            raise InvalidRequestError("request body holds an unpaired surrogate escape (such as \\ud800)") from None
-    return body
-
-
-def _check_depth(value: Any) -> None:
-    stack = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if depth > MAX_JSON_DEPTH:
-            raise InvalidRequestError(f"request body is nested more than {MAX_JSON_DEPTH} levels deep")
-        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
-        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
-
-
-def _check_forwarded_headers(headers: Mapping[str, str]) -> None:
-    for name in ("anthropic-version", "anthropic-beta"):
-        value = headers.get(name)
-        if value is not None and not value.isascii():
-            raise InvalidRequestError(f"{name} header must be ASCII")
 
 
 def _counted_tokens(upstream: UpstreamResponse) -> int | None:
@@ -503,17 +590,18 @@ def _counted_tokens(upstream: UpstreamResponse) -> int | None:
     return tokens if isinstance(tokens, int) and not isinstance(tokens, bool) and tokens >= 0 else None
 
 
-def _receipt(planned: _Planned, cost: Cost, savings: Savings) -> dict[str, str]:
+def _receipt(planned: _Planned, entry: LedgerEntry) -> dict[str, str]:
     receipt = {
         **_receipt_without_cost(planned),
-        "x-costgate-model": cost.model,
-        "x-costgate-cost-usd": format_usd(cost.total_usd),
-        "x-costgate-baseline-cost-usd": format_usd(savings.baseline_usd),
-        "x-costgate-price-version": cost.price_version,
+        REQUEST_ID_HEADER: entry.request_id,
+        "x-costgate-model": entry.cost.model,
+        "x-costgate-cost-usd": format_usd(entry.cost.total_usd),
+        "x-costgate-baseline-cost-usd": format_usd(entry.baseline_cost_usd),
+        "x-costgate-price-version": entry.cost.price_version,
     }
     for strategy in (Strategy.ROUTING, Strategy.PROMPT_CACHE):
-        if strategy in savings.by_strategy:
-            receipt[_SAVINGS_HEADERS[strategy]] = format_usd(savings.by_strategy[strategy])
+        if strategy in entry.savings:
+            receipt[_SAVINGS_HEADERS[strategy]] = format_usd(entry.savings[strategy])
     return receipt
 
 
@@ -533,7 +621,7 @@ def _tier_name(decision: RouteDecision) -> str:
     return decision.tier.name.lower() if decision.tier is not None else "none"
 
 
-def _with_model(admitted: _Admitted, decision: RouteDecision) -> dict[str, Any]:
+def _with_model(admitted: Admitted, decision: RouteDecision) -> dict[str, Any]:
     """The request with the model routing chose (the same object when it is the one the client sent)."""
     if decision.model == admitted.requested_model:
         return admitted.body

@@ -25,14 +25,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from costgate.errors import RuntimeApiError
+
 VERSION = "2018-06-01"
 ERROR_TYPE_HEADER = "Lambda-Runtime-Function-Error-Type"
 ERROR_BODY_TRAILER = "Lambda-Runtime-Function-Error-Body"
 RESPONSE_MODE_HEADER = "Lambda-Runtime-Function-Response-Mode"
-
-
-class RuntimeApiError(RuntimeError):
-    """The Runtime API refused a call or could not be reached."""
 
 
 @dataclass(frozen=True)

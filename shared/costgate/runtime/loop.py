@@ -24,8 +24,9 @@ from collections.abc import Callable, Mapping, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
-from costgate.runtime.api import ErrorReport, Invocation, RuntimeApiClient, RuntimeApiError
-from costgate.runtime.prelude import CONTENT_TYPE, PreludeError, from_proxy_response
+from costgate.errors import InitError, PreludeError, RuntimeApiError, UnmarshalError
+from costgate.runtime.api import ErrorReport, Invocation, RuntimeApiClient
+from costgate.runtime.prelude import CONTENT_TYPE, from_proxy_response
 from costgate.runtime.stream import ResponseStream
 
 log = logging.getLogger(__name__)
@@ -45,12 +46,6 @@ def streaming[F: Callable[..., Any]](handler: F) -> F:
 def is_streaming(handler: Handler) -> bool:
     # functools.wraps copies __dict__, so the mark survives Powertools' decorators in either order.
     return bool(getattr(handler, _STREAMING_MARK, False))
-
-
-class InitError(Exception):
-    def __init__(self, report: ErrorReport) -> None:
-        super().__init__(report.message)
-        self.report = report
 
 
 @dataclass(frozen=True)
@@ -97,15 +92,16 @@ def load_handler(spec: str) -> Handler:
     """The function named by `_HANDLER` (`module.function`); InitError as the managed runtime reports it."""
     module_name, _, function_name = spec.rpartition(".")
     if not module_name or not function_name:
-        raise InitError(ErrorReport("Runtime.MalformedHandlerName", f"Bad handler '{spec}': expected module.function"))
+        raise InitError("Runtime.MalformedHandlerName", f"Bad handler '{spec}': expected module.function")
     try:
         module = importlib.import_module(module_name.replace("/", "."))
     except Exception as error:  # any failure to import is the function's init error
         message = f"Unable to import module '{module_name}': {error}"
-        raise InitError(_report(error, message, "Runtime.ImportModuleError")) from error
+        report = _report(error, message, "Runtime.ImportModuleError")
+        raise InitError(report.error_type, report.message, report.stack_trace) from error
     handler: Handler | None = getattr(module, function_name, None)
     if handler is None or not callable(handler):
-        raise InitError(ErrorReport("Runtime.HandlerNotFound", f"Handler '{function_name}' missing on '{module_name}'"))
+        raise InitError("Runtime.HandlerNotFound", f"Handler '{function_name}' missing on '{module_name}'")
     return handler
 
 
@@ -184,18 +180,14 @@ def main(environ: MutableMapping[str, str] = os.environ) -> int:
     try:
         handler = as_streaming(load_handler(environ["_HANDLER"]))
     except InitError as error:
-        log.error("init failed: %s", error.report.message)
-        api.post_init_error(error.report)
+        log.error("init failed: %s", error.message)
+        api.post_init_error(ErrorReport(error.error_type, error.message, error.stack_trace))
         return 1
     if environ.get("AWS_LAMBDA_INITIALIZATION_TYPE") == "snap-start":
         # The snapshot is taken while this call waits; it returns in each environment restored from it.
         api.restore_next()
     run(api, handler, FunctionInfo.from_environ(environ), environ=environ)
     return 0
-
-
-class UnmarshalError(ValueError):
-    error_type = "Runtime.UnmarshalError"
 
 
 def _event(invocation: Invocation) -> Any:

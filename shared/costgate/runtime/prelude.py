@@ -17,6 +17,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from costgate.errors import PreludeError
+
 DELIMITER = b"\0" * 8
 # "The delimiter must be 8 null bytes and it must appear within the first 16KB of stream data."
 MAX_PRELUDE_BYTES = 16 * 1024
@@ -24,10 +26,6 @@ MAX_PRELUDE_BYTES = 16 * 1024
 # (awslambda.HttpResponseStream.from in aws-lambda-nodejs-runtime-interface-client).
 CONTENT_TYPE = "application/vnd.awslambda.http-integration-response"
 _KEYS = frozenset({"statusCode", "headers", "multiValueHeaders", "cookies"})
-
-
-class PreludeError(ValueError):
-    """The stream does not start with a prelude API Gateway accepts (it answers such a stream with a 500)."""
 
 
 @dataclass(frozen=True)

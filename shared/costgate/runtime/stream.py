@@ -5,6 +5,7 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Protocol
 
+from costgate.errors import ResponseStreamError
 from costgate.runtime.api import ErrorReport, trailer_report
 from costgate.runtime.prelude import HttpPrelude
 
@@ -19,10 +20,6 @@ class Sink(Protocol):
     def finish(self, trailers: Mapping[str, str] | None = None) -> None: ...
 
     def abort(self) -> None: ...
-
-
-class ResponseStreamError(RuntimeError):
-    """A handler used its response stream out of order (a bug in the handler, not a client's fault)."""
 
 
 class ResponseStream:
