@@ -534,10 +534,8 @@ def measure_cold_starts(
 
 def report_cold_starts(results: list[tuple[str, Layout, list[ColdStart]]]) -> dict[str, float]:
     """Print the medians; return the median 'function' ms of each first POST /v1/messages, by layout label."""
-    say(
-        "Cold start: a fresh interpreter per run, set up as Lambda would (Tracer active); "
-        f"median of {RUN.cold_runs} runs"
-    )
+    repeats = RUN.cold_runs
+    say(f"Cold start: a fresh interpreter per run, set up as Lambda would (Tracer active); median of {repeats} runs")
     header = ("python", "import", "init", "1st resp", "clients", "2nd resp", "function")
     say(f"  {'first request':<18} {'code layout':<44}" + "".join(f"{name:>10}" for name in header))
     functions: dict[str, float] = {}

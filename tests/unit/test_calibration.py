@@ -12,6 +12,7 @@ from costgate.cache import thresholds
 from costgate.cache.thresholds import default_threshold
 from costgate.errors import ConfigurationError
 from costgate_local import cli
+from costgate_local.cli import cache as cache_cli
 from costgate_local.tools.calibration import (
     EmbeddingCache,
     LabelledPair,
@@ -224,7 +225,7 @@ def calibrate_args(tmp_path: Path, **options: object) -> argparse.Namespace:
 
 
 def test_calibrate_prints_each_set_with_and_without_guards(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    status = cli.cache_command(calibrate_args(tmp_path), embedder=FakeEmbedder())
+    status = cache_cli.run(calibrate_args(tmp_path), embedder=FakeEmbedder())
 
     out = capsys.readouterr().out
     assert status == 0
@@ -237,7 +238,7 @@ def test_calibrate_as_json_and_into_a_defaults_file(tmp_path: Path, capsys: pyte
     defaults = tmp_path / "thresholds.json"
     fake = FakeEmbedder()
 
-    status = cli.cache_command(calibrate_args(tmp_path, json=True, defaults_file=defaults), embedder=fake)
+    status = cache_cli.run(calibrate_args(tmp_path, json=True, defaults_file=defaults), embedder=fake)
 
     result = json.loads(capsys.readouterr().out)
     assert status == 0

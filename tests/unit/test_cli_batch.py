@@ -10,7 +10,7 @@ import pytest
 
 from costgate.batch.scheduler import JobStatus
 from costgate.errors import InvalidRequestError
-from costgate_local.cli import (
+from costgate_local.cli.batch import (
     WATCH_FIRST_DOCUMENT_S,
     WATCH_INTERVAL_S,
     WATCH_LIMIT_S,

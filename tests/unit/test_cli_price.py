@@ -4,7 +4,7 @@ import io
 import json
 from datetime import UTC, datetime
 
-from costgate_local.cli import price_lines
+from costgate_local.cli.price import price_lines
 
 NOW = datetime(2026, 11, 29, 12, tzinfo=UTC)
 

@@ -17,7 +17,8 @@ from costgate.errors import InvalidRequestError
 from costgate.pricing.cost import Strategy
 from costgate.pricing.usage import TokenUsage
 from costgate_local import cli
-from costgate_local.cli import render_strategy_table
+from costgate_local.cli import report as report_cli
+from costgate_local.cli.report import render_strategy_table
 from tests.fakes.accounting import InMemoryLedgerStore, make_entry
 
 FIRST = date(2026, 11, 1)
@@ -573,8 +574,6 @@ def test_the_strategy_table_of_an_empty_range_has_only_the_total() -> None:
 @pytest.fixture
 def report_command(monkeypatch: pytest.MonkeyPatch) -> list[tuple[LedgerStore, CostReportRequest, Path]]:
     """`costgate report` over `_strategy_store()`, with a stand-in html_report module recording its calls."""
-    import costgate.dal.ledger  # noqa: PLC0415 - patched, not used
-
     store = _strategy_store()
     written: list[tuple[LedgerStore, CostReportRequest, Path]] = []
 
@@ -585,8 +584,8 @@ def report_command(monkeypatch: pytest.MonkeyPatch) -> list[tuple[LedgerStore, C
     html_report = types.ModuleType("costgate_local.tools.html_report")
     html_report.write_html_report = write_html_report  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "costgate_local.tools.html_report", html_report)
-    monkeypatch.setattr(costgate.dal.ledger, "DynamoLedgerStore", lambda: store)
-    monkeypatch.setattr(cli, "_bind_table", lambda: None)
+    monkeypatch.setattr(report_cli, "DynamoLedgerStore", lambda: store)
+    monkeypatch.setattr(report_cli, "bind_table", lambda: None)
     return written
 
 

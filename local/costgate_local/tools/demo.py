@@ -220,7 +220,7 @@ def _run_batch(job: str, bucket: str) -> Decimal:
     from costgate.batch.scheduler import job_status  # noqa: PLC0415
     from costgate.dal.batches import DynamoBatchStore  # noqa: PLC0415
     from costgate.dal.objects import S3ObjectStore  # noqa: PLC0415
-    from costgate_local.cli import render_batch_status, submit_batch  # noqa: PLC0415
+    from costgate_local.cli.batch import render_batch_status, submit_batch  # noqa: PLC0415
 
     print()
     submit_batch(WORKLOAD / "documents", job, S3ObjectStore(bucket), sys.stdout, io.StringIO())
@@ -248,7 +248,7 @@ def _report(first: date, last: date, *, sent: list[Sent], batch_cost: Decimal, s
     """Print the ledger's tables and check them against `costgate report` and the clients' receipts."""
     from costgate.accounting.report import CostReportRequest, GroupBy, build_report  # noqa: PLC0415
     from costgate.dal.ledger import DynamoLedgerStore  # noqa: PLC0415
-    from costgate_local.cli import render_report, render_strategy_table  # noqa: PLC0415
+    from costgate_local.cli.report import render_report, render_strategy_table  # noqa: PLC0415
     from costgate_local.stack.child import COSTGATE, child_environment  # noqa: PLC0415
     from costgate_local.tools.html_report import write_html_report  # noqa: PLC0415
 

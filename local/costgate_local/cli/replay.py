@@ -4,16 +4,22 @@ policies and price dates, before anyone turns a strategy on. The rules are `cost
 import argparse
 import json
 import sys
-from collections.abc import Sequence
 from decimal import ROUND_HALF_EVEN, Decimal
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import Any, TextIO
 
 from costgate.errors import CostgateError, InvalidRequestError
 from costgate.money import format_usd
-
-if TYPE_CHECKING:
-    from costgate_local.tools.replay import Comparison, ReplayResult, WhatIf
+from costgate_local.cli.formatting import figures, money
+from costgate_local.tools.replay import (
+    DEFAULT_WHAT_IFS,
+    Comparison,
+    ReplayResult,
+    WhatIf,
+    compare_policies,
+    parse_log,
+    parse_policy,
+)
 
 BREAKDOWN_NOTE = (
     "Each setting's change is the bill with that setting alone applied to the log, minus the as-logged bill;"
@@ -21,31 +27,26 @@ BREAKDOWN_NOTE = (
 )
 
 
-def add_replay_command(commands: Any) -> None:
-    replay = commands.add_parser(
-        "replay",
-        help="re-price a recorded request log (JSON lines) under other policies and price dates",
-        description="Re-price a request log under other policies. A policy is name=value settings joined by"
+def register(parser: argparse.ArgumentParser) -> None:
+    parser.description = (
+        "Re-price a request log under other policies. A policy is name=value settings joined by"
         " commas: prompt-cache=off|5m|1h, routing=off|on|all|<simple>/<medium>/<complex>,"
         " batch=off|all|<feature>[+<feature>...], answer-cache=off|exact|exact:<seconds>,"
-        " price-date=YYYY-MM-DD. Settings not given stay as logged.",
+        " price-date=YYYY-MM-DD. Settings not given stay as logged."
     )
-    replay.add_argument(
+    parser.add_argument(
         "log", type=Path, help='the log: one {"at", "tenant", "feature", "request", "model", "usage"} a line'
     )
-    replay.add_argument(
+    parser.add_argument(
         "--policy", action="append", default=[], metavar="SPEC",
         help="a what-if policy; repeatable (default: prompt-cache=off,routing=off,batch=off; prompt-cache=5m;"
         " routing=all)",
     )  # fmt: skip
-    replay.add_argument("--json", action="store_true", help="the exact figures as one JSON object")
+    parser.add_argument("--json", action="store_true", help="the exact figures as one JSON object")
 
 
-def replay_command(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None = None) -> int:
+def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None = None) -> int:
     """Exit 0 with the bill; 2 with a message on stderr, and no bill, for a bad log line, policy or price."""
-    # Imported here: the exact-cache key brings numpy, which no other command should wait for.
-    from costgate_local.tools.replay import DEFAULT_WHAT_IFS, compare_policies, parse_log, parse_policy  # noqa: PLC0415
-
     out, err = out or sys.stdout, err or sys.stderr
     try:
         policies = [parse_policy(spec) for spec in args.policy or DEFAULT_WHAT_IFS]
@@ -74,31 +75,25 @@ def _read(path: Path) -> list[str]:
         raise InvalidRequestError(f"{path} is not UTF-8 text: {error.reason} at byte {error.start}") from None
 
 
-def render_comparison(comparison: "Comparison", source: str) -> str:
+def render_comparison(comparison: Comparison, source: str) -> str:
     """The bills as a table (money rounded to 6 decimals for display; --json has them exact), then each
     policy's change by setting."""
     logged = comparison.as_logged
     lines = [f"{source}: {_span(logged)}", ""]
     header = ["policy", "requests", "bill USD", "vs as logged", "change %"]
-    rows = [["as logged", f"{len(logged.requests):,}", _money(logged.total_usd), "", ""]]
+    rows = [["as logged", f"{len(logged.requests):,}", money(logged.total_usd), "", ""]]
     rows += [
         [
             what_if.policy.label,
             f"{len(what_if.result.requests):,}",
-            _money(what_if.result.total_usd),
+            money(what_if.result.total_usd),
             _signed(what_if.vs_as_logged_usd),
             _signed_percent(comparison.change_ratio(what_if)),
         ]
         for what_if in comparison.what_ifs
     ]
-    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
-
-    def line(cells: Sequence[str]) -> str:
-        first, *rest = cells
-        return "  ".join([first.ljust(widths[0]), *(c.rjust(w) for c, w in zip(rest, widths[1:], strict=True))])
-
-    rule = "-" * len(line(header))
-    lines += [line(header), rule, *(line(row).rstrip() for row in rows)]
+    header_line, *row_lines = figures([header, *rows])
+    lines += [header_line, "-" * len(header_line), *(line.rstrip() for line in row_lines)]
     for what_if in comparison.what_ifs:
         lines += ["", f"{what_if.policy.label}:", *_breakdown(what_if)]
     if comparison.what_ifs:
@@ -106,14 +101,14 @@ def render_comparison(comparison: "Comparison", source: str) -> str:
     return "\n".join(lines)
 
 
-def _span(result: "ReplayResult") -> str:
+def _span(result: ReplayResult) -> str:
     if not result.requests:
         return "no requests"
     first, last = result.requests[0].at, result.requests[-1].at
     return f"{len(result.requests):,} requests from {first.isoformat()} to {last.isoformat()}"
 
 
-def _breakdown(what_if: "WhatIf") -> list[str]:
+def _breakdown(what_if: WhatIf) -> list[str]:
     entries = list(what_if.by_setting)
     if len(entries) > 1:
         entries.append(("together", what_if.interaction_usd))
@@ -134,7 +129,7 @@ def _breakdown(what_if: "WhatIf") -> list[str]:
     return lines
 
 
-def comparison_json(comparison: "Comparison", source: str) -> dict[str, Any]:
+def comparison_json(comparison: Comparison, source: str) -> dict[str, Any]:
     """The same figures, money as exact decimal strings; `change_percent` alone is rounded (2 decimals)."""
     logged = comparison.as_logged
     return {
@@ -155,7 +150,7 @@ def comparison_json(comparison: "Comparison", source: str) -> dict[str, Any]:
     }
 
 
-def _counts(result: "ReplayResult") -> dict[str, int]:
+def _counts(result: ReplayResult) -> dict[str, int]:
     return {
         "requests": len(result.requests),
         "answer_cache_hits": result.answer_cache_hits,
@@ -165,12 +160,8 @@ def _counts(result: "ReplayResult") -> dict[str, int]:
     }
 
 
-def _money(value: Decimal) -> str:
-    return f"{value.quantize(Decimal('0.000001'), rounding=ROUND_HALF_EVEN):,}"
-
-
 def _signed(value: Decimal) -> str:
-    return ("+" if value > 0 else "") + _money(value) if value else "0"
+    return ("+" if value > 0 else "") + money(value) if value else "0"
 
 
 def _percent(ratio: Decimal | None) -> str | None:
