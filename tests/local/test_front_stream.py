@@ -15,10 +15,10 @@ from costgate.runtime.api import RuntimeApiClient
 from costgate.runtime.loop import streaming
 from costgate.runtime.prelude import CONTENT_TYPE, HttpPrelude
 from costgate.runtime.stream import ResponseStream
+from costgate_local.simulator import Simulator
 from costgate_local.stack.front import ApiFront, LocalFunction, _route, _template_route
 from costgate_local.stack.front_stream import MAX_REQUEST_BYTES, streamed_response
 from costgate_local.stack.runtime_api import LocalRuntimeApi
-from costgate_local.simulator import Simulator
 
 WAIT_S = 10.0
 

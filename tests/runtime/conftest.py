@@ -9,7 +9,13 @@ import pytest
 from costgate.runtime.api import RuntimeApiClient
 from costgate.runtime.loop import FunctionInfo, Handler, run
 from costgate.runtime.prelude import PreludeReader
-from costgate_local.stack.runtime_api import FunctionError, LocalRuntimeApi, PendingInvocation, ResponseChunk, ResponseEnd
+from costgate_local.stack.runtime_api import (
+    FunctionError,
+    LocalRuntimeApi,
+    PendingInvocation,
+    ResponseChunk,
+    ResponseEnd,
+)
 
 INFO = FunctionInfo(name="ApiFunction", version="$LATEST", memory_mb=1024, log_group="/aws/lambda/x", log_stream="s")
 WAIT_S = 10.0

@@ -33,8 +33,9 @@ def new_id(prefix: str) -> str:
 
 
 class Engine:
-    def __init__(self) -> None:
+    def __init__(self, answer_tokens: int | None = None) -> None:
         self.cache = PromptCache()
+        self._answer_tokens = answer_tokens
 
     def count_tokens(self, body: Any, version: str) -> int:
         """count_tokens: the whole prompt, caching ignored (input + creation + read of the same body)."""
@@ -51,7 +52,7 @@ class Engine:
             min_tokens=request.profile.min_cacheable_tokens,
             now=now,
         )
-        result = answer(request)
+        result = answer(request, self._answer_tokens)
         return {
             "id": new_id("msg_"),
             "type": "message",

@@ -22,6 +22,7 @@ class SimulatorOptions:
     batch_delay: timedelta = timedelta(seconds=3)
     seed: int = 0
     stream_token_ms: float = 0.0
+    answer_tokens: int | None = None  # the length of every text answer (max_tokens still caps it)
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -30,6 +31,8 @@ class SimulatorOptions:
             raise ValueError("batch_delay must not be negative")
         if not self.stream_token_ms >= 0:
             raise ValueError("stream_token_ms must not be negative")
+        if self.answer_tokens is not None and self.answer_tokens < 1:
+            raise ValueError("answer_tokens must be at least 1")
 
 
 def add_simulator_arguments(parser: argparse.ArgumentParser) -> None:
@@ -85,6 +88,32 @@ def add_simulator_arguments(parser: argparse.ArgumentParser) -> None:
         "a 200-token answer at 150 lasts 30 s (default 0: no pause)",
     )
     group.add_argument(
+        "--answer-tokens",
+        dest="simulator_answer_tokens",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="every text answer is N tokens long, unless max_tokens stops it first (default: 20-249, drawn "
+        "from the request): long streams on demand",
+    )
+    group.add_argument(
+        "--fault-stream-error",
+        dest="simulator_fault_stream_error",
+        type=_rate,
+        default=0.0,
+        metavar="RATE",
+        help="share of streams that break off with an SSE error event (overloaded_error) after "
+        "--fault-stream-error-after events, as Claude's do when overloaded mid-answer (0-1)",
+    )
+    group.add_argument(
+        "--fault-stream-error-after",
+        dest="simulator_fault_stream_error_after",
+        type=_non_negative_int,
+        default=4,
+        metavar="N",
+        help="events a faulty stream sends before its error event (default 4: after the first text delta)",
+    )
+    group.add_argument(
         "--batch-delay",
         dest="simulator_batch_delay",
         type=_non_negative,
@@ -124,10 +153,13 @@ def simulator_options_from_args(args: argparse.Namespace, port: int = 0) -> Simu
             rate_500=args.simulator_fault_500,
             retry_after_seconds=args.simulator_retry_after,
             latency_ms=args.simulator_latency_ms,
+            stream_error_rate=args.simulator_fault_stream_error,
+            stream_error_after=args.simulator_fault_stream_error_after,
         ),
         batch_delay=timedelta(seconds=args.simulator_batch_delay),
         seed=args.simulator_seed,
         stream_token_ms=args.simulator_stream_token_ms,
+        answer_tokens=args.simulator_answer_tokens,
     )
 
 
@@ -143,6 +175,27 @@ def _non_negative(text: str) -> float:
     if value < 0:
         raise argparse.ArgumentTypeError(f"must not be negative, got {text}")
     return value
+
+
+def _positive_int(text: str) -> int:
+    value = _integer(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = _integer(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative, got {text}")
+    return value
+
+
+def _integer(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
 
 
 def _number(text: str) -> float:

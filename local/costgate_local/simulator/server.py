@@ -10,8 +10,8 @@ import json
 import logging
 import threading
 import time
-from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections import Counter, OrderedDict
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime, timedelta
 from types import TracebackType
 from typing import IO, Any, Self
@@ -31,6 +31,7 @@ from costgate_local.simulator.options import SimulatorOptions
 from costgate_local.simulator.validation import api_version, validate_messages_request
 
 HOST = "127.0.0.1"
+STREAM_LOG_SIZE = 1000  # streams whose event times are kept
 MESSAGES_MAX_BYTES = 32 * 1024 * 1024
 BATCH_MAX_BYTES = 256 * 1024 * 1024
 _DRAIN_CHUNK = 1024 * 1024
@@ -48,7 +49,9 @@ class SimulatorApp:
         self._latency = options.faults.latency_ms / 1000
         self._token_s = options.stream_token_ms / 1000
         self._lock = threading.Lock()
-        self._engine = Engine()
+        self._engine = Engine(options.answer_tokens)
+        # When each event of the latest streams left the simulator, by request id (GET /_simulator/streams/ID).
+        self._stream_log: OrderedDict[str, list[tuple[str, float]]] = OrderedDict()
         self._faults = FaultInjector(options.faults, options.seed)
         self._batches = BatchStore(
             lambda params, workspace, version, now: self._engine.batch_result(
@@ -66,6 +69,7 @@ class SimulatorApp:
             Rule("/v1/messages/batches/<batch_id>", methods=["DELETE"], endpoint="delete_batch"),
             Rule("/v1/messages/batches/<batch_id>/cancel", methods=["POST"], endpoint="cancel_batch"),
             Rule("/v1/messages/batches/<batch_id>/results", methods=["GET"], endpoint="batch_results"),
+            Rule("/_simulator/streams/<request_id>", methods=["GET"], endpoint="stream_log"),
         ]
         if isinstance(self.clock, ManualClock):
             rules.append(Rule("/_simulator/clock", methods=["GET", "POST"], endpoint="clock"))
@@ -80,6 +84,7 @@ class SimulatorApp:
             "cancel_batch": self._cancel_batch,
             "batch_results": self._batch_results,
             "clock": self._clock,
+            "stream_log": self._stream_log_of,
         }
 
     @property
@@ -96,7 +101,7 @@ class SimulatorApp:
         request_id = new_id("req_")
         try:
             endpoint, arguments = self._routes.bind_to_environ(request.environ).match()
-            response = self._handlers[str(endpoint)](request, **arguments)
+            response = self._handlers[str(endpoint)](request, **{**arguments, **_with_id(endpoint, request_id)})
         except ApiError as error:
             response = _json(error.status, error.body(request_id), error.headers)
         except NotFound:
@@ -115,7 +120,7 @@ class SimulatorApp:
 
     # --- Messages ---------------------------------------------------------------------------------
 
-    def _messages(self, request: Request) -> Response:
+    def _messages(self, request: Request, request_id: str) -> Response:
         workspace = _workspace(request)
         version = api_version(request.headers.get("anthropic-version"))
         raw = _read_body(request, MESSAGES_MAX_BYTES)
@@ -125,15 +130,37 @@ class SimulatorApp:
         with self._lock:
             now = self._advance()
             message = self._engine.create_message(parsed, workspace=workspace, now=now)
+            break_after = self._faults.draw_stream_error() if parsed.stream else None
         if parsed.stream:
+            events = stream_events(message, self._pace if self._token_s > 0 else None)
             return Response(
-                stream_events(message, self._pace if self._token_s > 0 else None),
+                self._logged(request_id, _broken_off(events, break_after)),
                 status=200,
                 mimetype="text/event-stream",
                 headers={"cache-control": "no-cache"},
                 direct_passthrough=True,
             )
         return _json(200, message)
+
+    def _logged(self, request_id: str, events: Iterator[bytes]) -> Iterator[bytes]:
+        """The stream as it is sent, each event's departure noted (its time taken before it is written)."""
+        with self._lock:
+            log = self._stream_log[request_id] = []
+            while len(self._stream_log) > STREAM_LOG_SIZE:
+                self._stream_log.popitem(last=False)
+        for event in events:
+            name = event.partition(b"\n")[0].removeprefix(b"event: ").decode()
+            with self._lock:
+                log.append((name, time.time()))
+            yield event
+
+    def _stream_log_of(self, request: Request, request_id: str) -> Response:
+        with self._lock:
+            log = self._stream_log.get(request_id)
+            events = [{"event": name, "at": at} for name, at in log] if log is not None else None
+        if events is None:
+            raise ApiError(404, "not_found_error", f"no stream logged for request {request_id}")
+        return _json(200, {"request_id": request_id, "events": events})
 
     def _count_tokens(self, request: Request) -> Response:
         _workspace(request)
@@ -302,6 +329,24 @@ class Simulator:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+
+def _with_id(endpoint: Any, request_id: str) -> dict[str, str]:
+    """The request id for the endpoints that need it (messages: it names the stream's log)."""
+    return {"request_id": request_id} if endpoint == "messages" else {}
+
+
+def _broken_off(events: Iterator[bytes], after: int | None) -> Iterator[bytes]:
+    """The stream, or its first `after` events and then an overloaded_error event, the end of it."""
+    if after is None:
+        yield from events
+        return
+    for sent, event in enumerate(events):
+        if sent == after:
+            break
+        yield event
+    error = {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded (simulated fault)"}}
+    yield f"event: error\ndata: {json.dumps(error)}\n\n".encode()
 
 
 def _workspace(request: Request) -> str:

@@ -25,7 +25,8 @@ from typing import Any
 from werkzeug.datastructures import Headers
 from werkzeug.wrappers import Request, Response
 
-from costgate.runtime.prelude import PreludeError, PreludeReader
+from costgate.errors import PreludeError
+from costgate.runtime.prelude import PreludeReader
 from costgate_local.stack.runtime_api import FunctionError, PendingInvocation, ResponseChunk, ResponseEnd
 
 log = logging.getLogger(__name__)

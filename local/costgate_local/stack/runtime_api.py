@@ -11,10 +11,13 @@ environment with its runtime process: the local API Gateway front invokes functi
 bytes it relays are the ones the runtime writes on Lambda.
 """
 
+import contextlib
 import json
 import queue
 import socket
 import socketserver
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -25,8 +28,11 @@ from typing import Any, Self
 
 import h11
 
+from costgate.errors import PreludeError
 from costgate.runtime.api import RESPONSE_MODE_HEADER, RuntimeApiClient
 from costgate.runtime.loop import FunctionInfo, Handler, as_streaming, run
+from costgate.runtime.prelude import PreludeReader
+from costgate.runtime.stream import ResponseStream
 
 HOST = "127.0.0.1"
 PREFIX = "/2018-06-01/runtime"
@@ -72,6 +78,7 @@ class PendingInvocation:
         self._events: queue.Queue[ResponseEvent] = queue.Queue()
         self._abandoned = False
         self._callbacks: list[Callable[[], None]] = []
+        self._on_abandon: Callable[[], None] | None = None
         self._lock = threading.Lock()
 
     def get(self, timeout_s: float) -> ResponseEvent:
@@ -97,8 +104,31 @@ class PendingInvocation:
             callback()
 
     def abandon(self) -> None:
-        """The caller stopped reading (its client went away): later chunks are dropped, as Lambda does."""
-        self._abandoned = True
+        """The caller stopped reading (its client went away): later chunks are dropped, and the runtime's
+        response connection is closed, so its writes fail as they do once Lambda's caller has gone."""
+        with self._lock:
+            self._abandoned = True
+            on_abandon, self._on_abandon = self._on_abandon, None
+        if on_abandon is not None:
+            on_abandon()
+
+    def _while_streaming(self, on_abandon: Callable[[], None] | None) -> None:
+        """Register what closes the runtime's response connection (None once the response has ended)."""
+        with self._lock:
+            if on_abandon is not None and self._abandoned:
+                call_now = True
+            else:
+                call_now, self._on_abandon = False, on_abandon
+        if call_now and on_abandon is not None:
+            on_abandon()
+
+    def _fail(self, error: "FunctionError") -> None:
+        if not self.answered.is_set():
+            self.answered.set()
+            self._events.put(error)
+        elif not self.finished.is_set():
+            self._events.put(ResponseEnd({"lambda-runtime-function-error-type": error.error_type}))
+        self._finish()
 
     def _put(self, item: ResponseEvent) -> None:
         if not self._abandoned or not isinstance(item, ResponseChunk):
@@ -127,6 +157,7 @@ class LocalRuntimeApi:
         self._queue: queue.Queue[PendingInvocation] = queue.Queue()
         self._by_id: dict[str, PendingInvocation] = {}
         self._current: PendingInvocation | None = None
+        self._failure: FunctionError | None = None
         self._lock = threading.Lock()
         self._closing = threading.Event()
         self._server = _Server((HOST, 0), _Connection, self)
@@ -159,8 +190,27 @@ class LocalRuntimeApi:
         pending = PendingInvocation(body, int((time.time() + self.timeout_s) * 1000), trace_id)
         with self._lock:
             self._by_id[pending.request_id] = pending
+            failure = self._failure
+        if failure is not None:
+            pending._fail(failure)
+            return pending
         self._queue.put(pending)
         return pending
+
+    def fail_all(self, error: FunctionError) -> None:
+        """The environment is gone (its init failed, its runtime exited): every invocation it holds fails
+        with `error`, as Lambda answers an invocation whose runtime died, and so does every later one."""
+        with self._lock:
+            self._failure = error
+            current, self._current = self._current, None
+        waiting = [current] if current is not None else []
+        while True:
+            try:
+                waiting.append(self._queue.get_nowait())
+            except queue.Empty:
+                break
+        for pending in waiting:
+            pending._fail(error)
 
     # --- the runtime's side -------------------------------------------------------------------
 
@@ -203,10 +253,13 @@ class _Connection(socketserver.BaseRequestHandler):
         sock: socket.socket = self.request
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         while True:
-            event = self._receive()
-            if not isinstance(event, h11.Request):
+            try:
+                event = self._receive()
+                if not isinstance(event, h11.Request):
+                    return
+                self._route(event)
+            except (OSError, h11.ProtocolError):  # ConnectionError is an OSError: a dropped connection ends here
                 return
-            self._route(event)
             if not self.server.api.keep_alive:
                 return
             if self.connection.our_state is h11.MUST_CLOSE or self.connection.their_state is h11.MUST_CLOSE:
@@ -280,6 +333,7 @@ class _Connection(socketserver.BaseRequestHandler):
             api.init_error = (headers.get("lambda-runtime-function-error-type", ""), _json(body))
             api.init_failed.set()
             self._answer(202, {"status": "OK"})
+            api.fail_all(FunctionError(api.init_error[0], api.init_error[1]))
         elif method == "GET" and path == f"{PREFIX}/restore/next" and api.snap_start:
             api.restored.set()
             self._answer(200, {})
@@ -294,12 +348,23 @@ class _Connection(socketserver.BaseRequestHandler):
         streaming = headers.get(RESPONSE_MODE_HEADER.lower()) == "streaming"
         pending.response_mode = "streaming" if streaming else "buffered"
         if streaming:
-            _, trailers = self._body(lambda data: pending._put(ResponseChunk(data)))
+            pending._while_streaming(self._drop_connection)
+            try:
+                _, trailers = self._body(lambda data: pending._put(ResponseChunk(data)))
+            except ConnectionError:
+                pending._put(ResponseEnd({"lambda-runtime-function-error-type": "Runtime.ResponseStreamClosed"}))
+                raise
+            finally:
+                pending._while_streaming(None)
         else:
             body, trailers = self._body()
             pending._put(ResponseChunk(body))
         pending._put(ResponseEnd(trailers))
         self._answer(202, {"status": "OK"})
+
+    def _drop_connection(self) -> None:
+        with contextlib.suppress(OSError):  # the runtime may have closed it already
+            self.request.shutdown(socket.SHUT_RDWR)
 
     def _answer(self, status: int, document: Any) -> None:
         self._send(status, json.dumps(document).encode(), "application/json", {})
@@ -336,3 +401,125 @@ class RuntimeEnvironment:
     def close(self) -> None:
         self.api.close()
         self._thread.join(timeout=10)
+
+
+@dataclass(frozen=True)
+class ProcessSpec:
+    """How Lambda starts a function's runtime process: its exec wrapper, handler, task root and environment."""
+
+    wrapper: str  # the exec wrapper (AWS_LAMBDA_EXEC_WRAPPER), as a local path
+    handler: str  # _HANDLER: module.function, relative to the task root
+    task_root: str  # LAMBDA_TASK_ROOT: the function's code
+    environ: Mapping[str, str]  # the function's environment (its template variables and the local AWS)
+
+
+# Arguments Lambda passes a wrapper after the interpreter: the managed runtime's own, which ours ignores.
+_MANAGED_RUNTIME_ARGS = ("/var/runtime/bootstrap.py",)
+_STOP_WAIT_S = 10.0
+
+
+class ProcessEnvironment:
+    """An execution environment as Lambda runs one: a process of its own, started through the function's
+    exec wrapper with this interpreter, running costgate's runtime loop against a local Runtime API.
+
+    Nothing is shared with another environment but the machine: module globals (Powertools' resolver keeps
+    the current event on its class), caches and connection pools are the process's own. If the process
+    exits, its invocations fail as Lambda fails them (`Runtime.ExitError`); the environment is then dead.
+    """
+
+    def __init__(self, spec: ProcessSpec, info: FunctionInfo, *, timeout_s: float, function_arn: str) -> None:
+        self.api = LocalRuntimeApi(function_arn=function_arn, timeout_s=timeout_s).start()
+        environ = {
+            **spec.environ,
+            "AWS_LAMBDA_RUNTIME_API": self.api.address,
+            "_HANDLER": spec.handler,
+            "LAMBDA_TASK_ROOT": spec.task_root,
+            "AWS_LAMBDA_FUNCTION_NAME": info.name,
+            "AWS_LAMBDA_FUNCTION_VERSION": info.version,
+            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(info.memory_mb),
+            "AWS_LAMBDA_LOG_GROUP_NAME": info.log_group,
+            "AWS_LAMBDA_LOG_STREAM_NAME": info.log_stream,
+            "AWS_LAMBDA_INITIALIZATION_TYPE": "on-demand",
+        }
+        self._stopping = threading.Event()
+        self.process = subprocess.Popen(  # noqa: S603 - our own wrapper and interpreter
+            [spec.wrapper, sys.executable, *_MANAGED_RUNTIME_ARGS],
+            env=environ,
+            cwd=spec.task_root,
+            stdin=subprocess.DEVNULL,
+        )
+        self._watcher = threading.Thread(target=self._watch, name=f"environment-{info.log_stream}", daemon=True)
+        self._watcher.start()
+
+    @property
+    def alive(self) -> bool:
+        return self.process.poll() is None and not self.api.init_failed.is_set()
+
+    def invoke(self, event: Mapping[str, Any]) -> PendingInvocation:
+        return self.api.invoke(event)
+
+    def close(self) -> None:
+        """Stop the runtime (its next /next fails and the loop returns), then the process, by its own pid."""
+        self._stopping.set()
+        self.api.close()
+        try:
+            self.process.wait(timeout=_STOP_WAIT_S)
+        except subprocess.TimeoutExpired:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=_STOP_WAIT_S)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=_STOP_WAIT_S)
+        self._watcher.join(timeout=_STOP_WAIT_S)
+
+    def _watch(self) -> None:
+        status = self.process.wait()
+        if not self._stopping.is_set():
+            self.api.fail_all(
+                FunctionError("Runtime.ExitError", {"errorMessage": f"Runtime exited with status {status}"})
+            )
+
+
+class MemorySink:
+    """A response stream's transport kept in memory (for callers that want the whole response at once)."""
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+        self.trailers: Mapping[str, str] | None = None
+
+    def write(self, data: bytes) -> None:
+        self.data += data
+
+    def finish(self, trailers: Mapping[str, str] | None = None) -> None:
+        self.trailers = trailers
+
+    def abort(self) -> None:
+        return
+
+
+def invoke_in_memory(handler: Handler, event: Mapping[str, Any], context: Any) -> dict[str, Any]:
+    """Call a (streaming) handler in this process and return its whole response as a proxy response:
+    `statusCode`, `multiValueHeaders` (as API Gateway sends them), `body` (text), `isBase64Encoded`.
+
+    For tests and benches that instrument the handler's stores in-process; the local front runs every
+    environment as a process of its own (ProcessEnvironment). The prelude is written and read by the
+    same code as on Lambda; an exception from the handler propagates.
+    """
+    sink = MemorySink()
+    stream = ResponseStream(lambda: sink)
+    as_streaming(handler)(event, context, response_stream=stream)
+    stream.end()
+    reader = PreludeReader()
+    body = reader.feed(bytes(sink.data))
+    if reader.prelude is None:
+        raise PreludeError("the handler returned without a complete prelude")
+    headers: dict[str, list[str]] = {}
+    for name, value in reader.prelude.header_list():
+        headers.setdefault(name, []).append(value)
+    return {
+        "statusCode": reader.prelude.status_code,
+        "multiValueHeaders": headers,
+        "body": body.decode("utf-8"),
+        "isBase64Encoded": False,
+    }

@@ -1,13 +1,13 @@
 """`costgate serve`: the whole stack on one machine, in one process.
 
 moto as AWS (the table and bucket built from template.yaml), the Claude API simulator (or the real
-API), the HTTP front that invokes the real ApiFunction handler, batch summarisation's two triggers:
+API), the HTTP front that invokes the real ApiFunction handler (each execution environment a process
+of its own running costgate's runtime loop, as on Lambda), batch summarisation's two triggers:
 an S3-event bridge that hands uploads under incoming/ to the real IngestFunction handler, and a
 schedule loop that runs the real BatchFunction handler; and a second schedule loop that runs the real
 SpendWatchFunction handler at its template schedule. When everything listens it prints
 exactly one JSON line to stdout and sends all later output to stderr, so a script can read the
-line and go; SIGINT or SIGTERM stops every server and loop (threads of this process: nothing
-outlives it).
+line and go; SIGINT or SIGTERM stops every server, loop and environment process (nothing outlives it).
 """
 
 import json
@@ -26,7 +26,7 @@ from types import FrameType
 from typing import Any, TextIO
 
 import boto3
-from werkzeug.serving import make_server
+from werkzeug.serving import BaseWSGIServer, make_server
 
 from costgate.clock import SystemClock
 from costgate.dal.keys import DynamoKeyStore
@@ -129,12 +129,7 @@ def serve(options: ServeOptions) -> int:
         os.environ.update(_merged_environment(api, ingest, batch, spend))
         bind_table(TABLE)
         api_key, _ = issue_key(DynamoKeyStore(), tenant=DEV_TENANT, feature=None, now=SystemClock().now())
-        stack.callback(api.close)  # the runtime loops of STREAM routes
-        server = make_server("127.0.0.1", options.port, ApiFront(api), threaded=True)
-        stack.callback(server.server_close)
-        thread = threading.Thread(target=server.serve_forever, name="api-front", daemon=True)
-        thread.start()
-        stack.callback(server.shutdown)
+        server = _serve_api(stack, api, options.port)
 
         sqs = boto3.client("sqs", endpoint_url=aws.endpoints.endpoint_url, region_name=aws.endpoints.region)
         loops = [
@@ -168,6 +163,18 @@ def serve(options: ServeOptions) -> int:
             pass
     print("costgate serve: stopped", file=sys.stderr)
     return 0
+
+
+def _serve_api(stack: ExitStack, api: LocalFunction, port: int) -> BaseWSGIServer:
+    """The API front on 127.0.0.1:`port`, serving until the stack closes (and with it ApiFunction's environments)."""
+    stack.callback(api.close)  # its environment processes
+    api.start_environment()  # the first environment initialises while the rest starts
+    server = make_server("127.0.0.1", port, ApiFront(api), threaded=True)
+    stack.callback(server.server_close)
+    thread = threading.Thread(target=server.serve_forever, name="api-front", daemon=True)
+    thread.start()
+    stack.callback(server.shutdown)
+    return server
 
 
 def schedule_interval_s(template: dict[str, Any], logical_id: str) -> float:
