@@ -70,10 +70,11 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class ServeOptions:
     port: int
-    upstream: str  # "simulator" | "anthropic"
+    upstream: str  # "simulator" | "anthropic" | "url" (upstream_url)
     simulator: SimulatorOptions
     batch_interval_s: float = DEFAULT_BATCH_INTERVAL_S  # between two BatchFunction ticks
     spend_interval_s: float | None = None  # between two SpendWatchFunction runs; None: its template schedule
+    upstream_url: str | None = None  # with upstream "url": a Claude API-compatible server of the caller's
 
 
 def serve(options: ServeOptions) -> int:
@@ -109,6 +110,9 @@ def serve(options: ServeOptions) -> int:
         if options.upstream == "simulator":
             upstream_url = stack.enter_context(Simulator(options.simulator)).base_url
             claude_key = SIMULATOR_CLAUDE_KEY
+        elif options.upstream == "url" and options.upstream_url:
+            upstream_url = options.upstream_url
+            claude_key = os.environ.get("ANTHROPIC_API_KEY", SIMULATOR_CLAUDE_KEY)
         else:
             upstream_url = ANTHROPIC_API_URL
             claude_key = os.environ["ANTHROPIC_API_KEY"]
