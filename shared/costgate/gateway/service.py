@@ -316,7 +316,7 @@ class Gateway:
         if sink.client_gone:
             emit_count(MetricName.CLIENT_DISCONNECTS)
             logger.info("the client went away; the stream was read to its end", extra={"request_id": request_id})
-        if outcome.usage is None and not outcome.unreadable:
+        if outcome.usage is None and outcome.failure is not None and not outcome.unreadable:
             # Claude reported no usage before the stream failed (an error before message_start): nothing
             # is billed, so the hold goes back.
             sink.end()
