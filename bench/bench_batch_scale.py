@@ -36,17 +36,12 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.fakes, when run as bench/<file>.py
 os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")  # EMF blobs are built (CPU counted), not printed
 
+from costgate.batch.collect import CHUNK
+from costgate.batch.ingest import IngestServices, register_object
+from costgate.batch.manifests import write_manifest
 from costgate.batch.model import DocumentStatus
-from costgate.batch.scheduler import (
-    CHUNK,
-    MAX_BATCH_REQUESTS,
-    PARALLEL,
-    IngestServices,
-    SchedulerServices,
-    register_object,
-    run_scheduler,
-    write_manifest,
-)
+from costgate.batch.scheduler import SchedulerServices, run_scheduler
+from costgate.batch.tick import MAX_BATCH_REQUESTS, PARALLEL
 from tests.fakes.accounting import InMemoryBudgetStore, InMemoryLedgerStore
 from tests.fakes.batch import InMemoryBatchStore, InMemoryObjectStore
 from tests.fakes.claude import FakeClaudeBatches, succeeded_answer

@@ -1,1 +1,2 @@
-"""costgate test suites: unit, integration, infrastructure."""
+"""costgate test suites: unit, contract (each fake and its real store pass the same tests), integration,
+e2e, simulator, local, infrastructure, architecture."""

@@ -12,10 +12,11 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities import parameters
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from costgate.batch.scheduler import SchedulerServices, TickReport, run_scheduler
+from costgate.batch.scheduler import SchedulerServices, run_scheduler
+from costgate.batch.tick import TickReport
 from costgate.claude.batches import HttpClaudeBatches
 from costgate.clock import SystemClock
-from costgate.dal.batches import DynamoBatchStore
+from costgate.dal.batch.store import DynamoBatchStore
 from costgate.dal.budgets import DynamoBudgetStore
 from costgate.dal.ledger import DynamoLedgerStore
 from costgate.dal.objects import S3ObjectStore

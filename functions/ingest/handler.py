@@ -6,9 +6,9 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from costgate.batch.scheduler import IngestServices, register_object
+from costgate.batch.ingest import IngestServices, register_object
 from costgate.clock import SystemClock
-from costgate.dal.batches import DynamoBatchStore
+from costgate.dal.batch.store import DynamoBatchStore
 from costgate.dal.objects import S3ObjectStore, parse_s3_event
 from costgate.dal.table import bind_table
 from costgate.observability import logger, tracer

@@ -62,6 +62,13 @@ class MetricName(StrEnum):
     # total projected linearly to the end of the day (costgate.accounting.spend.project_day_spend).
     SPEND_TODAY_USD = "SpendTodayUsd"
     PROJECTED_DAILY_SPEND_USD = "ProjectedDailySpendUsd"
+    # ReconcileFunction, per run (costgate.reconcile.service): the days whose ledger drifts from
+    # Anthropic's records, the days still pending, and the drift: tokens (|Anthropic − ledger| over rows
+    # and categories) and USD (|Anthropic − ledger| over rows, so drifts of both signs add up).
+    RECONCILE_DRIFT_DAYS = "ReconcileDriftDays"
+    RECONCILE_PENDING_DAYS = "ReconcilePendingDays"
+    RECONCILE_DRIFT_TOKENS = "ReconcileDriftTokens"
+    RECONCILE_DRIFT_USD = "ReconcileDriftUsd"
 
 
 class MetricDimension(StrEnum):
@@ -93,6 +100,13 @@ BATCH_COUNTS = (
 UPSTREAM_COUNTS = (MetricName.UPSTREAM_CALLS, MetricName.UPSTREAM_ERRORS)
 # SpendWatchFunction's gauges (emit_spend).
 SPEND_GAUGES = (MetricName.SPEND_TODAY_USD, MetricName.PROJECTED_DAILY_SPEND_USD)
+# ReconcileFunction's figures (emit_reconciliation).
+RECONCILE_FIGURES = (
+    MetricName.RECONCILE_DRIFT_DAYS,
+    MetricName.RECONCILE_PENDING_DAYS,
+    MetricName.RECONCILE_DRIFT_TOKENS,
+    MetricName.RECONCILE_DRIFT_USD,
+)
 _SERVICE: frozenset[MetricDimension] = frozenset()
 # Every dimension set (besides `service`, always present) each metric is emitted with: what a dashboard
 # widget or an alarm may ask for. A unit test checks the emitters against it, the template test reads it.
@@ -121,6 +135,7 @@ DIMENSION_SETS: Mapping[MetricName, frozenset[frozenset[MetricDimension]]] = {
     MetricName.STREAM_ERRORS: frozenset({_SERVICE}),
     MetricName.CLIENT_DISCONNECTS: frozenset({_SERVICE}),
     **{name: frozenset({_SERVICE}) for name in SPEND_GAUGES},
+    **{name: frozenset({_SERVICE}) for name in RECONCILE_FIGURES},
 }
 
 logger = Logger()
@@ -205,5 +220,18 @@ def emit_spend(spent_usd: Decimal, projected_usd: Decimal) -> None:
         {
             MetricName.SPEND_TODAY_USD: (MetricUnit.NoUnit, float(spent_usd)),
             MetricName.PROJECTED_DAILY_SPEND_USD: (MetricUnit.NoUnit, float(projected_usd)),
+        },
+    )
+
+
+def emit_reconciliation(*, drift_days: int, pending_days: int, drift_tokens: int, drift_usd: Decimal) -> None:
+    """One reconciliation run's figures in one blob (service-only), zeros included: a clean run is a data point."""
+    _flush(
+        None,
+        {
+            MetricName.RECONCILE_DRIFT_DAYS: (MetricUnit.Count, float(drift_days)),
+            MetricName.RECONCILE_PENDING_DAYS: (MetricUnit.Count, float(pending_days)),
+            MetricName.RECONCILE_DRIFT_TOKENS: (MetricUnit.Count, float(drift_tokens)),
+            MetricName.RECONCILE_DRIFT_USD: (MetricUnit.NoUnit, float(drift_usd)),
         },
     )

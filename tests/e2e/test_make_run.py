@@ -50,8 +50,10 @@ def test_make_run_ends_with_every_check_passing(demo: tuple[subprocess.Completed
     result, _ = demo
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     checks = re.findall(r"\[(ok|MISMATCH)\] (.*)", result.stdout)
-    assert [status for status, _ in checks] == ["ok", "ok", "ok"], checks
+    assert [status for status, _ in checks] == ["ok", "ok", "ok", "ok"], checks
     assert "equal `costgate report --json`" in checks[0][1]
+    assert "0 tokens and 0 USD of drift" in checks[3][1]
+    assert "Verdict: the ledger matches Anthropic's records" in result.stdout
 
 
 def test_every_strategy_saved_on_the_workload(demo: tuple[subprocess.CompletedProcess[str], Path]) -> None:

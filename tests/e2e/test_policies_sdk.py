@@ -122,6 +122,7 @@ def test_a_request_that_sets_its_own_cache_control_keeps_it(client: anthropic.An
     usage = raw.parse().usage
     assert raw.headers["x-costgate-prompt-cache"] == "client"
     assert usage.cache_creation is not None
+    assert usage.cache_creation_input_tokens is not None
     assert usage.cache_creation.ephemeral_1h_input_tokens == usage.cache_creation_input_tokens > 0
     assert usage.cache_creation.ephemeral_5m_input_tokens == 0
 

@@ -35,7 +35,8 @@ class InMemoryLedgerStore:
 
     Same contract as DynamoLedgerStore: a request id already stored changes nothing and returns
     False, whatever the second entry holds (its holds and prompt-cache use included); rollups and
-    rejection counts come day by day, then in sort-key order.
+    rejection counts come day by day, then in sort-key order. Thread-safe: concurrent records and
+    rejections all count, once each.
     """
 
     def __init__(
@@ -46,12 +47,17 @@ class InMemoryLedgerStore:
         self.rejection_counts: dict[RejectionKey, int] = {}
         self._budgets = budgets
         self._prompt_cache = prompt_cache
+        self._lock = threading.Lock()
 
     def find(self, request_id: str) -> LedgerEntry | None:
         entry = self.entries.get(request_id)
         return None if entry is None else replace(entry, prompt_cache=None)
 
     def record(self, entry: LedgerEntry, holds: Sequence[Hold] = ()) -> bool:
+        with self._lock:
+            return self._record(entry, holds)
+
+    def _record(self, entry: LedgerEntry, holds: Sequence[Hold]) -> bool:
         if entry.request_id in self.entries:
             return False
         if holds:
@@ -97,20 +103,25 @@ class InMemoryLedgerStore:
         return True
 
     def rollups(self, first: date, last: date) -> Iterator[Rollup]:
+        with self._lock:
+            items = dict(self.rollup_items)
         # '#' sorts before every character a tag may hold, so tuple order is the table's sort-key order.
-        for key in sorted(self.rollup_items):
+        for key in sorted(items):
             if first <= key[0] <= last:
-                yield self.rollup_items[key]
+                yield items[key]
 
     def count_rejection(self, at: datetime, tenant: str, feature: str) -> None:
         key = (utc_day(at), validate_tag(tenant, "tenant"), validate_tag(feature, "feature"))
-        self.rejection_counts[key] = self.rejection_counts.get(key, 0) + 1
+        with self._lock:
+            self.rejection_counts[key] = self.rejection_counts.get(key, 0) + 1
 
     def rejections(self, first: date, last: date) -> Iterator[RejectionCount]:
-        for key in sorted(self.rejection_counts):
+        with self._lock:
+            counts = dict(self.rejection_counts)
+        for key in sorted(counts):
             day, tenant, feature = key
             if first <= day <= last:
-                yield RejectionCount(day=day, tenant=tenant, feature=feature, count=self.rejection_counts[key])
+                yield RejectionCount(day=day, tenant=tenant, feature=feature, count=counts[key])
 
 
 def _empty_rollup(key: RollupKey) -> Rollup:
@@ -236,7 +247,9 @@ class InMemoryBudgetStore:
             for hold in holds:
                 committed = self.committed.get(counter_key(hold), Decimal(0))
                 if committed > reservation_ceiling(hold):
-                    raise BudgetExceededError(hold.budget, remaining_in(hold.budget, committed), hold.amount_usd)
+                    oversized = hold.amount_usd > hold.budget.limit_usd
+                    remaining = None if oversized else remaining_in(hold.budget, committed)
+                    raise BudgetExceededError(hold.budget, remaining, hold.amount_usd)
             for hold in holds:
                 key = counter_key(hold)
                 self.committed[key] = self.committed.get(key, Decimal(0)) + hold.amount_usd

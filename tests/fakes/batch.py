@@ -87,7 +87,8 @@ class _LazyQueue:
 
 
 class InMemoryBatchStore:
-    """BatchStore in dicts, with DynamoBatchStore's exact semantics and no index lag.
+    """Every batch store port (`costgate.batch.ports`) in dicts, with DynamoBatchStore's semantics and no index
+    lag: tests/contract/test_batch_store.py runs the same tests against both.
 
     Every conditional write refuses (False, ConflictError, BudgetExceededError or UpstreamError) where
     the adapter's condition or transaction would, changing nothing. reserve_batch, abort_batch and

@@ -3,6 +3,7 @@
 import hashlib
 import re
 import threading
+import zlib
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 
@@ -12,6 +13,8 @@ import numpy.typing as npt
 from costgate.accounting.ledger import validate_tag
 from costgate.cache.model import SemanticCandidate, SemanticEntry, StoredAnswer
 from costgate.cache.vector_index import decode_vector, encode_vector
+from costgate.dal.answer_cache import MAX_ITEM_BYTES
+from costgate.errors import AnswerTooLargeError
 
 
 class InMemoryAnswerCacheStore:
@@ -21,7 +24,10 @@ class InMemoryAnswerCacheStore:
     Same contract as DynamoAnswerCacheStore: reads skip an entry once `now` reaches its expires_at;
     candidates come bucket by bucket in the order asked, by entry id within a bucket, each once, their
     vectors through the table's float16 encoding; purge deletes and counts stored entries (expired ones
-    included), and leaves an exact answer that a later put from another feature now owns. Thread-safe.
+    included), and leaves an exact answer that a later put from another feature now owns. A put whose
+    compressed body and question exceed the table's MAX_ITEM_BYTES raises AnswerTooLargeError, storing
+    nothing (the table's count also has attribute names and the other fields: a few hundred bytes more).
+    Thread-safe.
     """
 
     def __init__(self) -> None:
@@ -38,6 +44,7 @@ class InMemoryAnswerCacheStore:
     def put_exact(self, key: str, tenant: str, feature: str, answer: StoredAnswer) -> None:
         validate_tag(tenant, "tenant")
         validate_tag(feature, "feature")
+        _check_size(f"exact entry {key[:16]}", answer)
         with self._lock:
             self.exact[key] = (tenant, feature, answer)
 
@@ -61,6 +68,7 @@ class InMemoryAnswerCacheStore:
     def put_semantic(self, entry: SemanticEntry) -> None:
         validate_tag(entry.tenant, "tenant")
         validate_tag(entry.feature, "feature")
+        _check_size(f"semantic entry {entry.entry_id}", entry.answer)
         with self._lock:
             self.semantic[(entry.scope, entry.entry_id)] = entry
             for bucket_key in entry.bucket_keys:
@@ -86,6 +94,12 @@ class InMemoryAnswerCacheStore:
                     if not members:
                         del self.buckets[(scope, bucket_key)]
         return len(exact) + len(semantic)
+
+
+def _check_size(what: str, answer: StoredAnswer) -> None:
+    size = len(zlib.compress(answer.body)) + len(answer.question.encode())
+    if size > MAX_ITEM_BYTES:
+        raise AnswerTooLargeError(f"answer cache: {what} would be a {size:,}-byte item (fake's estimate); not stored")
 
 
 class FakeEmbedder:

@@ -3,6 +3,7 @@
 import itertools
 import json
 import random
+import re
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -10,7 +11,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from costgate.claude.batches import RemoteBatch
+from costgate.claude.batches import REMOTE_ID, RemoteBatch
 from costgate.clock import Clock
 from costgate.errors import (
     BatchRejectedError,
@@ -27,6 +28,10 @@ _FAILURE_MESSAGES: dict[type[CostgateError], str] = {
 
 
 type BatchAnswer = Callable[[str, Mapping[str, Any]], dict[str, Any]]
+
+# What Claude checks when a batch is created (shared/reference/anthropic-api.md, "Message Batches").
+MAX_REQUESTS = 100_000
+CUSTOM_ID = re.compile(r"[a-zA-Z0-9_-]{1,64}")
 
 
 def succeeded_answer(custom_id: str, params: Mapping[str, Any]) -> dict[str, Any]:
@@ -100,7 +105,9 @@ class FakeBatch:
             created_at=self.created_at,
             ended_at=self.ended_at,
             request_counts=counts,
-            results_url=None if self.ended_at is None else f"https://api.anthropic.test/v1/messages/batches/{self.id}",
+            results_url=None
+            if self.ended_at is None
+            else f"https://api.anthropic.test/v1/messages/batches/{self.id}/results",
         )
 
 
@@ -111,7 +118,9 @@ class FakeClaudeBatches:
     A batch ends at `end_all(at)` (results are answered then), or at once when `instant`. Results come
     in request order, or shuffled by `shuffle_seed` ("in any order", as Claude says). `reject_next_create`
     and `lose_next_create_answer` make the next create raise BatchRejectedError (nothing created) or
-    BatchSubmitUncertainError (created or not, as asked). Thread-safe.
+    BatchSubmitUncertainError (created or not, as asked). Like HttpClaudeBatches against Claude, a body
+    Claude would refuse (no requests, more than 100,000, a custom_id that is malformed or not unique, params
+    that are not an object) raises BatchRejectedError, and an id that is not a batch id ValueError. Thread-safe.
     """
 
     def __init__(
@@ -144,7 +153,7 @@ class FakeClaudeBatches:
 
     def create(self, body_path: Path) -> RemoteBatch:
         with body_path.open("rb") as body:
-            sent = json.load(body)["requests"]
+            sent = _checked_requests(json.load(body))
         with self._lock:
             failure, self._next_failure = self._next_failure, None
             if failure is not None and not failure[1]:
@@ -170,6 +179,7 @@ class FakeClaudeBatches:
         return [batch.id for batch in ending]
 
     def retrieve(self, remote_id: str) -> RemoteBatch:
+        _checked_id(remote_id)
         with self._lock:
             batch = self.batches.get(remote_id)
             if batch is None:
@@ -196,3 +206,36 @@ class FakeClaudeBatches:
         if self._shuffle is not None:
             self._shuffle.shuffle(lines)
         batch.results, batch.ended_at = lines, at
+
+
+def _checked_requests(body: Any) -> list[Mapping[str, Any]]:
+    """The body's requests, refused as Claude refuses them (HTTP 400, nothing created)."""
+
+    def refused(reason: str) -> BatchRejectedError:
+        return BatchRejectedError(
+            f"Claude rejected the batch after 1 attempt(s): HTTP 400 invalid_request_error: {reason} (fake)"
+        )
+
+    requests = body.get("requests") if isinstance(body, Mapping) else None
+    if not isinstance(requests, list):
+        raise refused("requests: Field required (a list of {custom_id, params})")
+    if not requests:
+        raise refused("requests: List should have at least 1 item")
+    if len(requests) > MAX_REQUESTS:
+        raise refused(f"requests: a batch may hold at most {MAX_REQUESTS:,} requests, got {len(requests):,}")
+    seen: set[str] = set()
+    for i, request in enumerate(requests):
+        custom_id = request.get("custom_id") if isinstance(request, Mapping) else None
+        if not isinstance(custom_id, str) or not CUSTOM_ID.fullmatch(custom_id):
+            raise refused(f"requests.{i}.custom_id: String should match pattern '^[a-zA-Z0-9_-]{{1,64}}$'")
+        if custom_id in seen:
+            raise refused(f"requests.{i}.custom_id: {custom_id!r} is not unique in the batch")
+        seen.add(custom_id)
+        if not isinstance(request.get("params"), Mapping):
+            raise refused(f"requests.{i}.params: Input should be an object")
+    return requests
+
+
+def _checked_id(remote_id: str) -> None:
+    if not isinstance(remote_id, str) or not REMOTE_ID.fullmatch(remote_id):
+        raise ValueError(f"not a message batch id: {remote_id!r}")

@@ -2,24 +2,28 @@
 
 import threading
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
+from costgate.clock import Clock
+from costgate.dal.prompt_cache import GAP_WINDOW_DAYS
 from costgate.routing.prompt_cache import GapBucket, GapHistogram, PrefixStats, PrefixUse
 
 
 class InMemoryPromptCacheStore:
-    """PromptCacheStore in two dicts: prefix totals by (feature, prefix_key), gap histograms by feature.
+    """PromptCacheStore in two dicts: prefix totals by (feature, prefix_key), gap histograms by (feature, UTC day).
 
     Written through `observe`, which does what the ledger's transaction does with prompt_cache_updates
-    (InMemoryLedgerStore calls it only for a new request id). Never stale; thread-safe. Seed `gaps`
-    directly to test a TTL choice.
+    (InMemoryLedgerStore calls it only for a new request id). Like DynamoPromptCacheStore, `gap_histogram`
+    sums the last GAP_WINDOW_DAYS UTC days as of `clock.now()`; unlike it, it is never stale. Thread-safe.
+    Seed `gaps` directly to test a TTL choice (at `clock.now()`'s UTC day to count it).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
         self.stats: dict[tuple[str, str], PrefixStats] = {}
         self.ttls: dict[tuple[str, str], str | None] = {}
-        self.gaps: dict[str, GapHistogram] = {}
+        self.gaps: dict[tuple[str, date], GapHistogram] = {}
         self._lock = threading.Lock()
 
     def observe(self, feature: str, at: datetime, use: PrefixUse) -> None:
@@ -42,9 +46,10 @@ class InMemoryPromptCacheStore:
             )
             self.ttls[key] = use.ttl
             if use.gap is not None:
-                histogram = self.gaps.get(feature, GapHistogram())
+                day = (feature, at.date())
+                histogram = self.gaps.get(day, GapHistogram())
                 field_name = GapBucket(use.gap).value
-                self.gaps[feature] = replace(histogram, **{field_name: getattr(histogram, field_name) + 1})
+                self.gaps[day] = replace(histogram, **{field_name: getattr(histogram, field_name) + 1})
 
     def last_seen(self, feature: str, prefix_key: str) -> datetime | None:
         with self._lock:
@@ -52,8 +57,15 @@ class InMemoryPromptCacheStore:
         return stats.last_seen if stats else None
 
     def gap_histogram(self, feature: str) -> GapHistogram:
+        today = self.clock.now().astimezone(UTC).date()
+        first = today - timedelta(days=GAP_WINDOW_DAYS - 1)
+        counts = dict.fromkeys((bucket.value for bucket in GapBucket), 0)
         with self._lock:
-            return self.gaps.get(feature, GapHistogram())
+            for (of_feature, day), histogram in self.gaps.items():
+                if of_feature == feature and first <= day <= today:
+                    for name in counts:
+                        counts[name] += getattr(histogram, name)
+        return GapHistogram(**counts)
 
     def prefixes(self, feature: str | None = None) -> list[PrefixStats]:
         with self._lock:

@@ -14,10 +14,11 @@ from moto import mock_aws
 
 from costgate import observability
 from costgate.accounting.ledger import validate_tag
-from costgate.dal import batches, table
+from costgate.dal import table
+from costgate.dal.batch import entities
 from costgate.errors import InvalidRequestError
 from costgate.observability import MetricDimension, MetricName
-from costgate.settings import ApiSettings, BatchSettings, IngestSettings, SpendSettings
+from costgate.settings import ApiSettings, BatchSettings, IngestSettings, ReconcileSettings, SpendSettings
 from costgate_local.stack.template import (
     DEFAULT_TEMPLATE,
     bucket_setup_calls,
@@ -44,7 +45,8 @@ SUB_VARIABLE = re.compile(r"\$\{(?P<name>[^}!]+)\}")
 AWS_ALARM_METRICS: dict[str, frozenset[str]] = {
     # IngestDeadLetterAlarm: an upload event IngestFunction gave up on waits in a queue, where nothing runs.
     "AWS/SQS": frozenset({"ApproximateNumberOfMessagesVisible"}),
-    # SpendWatchErrorsAlarm, SpendWatchNotRunningAlarm: a run that fails, or never starts, emits no metric.
+    # SpendWatchErrorsAlarm, SpendWatchNotRunningAlarm, ReconcileErrorsAlarm, ReconcileNotRunningAlarm: a run
+    # that fails, or never starts, emits no metric.
     "AWS/Lambda": frozenset({"Errors", "Invocations"}),
 }
 
@@ -210,6 +212,10 @@ def test_alarm_and_dashboard_metrics_are_the_ones_observability_emits(template: 
         MetricName.GATEWAY_OVERHEAD,
         MetricName.SPEND_TODAY_USD,
         MetricName.PROJECTED_DAILY_SPEND_USD,
+        MetricName.RECONCILE_DRIFT_DAYS,
+        MetricName.RECONCILE_PENDING_DAYS,
+        MetricName.RECONCILE_DRIFT_TOKENS,
+        MetricName.RECONCILE_DRIFT_USD,
     }
 
 
@@ -236,11 +242,12 @@ def test_powertools_globals_match_observability(template: dict[str, Any]) -> Non
 
 
 # Each function's settings model: what its handler reads from the environment, and all it reads.
-FUNCTION_SETTINGS: dict[str, type[ApiSettings | IngestSettings | BatchSettings | SpendSettings]] = {
+FUNCTION_SETTINGS: dict[str, type[ApiSettings | IngestSettings | BatchSettings | SpendSettings | ReconcileSettings]] = {
     "ApiFunction": ApiSettings,
     "IngestFunction": IngestSettings,
     "BatchFunction": BatchSettings,
     "SpendWatchFunction": SpendSettings,
+    "ReconcileFunction": ReconcileSettings,
 }
 
 
@@ -274,8 +281,8 @@ def test_table_matches_the_data_access_layer(template: dict[str, Any]) -> None:
     assert types == {table.PARTITION_KEY: "S", table.SORT_KEY: "S", "queue": "S", "queue_at": "S"}
     # And the one GSI is the batch store's queue index as pynamodb declares it (same keys, whole items)
     [index] = properties["GlobalSecondaryIndexes"]
-    declared = batches.QueueIndex._get_schema()
-    assert index["IndexName"] == declared["index_name"] == batches.QUEUE_INDEX
+    declared = entities.QueueIndex._get_schema()
+    assert index["IndexName"] == declared["index_name"] == entities.QUEUE_INDEX
     assert index["KeySchema"] == declared["key_schema"]
     assert index["Projection"] == declared["projection"] == {"ProjectionType": "ALL"}
     assert all(types[a["AttributeName"]] == a["AttributeType"] for a in declared["attribute_definitions"])
@@ -999,3 +1006,30 @@ def test_dashboard_draws_upstream_latency_percentiles_per_model_and_the_overhead
         (MetricName.GATEWAY_OVERHEAD, "p90"),
         (MetricName.GATEWAY_OVERHEAD, "p99"),
     ]
+
+
+def test_reconcile_runs_daily_and_alarms_on_any_drift(template: dict[str, Any]) -> None:
+    # Given ReconcileFunction and its drift alarm
+    function = template["Resources"]["ReconcileFunction"]["Properties"]
+    alarm = template["Resources"]["ReconcileDriftAlarm"]["Properties"]
+
+    # Then it runs once a day, reads the Admin key's secret only, and writes only its verdicts
+    (event,) = function["Events"].values()
+    assert event["Type"] == "Schedule"
+    assert re.fullmatch(r"cron\(\d+ \d+ \* \* \? \*\)", event["Properties"]["Schedule"])
+    statements = [s for p in function["Policies"] if "Statement" in p for s in p["Statement"]]
+    assert {s["Action"] for s in statements} == {"dynamodb:PutItem", "secretsmanager:GetSecretValue"}
+    (secret,) = [s["Resource"] for s in statements if s["Action"] == "secretsmanager:GetSecretValue"]
+    assert "${AdminApiKeySecretName}-??????" in secret["Fn::Sub"]
+    # and a single drifting day, settled, pages (the metric counts such days per run)
+    assert (alarm["MetricName"], alarm["Statistic"], alarm["Threshold"]) == (MetricName.RECONCILE_DRIFT_DAYS, "Sum", 1)
+    assert alarm["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
+    assert {"Ref": "AlertsTopic"} in alarm["AlarmActions"]
+    # and the template's defaults are settings the function accepts
+    defaults = {name: str(p["Default"]) for name, p in template["Parameters"].items() if "Default" in p}
+    env = {
+        name: defaults[value["Ref"]] if isinstance(value, dict) and value.get("Ref") in defaults else "x"
+        for name, value in function["Environment"]["Variables"].items()
+    }
+    settings = ReconcileSettings.from_env(env)
+    assert (settings.key_ids, settings.settle.total_seconds(), settings.lookback) == ((), 6 * 3600, 7)

@@ -20,10 +20,11 @@ from typing import Any
 import boto3
 
 from costgate.accounting.budgets import Budget, BudgetPeriod, Hold, tenant_scope
+from costgate.batch.ingest import IngestOutcome, IngestServices, register_object
 from costgate.batch.model import DocumentStatus
-from costgate.batch.scheduler import IngestOutcome, IngestServices, SchedulerServices, register_object, run_scheduler
+from costgate.batch.scheduler import SchedulerServices, run_scheduler
 from costgate.claude.batches import HttpClaudeBatches
-from costgate.dal.batches import DynamoBatchStore
+from costgate.dal.batch.store import DynamoBatchStore
 from costgate.dal.budgets import DynamoBudgetStore
 from costgate.dal.ledger import DynamoLedgerStore
 from costgate.dal.objects import S3ObjectStore

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from costgate.batch import input as batch_input
-from costgate.batch.scheduler import IngestOutcome
+from costgate.batch.ingest import IngestOutcome
 from costgate_local.simulator import ManualClock, Simulator, SimulatorOptions
 from costgate_local.stack.aws import LocalAwsEndpoints, environment
 from tests.integration.batch_world import JOB, START, Crasher, World, check_world

@@ -16,8 +16,8 @@ from urllib.parse import unquote_plus
 import boto3
 import pytest
 
-from costgate.batch.scheduler import job_status
-from costgate.dal.batches import DynamoBatchStore
+from costgate.batch.manifests import job_status
+from costgate.dal.batch.store import DynamoBatchStore
 from costgate_local.simulator import Simulator, SimulatorOptions
 from costgate_local.stack.aws import LocalAwsEndpoints, create_bucket, create_secret, environment
 from functions.batch import handler as batch_handler

@@ -1,5 +1,7 @@
-"""DynamoBatchStore against moto: every write's happy path and its refusal, the queues (GSI `Queue`) items go
-on and off with their state, budget holds taken and given back in the same transactions, and manifests."""
+"""DynamoBatchStore against moto: how it lays the batch records out in the table - each entity's key, the
+queue (GSI `Queue`) attributes an item carries exactly while it is on a queue, the remote-id item, the job's
+change counts - and put_units' parallel writes. What the store does, read back through its ports, is the
+contract both it and the in-memory fake pass: tests/contract/test_batch_store.py."""
 
 import time
 from dataclasses import replace
@@ -21,10 +23,12 @@ from costgate.batch.model import (
     UnitState,
     UsageTotals,
 )
-from costgate.dal.batches import BatchItem, DocumentItem, DynamoBatchStore, JobItem, RemoteBatchItem, UnitItem
+from costgate.dal.batch.entities import BatchItem, DocumentItem, JobItem, RemoteBatchItem, UnitItem
+from costgate.dal.batch.store import DynamoBatchStore
 from costgate.dal.budgets import DynamoBudgetStore
-from costgate.errors import BudgetExceededError, ConflictError
+from costgate.errors import ConflictError
 from tests.fakes.clock import ManualClock
+from tests.integration import nullable
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 DAY = "2026-11-20"
@@ -164,25 +168,10 @@ def test_a_registered_document_round_trips_and_marks_its_manifest_dirty(store: D
     # Then it reads back equal, the job counts one change and is on the MANIFEST queue
     assert store.document(JOB, DOC_A) == doc
     job = job_item()
-    assert (job.job, job.created_at, job.changes, job.manifest_changes) == (JOB, NOW, 1, None)
+    assert (job.job, job.created_at, job.changes, nullable(job.manifest_changes)) == (JOB, NOW, 1, None)
     assert (job.queue, job.queue_at) == ("MANIFEST", f"2026-11-20T12:00:00.000000+00:00#{JOB}")
     assert doc_item().queue is None
     assert store.jobs_to_manifest(10) == [(JOB, 1)]
-
-
-def test_registering_a_document_twice_keeps_the_first_and_marks_the_manifest_again(store: DynamoBatchStore) -> None:
-    assert store.register_document(document()) is True
-    assert store.register_document(document(size=1)) is False
-    assert store.document(JOB, DOC_A) == document()
-    # A redelivered event re-marks the job: it heals a crash between the document's put and the job's update.
-    assert job_item().changes == 2
-
-
-def test_documents_reads_the_registered_ones(store: DynamoBatchStore) -> None:
-    store.register_document(document(DOC_A))
-    store.register_document(document(DOC_B))
-    assert store.documents(JOB, [DOC_A, DOC_B, DOC_C]) == {DOC_A: document(DOC_A), DOC_B: document(DOC_B)}
-    assert store.document(JOB, DOC_C) is None
 
 
 def test_put_units_creates_missing_units_and_leaves_existing_ones_alone(store: DynamoBatchStore) -> None:
@@ -200,29 +189,6 @@ def test_put_units_creates_missing_units_and_leaves_existing_ones_alone(store: D
     item = unit_item(second)
     assert (item.queue, item.queue_at) == ("PENDING#0", f"2026-11-20T12:00:00.000000+00:00#{DOC_A}#000001")
     assert store.pending_units(10) == [second]
-
-
-def test_pending_units_come_oldest_first_across_shards_and_jobs(store: DynamoBatchStore) -> None:
-    # Given units of three documents on three shards and two jobs, queued in interleaved order
-    units = [
-        unit(DOC_A, 0, minutes=5),
-        unit(DOC_B, 0, minutes=1, job="other"),
-        unit(DOC_C, 0, minutes=3),
-        unit(DOC_A, 1, minutes=2),
-        unit(DOC_B, 1, minutes=4, job="other"),
-        unit(DOC_C, 1, minutes=0),
-        replace(unit(DOC_A, 2), queued_at=NOW + timedelta(microseconds=1)),
-    ]
-    store.put_units(units)
-
-    # When the oldest are read
-    every = store.pending_units(100)
-    first_three = store.pending_units(3)
-
-    # Then they come in queued_at order, whatever their shard or job, and the limit keeps the oldest
-    assert every == sorted(units, key=lambda u: u.queued_at)
-    assert first_three == every[:3]
-    assert store.pending_units(0) == []
 
 
 @pytest.mark.slow
@@ -259,7 +225,7 @@ def test_pack_unit_takes_a_pending_unit_off_the_queue_once(store: DynamoBatchSto
 
     item = unit_item(u)
     assert (item.state, item.batch_id, item.reserved_usd) == ("packed", "b1", Decimal("0.25"))
-    assert (item.queue, item.queue_at) == (None, None)
+    assert (nullable(item.queue), nullable(item.queue_at)) == (None, None)
     assert store.pending_units(10) == []
 
 
@@ -273,18 +239,9 @@ def test_unpack_unit_requeues_it_where_it_was(store: DynamoBatchStore) -> None:
     assert store.unpack_unit(u, "b1") is False
 
     item = unit_item(u)
-    assert (item.batch_id, item.reserved_usd) == (None, None)
+    assert (nullable(item.batch_id), nullable(item.reserved_usd)) == (None, None)
     assert item.queue_at == f"2026-11-20T12:07:00.000000+00:00#{DOC_A}#000000"
     assert store.pending_units(10) == [u]
-
-
-def test_packed_units_lists_the_batch_s_units(store: DynamoBatchStore) -> None:
-    a, b, c = unit(seq=0), unit(seq=1), unit(DOC_B, 0)
-    store.put_units([a, b, c])
-    in_b1 = [packed(store, a), packed(store, c, reserved="0.1")]
-    packed(store, b, "b2")
-
-    assert sorted(store.packed_units(batch("b1")), key=lambda u: u.doc_id) == in_b1
 
 
 def test_create_batch_lists_it_open_and_refuses_its_id_again(store: DynamoBatchStore) -> None:
@@ -297,56 +254,6 @@ def test_create_batch_lists_it_open_and_refuses_its_id_again(store: DynamoBatchS
 
     assert store.open_batches() == [batch("b2", minutes=1), batch("b1", minutes=2)]
     assert batch_item("b0").queue is None
-
-
-def test_reserve_batch_holds_the_budgets_with_the_move_to_reserved(
-    store: DynamoBatchStore, budgets: DynamoBudgetStore
-) -> None:
-    # Given a packing batch worth $0.5
-    store.create_batch(batch())
-
-    # When it is reserved against the tenant's $1 and the key's $5 daily budgets
-    updated = store.reserve_batch(batch(), holds())
-
-    # Then it is RESERVED with its holds, read back as Budget/Hold objects, and both windows hold $0.5
-    assert updated == batch(state=BatchState.RESERVED, holds=holds())
-    assert store.open_batches() == [updated]
-    assert budgets.remaining(holds()[:1]) == Decimal("0.5")
-    assert budgets.remaining(holds()[1:]) == Decimal("4.5")
-
-
-def test_reserve_batch_that_does_not_fit_changes_nothing(store: DynamoBatchStore, budgets: DynamoBudgetStore) -> None:
-    # Given $0.6 already committed on the tenant's $1 budget and a packing batch worth $0.5
-    budgets.reserve([Hold(tenant_daily(), DAY, Decimal("0.6"))])
-    store.create_batch(batch())
-
-    # When the batch is reserved
-    with pytest.raises(BudgetExceededError) as caught:
-        store.reserve_batch(batch(), holds())
-
-    # Then the tenant's budget is named with its $0.4 left; the batch is still PACKING, no counter moved
-    assert caught.value.budget == tenant_daily()
-    assert caught.value.remaining == Decimal("0.4")
-    assert store.open_batches() == [batch()]
-    assert budgets.remaining(holds()[:1]) == Decimal("0.4")
-    assert budgets.remaining(holds()[1:]) == Decimal(5)
-
-
-def test_reserve_batch_above_a_whole_limit_fails_without_io(store: DynamoBatchStore) -> None:
-    with pytest.raises(BudgetExceededError) as caught:
-        store.reserve_batch(batch(reserved="2"), holds("2"))
-    assert caught.value.remaining is None
-
-
-def test_reserve_batch_refuses_a_batch_that_is_no_longer_packing(
-    store: DynamoBatchStore, budgets: DynamoBudgetStore
-) -> None:
-    reserved_batch(store, budgets, batch())
-
-    with pytest.raises(ConflictError):
-        store.reserve_batch(batch(), holds())
-
-    assert budgets.remaining(holds()[:1]) == Decimal("0.5")
 
 
 def test_set_batch_state_moves_it_and_records_the_remote_id(
@@ -369,31 +276,8 @@ def test_set_batch_state_moves_it_and_records_the_remote_id(
     # And collecting it takes it off the open list
     collected = store.set_batch_state(submitted, BatchState.COLLECTED, ended_at=NOW + timedelta(hours=2))
     assert store.open_batches() == []
-    assert (batch_item().queue, batch_item().queue_at) == (None, None)
+    assert (nullable(batch_item().queue), nullable(batch_item().queue_at)) == (None, None)
     assert store.batch_for_remote("msgbatch_1") == collected
-
-
-def test_set_batch_state_refuses_a_stale_state_and_unknown_changes(store: DynamoBatchStore) -> None:
-    store.create_batch(batch())
-
-    with pytest.raises(ConflictError):
-        store.set_batch_state(batch(state=BatchState.RESERVED), BatchState.SUBMITTING)
-    with pytest.raises(TypeError):
-        store.set_batch_state(batch(), BatchState.RESERVED, reserved_usd=Decimal(0))
-
-    assert store.open_batches() == [batch()]
-
-
-def test_a_remote_id_recorded_for_another_batch_is_a_conflict(store: DynamoBatchStore) -> None:
-    for batch_id in ("b1", "b2"):
-        store.create_batch(batch(batch_id, state=BatchState.SUBMITTING))
-    store.set_batch_state(batch("b1", state=BatchState.SUBMITTING), BatchState.SUBMITTED, remote_id="msgbatch_1")
-
-    with pytest.raises(ConflictError, match="another batch"):
-        store.set_batch_state(batch("b2", state=BatchState.SUBMITTING), BatchState.SUBMITTED, remote_id="msgbatch_1")
-
-    assert batch_item("b2").state == "submitting"
-    assert store.batch_for_remote("msgbatch_1") == batch("b1", state=BatchState.SUBMITTED, remote_id="msgbatch_1")
 
 
 def test_abort_batch_releases_exactly_its_holds(store: DynamoBatchStore, budgets: DynamoBudgetStore) -> None:
@@ -407,7 +291,7 @@ def test_abort_batch_releases_exactly_its_holds(store: DynamoBatchStore, budgets
 
     # Then it is ABORTED with its note, off the open list, and only its $0.5 came back
     item = batch_item()
-    assert (item.state, item.note, item.queue) == ("aborted", "rejected: 400", None)
+    assert (item.state, item.note, nullable(item.queue)) == ("aborted", "rejected: 400", None)
     assert store.open_batches() == []
     assert budgets.remaining(holds()[:1]) == Decimal("0.8")
     assert budgets.remaining(holds()[1:]) == Decimal(5)
@@ -418,27 +302,7 @@ def test_abort_batch_releases_exactly_its_holds(store: DynamoBatchStore, budgets
     assert budgets.remaining(holds()[:1]) == Decimal("0.8")
 
 
-def test_aborting_a_packing_batch_releases_nothing(store: DynamoBatchStore, budgets: DynamoBudgetStore) -> None:
-    budgets.reserve([Hold(tenant_daily(), DAY, Decimal("0.2"))])
-    store.create_batch(batch())
-
-    store.abort_batch(batch(), "packing failed")
-
-    assert batch_item().state == "aborted"
-    assert budgets.remaining(holds()[:1]) == Decimal("0.8")
-
-
 # --- collecting -------------------------------------------------------------------------------------------
-
-
-def test_units_reads_by_custom_id_and_leaves_out_the_rest(store: DynamoBatchStore) -> None:
-    a, b = unit(seq=0), unit(seq=12)
-    store.put_units([a, b])
-
-    found = store.units(JOB, [f"{DOC_A}-0", f"{DOC_A}-12", f"{DOC_A}-3", f"{DOC_A}-012", "junk", f"{DOC_A}-x", "-1"])
-
-    assert found == {f"{DOC_A}-0": a, f"{DOC_A}-12": b}
-    assert store.units("other", [a.custom_id]) == {}
 
 
 def test_finish_unit_done_stores_its_outcome_releases_once_and_flags_its_document(
@@ -468,19 +332,6 @@ def test_finish_unit_done_stores_its_outcome_releases_once_and_flags_its_documen
     assert store.documents_to_check(10) == [document()]
 
 
-def test_finish_unit_failed_stores_the_error(store: DynamoBatchStore, budgets: DynamoBudgetStore) -> None:
-    store.register_document(document())
-    record = reserved_batch(store, budgets, batch())
-    store.put_units([unit()])
-    u = packed(store, unit())
-
-    assert store.finish_unit(u, record, UnitState.FAILED, release=holds("0.25"), error="invalid_request") is True
-
-    assert unit_item(u).error == "invalid_request"
-    assert unit_item(u).state == "failed"
-    assert budgets.remaining(holds()[:1]) == Decimal("0.75")
-
-
 def test_finish_unit_pending_requeues_it(store: DynamoBatchStore) -> None:
     store.register_document(document())
     store.put_units([unit()])
@@ -496,30 +347,7 @@ def test_finish_unit_pending_requeues_it(store: DynamoBatchStore) -> None:
     assert store.documents_to_check(10) == [document()]
 
 
-def test_finish_unit_of_another_batch_changes_nothing(store: DynamoBatchStore, budgets: DynamoBudgetStore) -> None:
-    store.register_document(document())
-    reserved_batch(store, budgets, batch())
-    store.put_units([unit()])
-    u = packed(store, unit())
-
-    assert store.finish_unit(u, batch("b2"), UnitState.DONE, release=holds("0.25"), totals=TOTALS) is False
-
-    assert unit_item(u).state == "packed"
-    assert budgets.remaining(holds()[:1]) == Decimal("0.5")
-    assert store.documents_to_check(10) == []
-
-
 # --- finishing documents ----------------------------------------------------------------------------------
-
-
-def test_units_of_reads_every_unit_by_seq_and_add_unit_adds_once(store: DynamoBatchStore) -> None:
-    store.put_units([unit(seq=1), unit(seq=0), unit(DOC_B, 0)])
-    combine = unit(seq=2, kind=UnitKind.COMBINE, start=0, end=0)
-
-    assert store.add_unit(combine) is True
-    assert store.add_unit(replace(combine, start=5)) is False
-
-    assert store.units_of(document()) == [unit(seq=0), unit(seq=1), combine]
 
 
 def test_clear_check_takes_the_document_off_the_check_list(store: DynamoBatchStore) -> None:
@@ -531,23 +359,7 @@ def test_clear_check_takes_the_document_off_the_check_list(store: DynamoBatchSto
     store.clear_check(flagged)
 
     assert store.documents_to_check(10) == []
-    assert (doc_item().queue, doc_item().queue_at) == (None, None)
-
-
-def test_clear_check_keeps_a_flag_set_after_the_check_read(store: DynamoBatchStore) -> None:
-    # Given a document whose first unit finished, read for a check
-    store.register_document(document())
-    store.put_units([unit(seq=0), unit(seq=1)])
-    first, second = packed(store, unit(seq=0)), packed(store, unit(seq=1))
-    assert store.finish_unit(first, batch(), UnitState.DONE, totals=TOTALS)
-    [flagged] = store.documents_to_check(10)
-
-    # When the second unit finishes before the check clears the flag (the check saw it unfinished)
-    assert store.finish_unit(second, batch(), UnitState.DONE, totals=TOTALS)
-    store.clear_check(flagged)
-
-    # Then the document stays flagged, so the next check finds every unit finished
-    assert store.documents_to_check(10) == [document()]
+    assert (nullable(doc_item().queue), nullable(doc_item().queue_at)) == (None, None)
 
 
 def test_finish_document_finishes_it_once_and_marks_the_manifest(store: DynamoBatchStore) -> None:
@@ -593,7 +405,7 @@ def test_manifest_written_cleans_the_job(store: DynamoBatchStore) -> None:
 
     assert store.jobs_to_manifest(10) == [("older", 1)]
     item = job_item()
-    assert (item.changes, item.manifest_changes, item.queue, item.queue_at) == (2, 2, None, None)
+    assert (item.changes, item.manifest_changes, nullable(item.queue), nullable(item.queue_at)) == (2, 2, None, None)
 
 
 def test_manifest_written_after_another_change_leaves_the_job_dirty(store: DynamoBatchStore) -> None:
@@ -608,16 +420,3 @@ def test_manifest_written_after_another_change_leaves_the_job_dirty(store: Dynam
     # Then the job is still dirty, at 2 changes, for the next tick
     assert store.jobs_to_manifest(10) == [(JOB, 2)]
     assert job_item().manifest_changes is None
-
-
-def test_job_documents_pages_through_the_job_s_documents(store: DynamoBatchStore) -> None:
-    docs = [document(f"{n:02x}{'cd' * 11}") for n in range(5)]
-    for doc in docs:
-        store.register_document(doc)
-    store.register_document(document(DOC_A, job="other"))
-    store.put_units([unit(docs[0].doc_id)])
-
-    listed = store.job_documents(JOB)
-
-    assert iter(listed) is listed
-    assert list(listed) == docs

@@ -1,4 +1,5 @@
-"""DynamoFeatureStore against moto: round trips, replace and delete, the 30 s warm cache, invalid stored data."""
+"""DynamoFeatureStore against moto: the item's fields, the 30 s warm cache, invalid stored data. The port's
+contract, which the in-memory fake must pass too, is in tests/contract/test_feature_store.py."""
 
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -8,11 +9,10 @@ import pytest
 
 from costgate.cache.model import AnswerCacheMode
 from costgate.dal.features import DynamoFeatureStore, FeatureConfigItem
-from costgate.errors import ConfigurationError, InvalidRequestError
+from costgate.errors import ConfigurationError
 from costgate.gateway.features import FeatureConfig, PromptCacheMode, PromptCacheTtl
 from costgate.routing.router import DEFAULT_MODELS, RoutePolicy, Tier
 from tests.fakes.clock import ManualClock
-from tests.fakes.gateway import InMemoryFeatureStore
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 
@@ -132,36 +132,6 @@ def test_an_item_from_before_the_answer_cache_gets_its_defaults(store: DynamoFea
     )
 
 
-def test_configurations_are_listed_by_name_replaced_and_deleted(store: DynamoFeatureStore) -> None:
-    # Given three features, one stored twice
-    store.put(FeatureConfig("search"))
-    store.put(tuned("chat"))
-    store.put(FeatureConfig("Billing", prompt_cache=PromptCacheMode.OFF))
-    store.put(FeatureConfig("chat", prompt_cache_ttl=PromptCacheTtl.FIVE_MINUTES))
-
-    # Then the list has the latest of each, by name (upper case sorts first, as in the sort key)
-    assert store.list_configs() == [
-        FeatureConfig("Billing", prompt_cache=PromptCacheMode.OFF),
-        FeatureConfig("chat", prompt_cache_ttl=PromptCacheTtl.FIVE_MINUTES),
-        FeatureConfig("search"),
-    ]
-
-    # When one is deleted, twice
-    assert store.delete("chat") is True
-    assert store.delete("chat") is False
-
-    # Then only the others remain
-    assert [c.feature for c in store.list_configs()] == ["Billing", "search"]
-    assert store.get("chat") is None
-
-
-def test_an_invalid_feature_name_is_refused_before_any_read(store: DynamoFeatureStore) -> None:
-    with pytest.raises(InvalidRequestError, match="feature 'chat#1' is invalid"):
-        store.get("chat#1")
-    with pytest.raises(InvalidRequestError, match="feature 'a b' is invalid"):
-        store.delete("a b")
-
-
 # --- the warm cache ---------------------------------------------------------------------------------------
 
 
@@ -264,20 +234,3 @@ def test_an_invalid_configuration_is_not_cached_and_can_be_replaced_or_deleted(l
     raw_item("legacy", simple_model="claude-gone-1").save()
     assert operator.delete("legacy") is True
     assert operator.list_configs() == []
-
-
-# --- the fake agrees ------------------------------------------------------------------------------------
-
-
-def test_the_fake_and_dynamo_agree_on_a_sequence(store: DynamoFeatureStore) -> None:
-    fake = InMemoryFeatureStore()
-
-    def run(target: DynamoFeatureStore | InMemoryFeatureStore) -> list[object]:
-        target.put(FeatureConfig("search"))
-        target.put(tuned("chat"))
-        answers: list[object] = [target.get("chat"), target.get("nothing")]
-        target.put(FeatureConfig("chat"))
-        answers += [target.delete("search"), target.delete("search"), target.list_configs()]
-        return answers
-
-    assert run(store) == run(fake) == [tuned("chat"), None, True, False, [FeatureConfig("chat")]]

@@ -6,6 +6,7 @@ from typing import Any
 
 import anthropic
 import pytest
+from anthropic.types import Message, TextBlock
 
 from costgate_local.simulator import ManualClock, Simulator, SimulatorOptions
 
@@ -44,3 +45,16 @@ def sdk(sim: Simulator, api_key: str = API_KEY, max_retries: int = 0) -> anthrop
 def prompt_total(usage: Any) -> int:
     """Every prompt token of a usage object: input + cache writes + cache reads."""
     return int(usage.input_tokens + usage.cache_creation_input_tokens + usage.cache_read_input_tokens)
+
+
+def error_body(error: anthropic.APIStatusError) -> dict[str, Any]:
+    """The error's JSON body (the SDK types it `object`: it is whatever the server sent)."""
+    assert isinstance(error.body, dict), error.body
+    return error.body
+
+
+def first_text(message: Message) -> str:
+    """The text of the message's first block, which must be a text block."""
+    block = message.content[0]
+    assert isinstance(block, TextBlock), block
+    return block.text

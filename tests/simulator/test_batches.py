@@ -2,24 +2,42 @@
 
 import json
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 import anthropic
 import httpx2
 import pytest
+from anthropic.types import Message, TextBlockParam
+from anthropic.types.messages import MessageBatchErroredResult, MessageBatchResult, MessageBatchSucceededResult
+from anthropic.types.messages.batch_create_params import Request
+from anthropic.types.shared import ErrorObject
 
 from costgate_local.simulator import ManualClock, Simulator, SimulatorOptions
 from costgate_local.simulator import server as simulator_server
-from tests.simulator.conftest import API_KEY, BATCH_DELAY, START, prose, sdk
+from tests.simulator.conftest import API_KEY, BATCH_DELAY, START, error_body, first_text, prose, sdk
 
 MODEL = "claude-haiku-5-5"
 
 
-def request(custom_id: str, text: str = "Summarise the day.", **params: Any) -> dict[str, Any]:
-    return {
-        "custom_id": custom_id,
-        "params": {"model": MODEL, "max_tokens": 100, "messages": [{"role": "user", "content": text}], **params},
-    }
+def request(custom_id: str, text: str = "Summarise the day.", **params: Any) -> Request:
+    """A batch request as JSON; some tests send invalid ones on purpose, so `params` are not checked here."""
+    return cast(
+        "Request",
+        {
+            "custom_id": custom_id,
+            "params": {"model": MODEL, "max_tokens": 100, "messages": [{"role": "user", "content": text}], **params},
+        },
+    )
+
+
+def succeeded(result: MessageBatchResult) -> Message:
+    assert isinstance(result, MessageBatchSucceededResult), result
+    return result.message
+
+
+def errored(result: MessageBatchResult) -> ErrorObject:
+    assert isinstance(result, MessageBatchErroredResult), result
+    return result.error.error
 
 
 def finish(clock: ManualClock) -> None:
@@ -58,22 +76,26 @@ def test_a_batch_of_3_ends_after_the_delay_with_batch_tier_usage_in_every_result
     assert sorted(r.custom_id for r in results) == ["req-0", "req-1", "req-2"]
     for result in results:
         assert result.result.type == "succeeded"
-        assert result.result.message.usage.service_tier == "batch"
-        assert result.result.message.content[0].text.startswith("[simulated] ")
+        assert succeeded(result.result).usage.service_tier == "batch"
+        assert first_text(succeeded(result.result)).startswith("[simulated] ")
 
 
 def test_batch_requests_go_through_the_same_prompt_cache(client: anthropic.Anthropic, clock: ManualClock) -> None:
     """ "Use the 1 h cache TTL for shared prefixes in batches": the first request writes, the rest read."""
     # Given two batch requests sharing a 1-hour cached system prompt
-    system = [{"type": "text", "text": prose(60), "cache_control": {"type": "ephemeral", "ttl": "1h"}}]
+    system: list[TextBlockParam] = [
+        {"type": "text", "text": prose(60), "cache_control": {"type": "ephemeral", "ttl": "1h"}}
+    ]
     batch = client.messages.batches.create(
         requests=[request("first", "One?", system=system), request("second", "Two?", system=system)]
     )
     # When the batch ends
     finish(clock)
-    usage = {r.custom_id: r.result.message.usage for r in client.messages.batches.results(batch.id)}
+    usage = {r.custom_id: succeeded(r.result).usage for r in client.messages.batches.results(batch.id)}
     # Then the first wrote the prefix as a 1-hour write and the second read it
-    assert usage["first"].cache_creation.ephemeral_1h_input_tokens > 512
+    written = usage["first"].cache_creation
+    assert written is not None
+    assert written.ephemeral_1h_input_tokens > 512
     assert usage["second"].cache_read_input_tokens == usage["first"].cache_creation_input_tokens
     # And an interactive request in the same workspace reads it too, at the standard tier
     message = client.messages.create(
@@ -94,7 +116,7 @@ def test_batch_requests_go_through_the_same_prompt_cache(client: anthropic.Anthr
     ],
 )
 def test_custom_ids_must_match_the_pattern_and_be_unique(
-    client: anthropic.Anthropic, requests: list[dict[str, Any]], message: str
+    client: anthropic.Anthropic, requests: list[Request], message: str
 ) -> None:
     """ "custom_id matches ^[a-zA-Z0-9_-]{1,64}$, unique in the batch" — checked at creation (400)."""
     # Given an invalid batch / When it is created
@@ -129,13 +151,15 @@ def test_a_batch_body_over_the_limit_is_a_413(client: anthropic.Anthropic, monke
         client.messages.batches.create(requests=[request("big", "x " * 10_000)])
     # Then it is a 413 request_too_large
     assert raised.value.status_code == 413
-    assert raised.value.body["error"]["type"] == "request_too_large"
+    assert error_body(raised.value)["error"]["type"] == "request_too_large"
 
 
 def test_params_errors_surface_only_in_the_results(client: anthropic.Anthropic, clock: ManualClock) -> None:
     """ "Params errors surface only when the batch ends" — as `errored` results with the error object."""
     # Given a batch with a good request, one without max_tokens and one for an unknown model
-    no_max = {"custom_id": "no-max", "params": {"model": MODEL, "messages": [{"role": "user", "content": "Hi"}]}}
+    no_max = cast(
+        "Request", {"custom_id": "no-max", "params": {"model": MODEL, "messages": [{"role": "user", "content": "Hi"}]}}
+    )
     unknown = request("unknown-model", model="claude-imaginary-9")
     batch = client.messages.batches.create(requests=[request("good"), no_max, unknown])
     # When it is created, then ends
@@ -148,9 +172,9 @@ def test_params_errors_surface_only_in_the_results(client: anthropic.Anthropic, 
     assert ended.request_counts.errored == 2
     assert results["good"].type == "succeeded"
     assert results["no-max"].type == "errored"
-    assert results["no-max"].error.error.type == "invalid_request_error"
-    assert "max_tokens" in results["no-max"].error.error.message
-    assert results["unknown-model"].error.error.type == "not_found_error"
+    assert errored(results["no-max"]).type == "invalid_request_error"
+    assert "max_tokens" in errored(results["no-max"]).message
+    assert errored(results["unknown-model"]).type == "not_found_error"
 
 
 def test_cancel_moves_to_canceling_then_ends_with_unprocessed_requests_canceled(
@@ -189,7 +213,9 @@ def test_list_pages_newest_first_by_after_id_and_before_id(client: anthropic.Ant
     newest_first = ids[::-1]
     # When they are listed two at a time
     first = client.messages.batches.list(limit=2)
+    assert first.last_id is not None
     second = client.messages.batches.list(limit=2, after_id=first.last_id)
+    assert second.first_id is not None
     back = client.messages.batches.list(limit=2, before_id=second.first_id)
     everything = [b.id for b in client.messages.batches.list(limit=2)]
     # Then pages follow newest-first order with correct cursors and has_more

@@ -6,22 +6,23 @@ from typing import Any
 
 import anthropic
 import pytest
+from anthropic.types import CacheControlEphemeralParam, MessageParam, TextBlockParam, ToolParam
 
 from costgate_local.simulator import ManualClock, Simulator
 from costgate_local.simulator.prompt import TAIL_TOKENS
-from tests.simulator.conftest import prompt_total, prose, sdk
+from tests.simulator.conftest import error_body, prompt_total, prose, sdk
 
 MODEL = "claude-opus-5-5"  # minimum cacheable prompt 512
-EPHEMERAL_5M = {"type": "ephemeral"}
-EPHEMERAL_1H = {"type": "ephemeral", "ttl": "1h"}
-TOOL = {
+EPHEMERAL_5M: CacheControlEphemeralParam = {"type": "ephemeral"}
+EPHEMERAL_1H: CacheControlEphemeralParam = {"type": "ephemeral", "ttl": "1h"}
+TOOL: ToolParam = {
     "name": "lookup_invoice",
     "description": "Look up an invoice by its number.",
     "input_schema": {"type": "object", "properties": {"number": {"type": "string"}}, "required": ["number"]},
 }
 
 
-def system_5k(cache_control: dict[str, str] = EPHEMERAL_5M) -> list[dict[str, Any]]:
+def system_5k(cache_control: CacheControlEphemeralParam = EPHEMERAL_5M) -> list[TextBlockParam]:
     return [{"type": "text", "text": prose(280), "cache_control": cache_control}]
 
 
@@ -116,9 +117,10 @@ def test_automatic_caching_puts_the_breakpoint_on_the_last_cacheable_block_and_m
 def test_automatic_caching_uses_one_of_the_4_slots(client: anthropic.Anthropic) -> None:
     """The top-level breakpoint counts: 3 block breakpoints + automatic is fine, 4 + automatic is not."""
     # Given four cacheable blocks in one user message
-    blocks = [{"type": "text", "text": f"Part {i}. " + prose(10)} for i in range(4)]
-    three = [{**b, "cache_control": EPHEMERAL_5M} if i < 3 else b for i, b in enumerate(blocks)]
-    four = [{**b, "cache_control": EPHEMERAL_5M} for i, b in enumerate(blocks) if i < 3] + [
+    blocks: list[TextBlockParam] = [{"type": "text", "text": f"Part {i}. " + prose(10)} for i in range(4)]
+    three: list[TextBlockParam] = [{**b, "cache_control": EPHEMERAL_5M} if i < 3 else b for i, b in enumerate(blocks)]
+    four: list[TextBlockParam] = [{**b, "cache_control": EPHEMERAL_5M} for b in blocks[:3]]
+    four += [
         {"type": "text", "text": "Part 3 again.", "cache_control": EPHEMERAL_5M},
         {"type": "text", "text": "The question."},
     ]
@@ -135,25 +137,31 @@ def test_automatic_caching_uses_one_of_the_4_slots(client: anthropic.Anthropic) 
 def test_more_than_4_breakpoints_is_a_400(client: anthropic.Anthropic) -> None:
     """ "At most 4 breakpoints per request"."""
     # Given five blocks that each carry cache_control
-    content = [{"type": "text", "text": f"Block {i}.", "cache_control": EPHEMERAL_5M} for i in range(5)]
+    content: list[TextBlockParam] = [
+        {"type": "text", "text": f"Block {i}.", "cache_control": EPHEMERAL_5M} for i in range(5)
+    ]
     # When it is sent
     with pytest.raises(anthropic.BadRequestError) as raised:
         client.messages.create(model=MODEL, max_tokens=50, messages=[{"role": "user", "content": content}])
     # Then it is rejected as an invalid request naming the limit
     assert raised.value.status_code == 400
-    assert raised.value.body["error"]["type"] == "invalid_request_error"
+    assert error_body(raised.value)["error"]["type"] == "invalid_request_error"
     assert "A maximum of 4 blocks with cache_control may be provided. Found 5." in str(raised.value)
 
 
 def test_a_longer_ttl_after_a_shorter_one_is_a_400(client: anthropic.Anthropic) -> None:
     """ "Longer TTLs must come before shorter ones" (in the order tools → system → messages)."""
     # Given a 5-minute breakpoint on the system prompt and a 1-hour one on a later message block
-    message = [{"role": "user", "content": [{"type": "text", "text": "Hello.", "cache_control": EPHEMERAL_1H}]}]
+    message: list[MessageParam] = [
+        {"role": "user", "content": [{"type": "text", "text": "Hello.", "cache_control": EPHEMERAL_1H}]}
+    ]
     # When it is sent
     with pytest.raises(anthropic.BadRequestError, match="ttl='1h' cache_control block must not come after"):
         client.messages.create(model=MODEL, max_tokens=50, system=system_5k(EPHEMERAL_5M), messages=message)
     # Then the other order is accepted, and each segment is billed at the TTL of the breakpoint closing it
-    message_5m = [{"role": "user", "content": [{"type": "text", "text": prose(40), "cache_control": EPHEMERAL_5M}]}]
+    message_5m: list[MessageParam] = [
+        {"role": "user", "content": [{"type": "text", "text": prose(40), "cache_control": EPHEMERAL_5M}]}
+    ]
     usage = ask(client, system=system_5k(EPHEMERAL_1H), messages=message_5m)
     assert usage.cache_creation.ephemeral_1h_input_tokens > 5_000
     assert usage.cache_creation.ephemeral_5m_input_tokens > 700
@@ -164,7 +172,7 @@ def _words(client: anthropic.Anthropic, model: str, minimum: int) -> tuple[int, 
     """Word counts whose breakpoint prefix is the largest below `minimum` and the smallest at or above it."""
 
     def prefix(words: int) -> int:
-        body = [
+        body: list[MessageParam] = [
             {"role": "user", "content": [{"type": "text", "text": "alpha " * words, "cache_control": EPHEMERAL_5M}]}
         ]
         return client.messages.count_tokens(model=model, messages=body).input_tokens - TAIL_TOKENS
@@ -189,7 +197,7 @@ def test_a_prefix_below_the_models_minimum_is_not_cached_and_not_an_error(
     below, at = _words(client, model, minimum)
 
     def send(words: int) -> Any:
-        content = [{"type": "text", "text": "alpha " * words, "cache_control": EPHEMERAL_5M}]
+        content: list[TextBlockParam] = [{"type": "text", "text": "alpha " * words, "cache_control": EPHEMERAL_5M}]
         return client.messages.create(model=model, max_tokens=20, messages=[{"role": "user", "content": content}]).usage
 
     # When each is sent twice
@@ -321,7 +329,7 @@ def test_every_breakpoint_past_the_hit_is_written_and_the_rest_is_input(client: 
     # Given a cached 1-hour system prompt
     first = ask(client, system=system_5k(EPHEMERAL_1H), messages=[{"role": "user", "content": "Hi."}])
     # When a request adds two message breakpoints after it and a question after them
-    messages = [
+    messages: list[MessageParam] = [
         {
             "role": "user",
             "content": [

@@ -6,12 +6,13 @@ import time
 import anthropic
 import httpx2
 import pytest
+from anthropic.types import MessageParam
 
 from costgate_local.simulator import FaultConfig, Simulator, SimulatorOptions
-from tests.simulator.conftest import API_KEY, sdk
+from tests.simulator.conftest import API_KEY, error_body, first_text, sdk
 
 MODEL = "claude-haiku-4-5"
-HELLO = [{"role": "user", "content": "Ping?"}]
+HELLO: list[MessageParam] = [{"role": "user", "content": "Ping?"}]
 
 
 def statuses(sim: Simulator, count: int) -> list[int]:
@@ -29,7 +30,7 @@ def test_a_429_rate_of_1_gives_the_sdk_a_rate_limit_error_with_retry_after() -> 
     # Then it sees a 429 rate_limit_error telling it when to come back
     assert raised.value.status_code == 429
     assert raised.value.response.headers["retry-after"] == "7"
-    assert raised.value.body["error"]["type"] == "rate_limit_error"
+    assert error_body(raised.value)["error"]["type"] == "rate_limit_error"
     assert raised.value.request_id is not None
 
 
@@ -41,7 +42,7 @@ def test_the_sdk_retries_through_a_seeded_50_percent_529_rate_and_succeeds() -> 
         messages = [client.messages.create(model=MODEL, max_tokens=5, messages=HELLO) for _ in range(3)]
         injected = sim.injected_faults
     # Then each eventually succeeds, after at least one 529 on the way
-    assert all(m.content[0].text.startswith("[simulated]") for m in messages)
+    assert all(first_text(m).startswith("[simulated]") for m in messages)
     assert injected[529] == 2
 
 

@@ -6,14 +6,15 @@ from typing import Any
 import anthropic
 import httpx2
 import pytest
+from anthropic.types import MessageParam, ToolParam
 
 from costgate.pricing.prices import default_price_book
 from costgate_local.simulator import Simulator
 from costgate_local.simulator.models import MODEL_TOKENIZERS
-from tests.simulator.conftest import API_KEY
+from tests.simulator.conftest import API_KEY, error_body, first_text
 
 MODEL = "claude-sonnet-5-5"
-HELLO = [{"role": "user", "content": "Hello, what does this month cost us?"}]
+HELLO: list[MessageParam] = [{"role": "user", "content": "Hello, what does this month cost us?"}]
 
 
 def raw_post(sim: Simulator, path: str, body: Any, headers: dict[str, str] | None = None) -> httpx2.Response:
@@ -48,8 +49,8 @@ def test_temperature_is_rejected_under_api_version_2026_10_21(client: anthropic.
     with pytest.raises(anthropic.BadRequestError) as raised:
         client.messages.create(model=MODEL, max_tokens=64, messages=HELLO, extra_body={"temperature": 0.5})
     # Then it is a 400 invalid_request_error naming the parameter
-    assert raised.value.body["error"]["type"] == "invalid_request_error"
-    assert "temperature" in raised.value.body["error"]["message"]
+    assert error_body(raised.value)["error"]["type"] == "invalid_request_error"
+    assert "temperature" in error_body(raised.value)["error"]["message"]
 
 
 def test_a_missing_max_tokens_is_a_400(client: anthropic.Anthropic) -> None:
@@ -107,7 +108,7 @@ def test_invalid_requests_are_400_invalid_request_error(
     with pytest.raises(anthropic.BadRequestError, match=message) as raised:
         client.post("/v1/messages", body=body, cast_to=object)
     # Then it is a 400 invalid_request_error
-    assert raised.value.body["error"]["type"] == "invalid_request_error"
+    assert error_body(raised.value)["error"]["type"] == "invalid_request_error"
 
 
 def test_an_unknown_model_is_a_404_not_found_error(client: anthropic.Anthropic) -> None:
@@ -115,7 +116,7 @@ def test_an_unknown_model_is_a_404_not_found_error(client: anthropic.Anthropic) 
     with pytest.raises(anthropic.NotFoundError) as raised:
         client.messages.create(model="claude-imaginary-9", max_tokens=10, messages=HELLO)
     # Then it is a 404 not_found_error naming the model, like the API
-    assert raised.value.body["error"] == {"type": "not_found_error", "message": "model: claude-imaginary-9"}
+    assert error_body(raised.value)["error"] == {"type": "not_found_error", "message": "model: claude-imaginary-9"}
 
 
 def test_a_request_without_a_key_is_a_401(sim: Simulator) -> None:
@@ -172,7 +173,7 @@ def test_answers_are_deterministic_marked_and_capped_by_max_tokens(client: anthr
     assert first.content == again.content
     assert first.id != again.id
     assert first.content[0].type == "text"
-    assert first.content[0].text.startswith("[simulated] ")
+    assert first_text(first).startswith("[simulated] ")
     assert first.stop_reason == "end_turn"
     assert 20 <= first.usage.output_tokens < 1000
     assert capped.stop_reason == "max_tokens"
@@ -185,14 +186,14 @@ def test_a_korean_question_gets_a_korean_answer(client: anthropic.Anthropic) -> 
         model=MODEL, max_tokens=300, messages=[{"role": "user", "content": "이번 달 비용을 요약해 주세요."}]
     )
     # Then the answer is marked and written in Hangul
-    text = message.content[0].text
+    text = first_text(message)
     assert text.startswith("[simulated] ")
     assert sum("\uac00" <= ch <= "\ud7a3" for ch in text) > 20
 
 
 def test_forced_tool_choice_returns_a_tool_use_built_from_the_schema(client: anthropic.Anthropic) -> None:
     # Given a tool with required properties and tool_choice any
-    tool = {
+    tool: ToolParam = {
         "name": "get_invoice",
         "description": "Fetch an invoice.",
         "input_schema": {
@@ -221,8 +222,8 @@ def test_forced_tool_choice_returns_a_tool_use_built_from_the_schema(client: ant
 
 def test_a_user_asking_for_a_tool_by_name_gets_a_tool_use_under_auto(client: anthropic.Anthropic) -> None:
     # Given tool_choice auto and a question that names the tool
-    tool = {"name": "get_weather", "input_schema": {"type": "object", "properties": {}}}
-    ask = [{"role": "user", "content": "Please call get_weather for Seoul."}]
+    tool: ToolParam = {"name": "get_weather", "input_schema": {"type": "object", "properties": {}}}
+    ask: list[MessageParam] = [{"role": "user", "content": "Please call get_weather for Seoul."}]
     # When it is asked
     message = client.messages.create(model=MODEL, max_tokens=500, messages=ask, tools=[tool])
     # Then a short text precedes the tool_use
@@ -246,12 +247,8 @@ def test_a_web_search_tool_reports_1_to_3_searches(client: anthropic.Anthropic) 
     # Given a web search server tool
     tools: Any = [{"type": "web_search_20260318", "name": "web_search"}]
     # When asked twice
-    counts = {
-        client.messages.create(
-            model=MODEL, max_tokens=100, messages=HELLO, tools=tools
-        ).usage.server_tool_use.web_search_requests
-        for _ in range(2)
-    }
+    usages = [client.messages.create(model=MODEL, max_tokens=100, messages=HELLO, tools=tools).usage for _ in range(2)]
+    counts = {usage.server_tool_use.web_search_requests for usage in usages if usage.server_tool_use is not None}
     # Then the same, deterministic count between 1 and 3 is reported
     assert len(counts) == 1
     assert 1 <= counts.pop() <= 3
@@ -278,5 +275,6 @@ def test_count_tokens_counts_the_whole_prompt_and_ignores_caching(client: anthro
     counted = client.messages.count_tokens(model=MODEL, system=system, messages=HELLO)
     read = client.messages.create(model=MODEL, max_tokens=10, system=system, messages=HELLO).usage
     # Then it is the whole prompt, the sum of the cached read and the rest
+    assert read.cache_read_input_tokens is not None
     assert counted.input_tokens == read.input_tokens + read.cache_read_input_tokens
     assert read.cache_read_input_tokens > 0

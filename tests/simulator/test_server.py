@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 import anthropic
 import httpx2
 import pytest
+from anthropic.types import MessageParam
 
 from costgate_local.simulator import (
     FaultConfig,
@@ -23,7 +24,7 @@ from costgate_local.simulator import (
 )
 from tests.simulator.conftest import API_KEY, START
 
-HELLO = [{"role": "user", "content": "Hello"}]
+HELLO: list[MessageParam] = [{"role": "user", "content": "Hello"}]
 
 
 def test_the_module_prints_a_ready_line_serves_moves_its_clock_and_stops_on_sigterm() -> None:

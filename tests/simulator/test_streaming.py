@@ -3,9 +3,10 @@
 from typing import Any
 
 import anthropic
+from anthropic.types.message_create_params import MessageCreateParamsBase
 
 from costgate_local.simulator import Simulator
-from tests.simulator.conftest import prompt_total, prose, sdk
+from tests.simulator.conftest import first_text, prompt_total, prose, sdk
 
 MODEL = "claude-opus-5-5"
 
@@ -75,14 +76,18 @@ def test_create_with_stream_true_yields_the_documented_event_sequence(client: an
 
 def test_a_streamed_text_reassembles_to_the_non_streamed_text(client: anthropic.Anthropic) -> None:
     # Given a Korean question without caching
-    params = {"model": MODEL, "max_tokens": 400, "messages": [{"role": "user", "content": "어제 비용은 얼마였나요?"}]}
+    params: MessageCreateParamsBase = {
+        "model": MODEL,
+        "max_tokens": 400,
+        "messages": [{"role": "user", "content": "어제 비용은 얼마였나요?"}],
+    }
     # When it is asked with and without streaming
     plain = client.messages.create(**params)
     with client.messages.stream(**params) as stream:
         text = "".join(stream.text_stream)
         final = stream.get_final_message()
     # Then the deltas join to the same text and the usage is the same
-    assert text == plain.content[0].text
+    assert text == first_text(plain)
     assert final.usage == plain.usage
     assert (
         prompt_total(final.usage) == client.messages.count_tokens(model=MODEL, messages=params["messages"]).input_tokens

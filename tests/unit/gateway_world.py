@@ -294,7 +294,8 @@ def make_world(
 ) -> World:
     key_store = InMemoryKeyStore()
     budget_store = InMemoryBudgetStore(budgets)
-    prompt_cache = InMemoryPromptCacheStore()
+    clock = FixedClock()
+    prompt_cache = InMemoryPromptCacheStore(clock)
     feature_store = InMemoryFeatureStore(features)
     answer_store = InMemoryAnswerCacheStore()
     fake_embedder = embedder or FakeEmbedder()
@@ -320,7 +321,7 @@ def make_world(
             threshold_for=lambda e: SEMANTIC_THRESHOLD,
         ),
         upstream=upstream,
-        clock=FixedClock(),
+        clock=clock,
         monotonic=lambda: 0.0,  # DEADLINE is far ahead: only a test that says so runs out of time
     )
     return World(

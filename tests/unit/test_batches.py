@@ -1,4 +1,4 @@
-"""Batch summarisation (costgate.batch.scheduler) end to end through the in-memory fakes: ingest, the scheduler's
+"""Batch summarisation (costgate.batch) end to end through the in-memory fakes: ingest, the scheduler's
 ticks, budgets, Claude's failures and the result files. Claude is FakeClaudeBatches: a batch ends when a
 test calls `end_all`, and each request is answered by the test's `answer` (a summary by default)."""
 
@@ -15,6 +15,7 @@ import pytest
 
 from costgate.accounting.budgets import Budget, BudgetPeriod, estimate_worst_case, tenant_scope
 from costgate.batch import input as batch_input
+from costgate.batch.ingest import IngestOutcome, IngestServices, document_id, register_object
 from costgate.batch.input import (
     COMBINE_NOTE,
     DEFAULT_FEATURE,
@@ -23,18 +24,10 @@ from costgate.batch.input import (
     DEFAULT_MODEL,
     PART_NOTE,
 )
+from costgate.batch.manifests import job_status
 from costgate.batch.model import BatchState, Document, DocumentStatus, UnitKind, UnitState
-from costgate.batch.scheduler import (
-    MAX_SUBMISSIONS,
-    IngestOutcome,
-    IngestServices,
-    SchedulerServices,
-    TickReport,
-    document_id,
-    job_status,
-    register_object,
-    run_scheduler,
-)
+from costgate.batch.scheduler import SchedulerServices, run_scheduler
+from costgate.batch.tick import MAX_SUBMISSIONS, TickReport
 from costgate.pricing.cost import Strategy, price_usage
 from costgate.pricing.usage import normalise_usage
 from tests.fakes.accounting import InMemoryBudgetStore, InMemoryLedgerStore

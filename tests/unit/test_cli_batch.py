@@ -2,13 +2,12 @@
 
 import io
 import json
-from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
-from costgate.batch.scheduler import JobStatus
+from costgate.batch.manifests import JobStatus
 from costgate.errors import InvalidRequestError
 from costgate_local.cli.batch import (
     WATCH_FIRST_DOCUMENT_S,
@@ -18,16 +17,19 @@ from costgate_local.cli.batch import (
     show_batch_status,
     submit_batch,
 )
+from tests.fakes.batch import InMemoryObjectStore
 
 
-@dataclass
-class RecordingObjects:
-    """An ObjectStore that keeps what was uploaded, in order."""
+class RecordingObjects(InMemoryObjectStore):
+    """The in-memory bucket, keeping what was uploaded in order too."""
 
-    uploads: list[tuple[str, bytes, str]] = field(default_factory=list)
+    def __init__(self) -> None:
+        super().__init__()
+        self.uploads: list[tuple[str, bytes, str]] = []
 
     def put_file(self, key: str, path: Path, content_type: str) -> None:
         self.uploads.append((key, path.read_bytes(), content_type))
+        super().put_file(key, path, content_type)
 
 
 def _status(done: int = 0, failed: int = 0, pending: int = 0, cost: str = "0") -> JobStatus:

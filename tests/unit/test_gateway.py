@@ -452,7 +452,7 @@ def test_a_budget_rejection_is_counted_in_the_ledger_by_day_tenant_and_feature()
     # When two requests for "search" and one for the default feature are refused
     for headers in ({"x_costgate_feature": "search"}, {"x_costgate_feature": "search"}, {}):
         with pytest.raises(BudgetExceededError):
-            world.send(**headers)
+            world.send(BODY, **headers)
 
     # Then the ledger counts them on the UTC day of the request, per tenant and feature, and records no request
     assert [(r.day, r.tenant, r.feature, r.count) for r in world.ledger.rejections(NOW.date(), NOW.date())] == [

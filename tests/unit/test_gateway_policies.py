@@ -206,7 +206,7 @@ def test_a_short_system_prompt_is_left_alone() -> None:
 def test_gaps_that_favour_one_hour_get_a_1h_breakpoint() -> None:
     # Given 30 observed gaps, all between 5 minutes and 1 hour: 5m would write every time, 1h read
     world = make_world(message_reply(USAGE, model=OPUS))
-    world.prompt_cache.gaps["default"] = GapHistogram(within_1h=30)
+    world.prompt_cache.gaps[("default", NOW.date())] = GapHistogram(within_1h=30)
 
     headers = world.send(body(OPUS, system=LONG_SYSTEM)).headers
 
@@ -226,14 +226,14 @@ def test_a_configured_ttl_wins_over_observed_gaps() -> None:
 def test_gaps_for_which_caching_never_pays_leave_the_request_alone_but_keep_being_observed() -> None:
     # Given 30 gaps all beyond an hour: every request would write; plain input is cheapest
     world = make_world(message_reply(USAGE, model=OPUS))
-    world.prompt_cache.gaps["default"] = GapHistogram(beyond_1h=30)
+    world.prompt_cache.gaps[("default", NOW.date())] = GapHistogram(beyond_1h=30)
     sent = body(OPUS, system=LONG_SYSTEM)
 
     headers = world.send(sent).headers
 
     assert world.upstream.sent[0].body == sent
     assert headers["x-costgate-prompt-cache"].startswith("not-worth-it")
-    assert world.prompt_cache.gaps["default"] == GapHistogram(beyond_1h=31)
+    assert world.prompt_cache.gap_histogram("default") == GapHistogram(beyond_1h=31)
 
 
 def test_write_then_read_is_recorded_per_prefix_with_its_gaps() -> None:
@@ -259,7 +259,7 @@ def test_write_then_read_is_recorded_per_prefix_with_its_gaps() -> None:
     assert (stats.write_premium_usd, stats.read_saved_usd) == (Decimal("0.004"), Decimal("0.0152"))
     assert (stats.managed_by, stats.wasted) == ("costgate", False)
     # first sighting counts beyond an hour; the second came at the same instant
-    assert world.prompt_cache.gaps["default"] == GapHistogram(within_5m=1, beyond_1h=1)
+    assert world.prompt_cache.gap_histogram("default") == GapHistogram(within_5m=1, beyond_1h=1)
     assert stats.last_seen == NOW
 
 
@@ -273,7 +273,7 @@ def test_a_prefix_seen_forty_minutes_ago_is_a_gap_within_the_hour() -> None:
     world.upstream.replies = [message_reply(USAGE, model=OPUS, request_id="req_later")]
     world.send(body(OPUS, system=LONG_SYSTEM), x_costgate_cache="off")
 
-    assert world.prompt_cache.gaps["default"] == GapHistogram(within_1h=1, beyond_1h=1)
+    assert world.prompt_cache.gap_histogram("default") == GapHistogram(within_1h=1, beyond_1h=1)
     entry = world.ledger.entries["req_later"]
     assert entry.prompt_cache is not None
     assert entry.prompt_cache.gap is GapBucket.WITHIN_1H

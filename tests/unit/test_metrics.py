@@ -16,6 +16,7 @@ from costgate.gateway.service import Gateway
 from costgate.observability import (
     BATCH_COUNTS,
     DIMENSION_SETS,
+    RECONCILE_FIGURES,
     SPEND_GAUGES,
     UPSTREAM_COUNTS,
     MetricDimension,
@@ -113,7 +114,7 @@ def test_a_routed_cached_request_emits_its_tier_decision_and_savings(
 
 
 def test_every_declared_dimension_set_is_emitted_by_some_request(
-    metrics_on: None, capsys: pytest.CaptureFixture[str]
+    metrics_on: None, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Given requests that are routed and prompt-cached (Claude's answer timed), then answered from the answer
     # cache, refused by a budget, answered without usage, refused a semantic hit by a guard, and not storable
@@ -130,7 +131,7 @@ def test_every_declared_dimension_set_is_emitted_by_some_request(
     guarded.send(question("Where is order 48213?"))
     guarded.send(question("Where is order 48231?"))
     failing = make_world()
-    failing.answers.put_exact = _refuse  # type: ignore[method-assign]
+    monkeypatch.setattr(failing.answers, "put_exact", _refuse)
     failing.send(question("What is Python?"))
     # and a stream that Claude breaks off, whose client has gone after its first event
     start = {"type": "message", "model": OPUS, "usage": {"input_tokens": 10, "output_tokens": 1}}
@@ -147,13 +148,14 @@ def test_every_declared_dimension_set_is_emitted_by_some_request(
 
     # Then each declared (metric, dimension set) was printed at least once, but those the gateway does not
     # emit itself: BatchFunction's counts, HttpUpstream's per-attempt counts and SpendWatchFunction's
-    # gauges (see the next tests, test_upstream and test_spend)
+    # gauges (see the next tests, test_upstream and test_spend), and ReconcileFunction's figures
+    # (test_reconcile_service)
     printed = {(name, dimensions) for name, dimensions in found if not name.endswith("=")}
     declared = {
         (name.value, frozenset(d.value for d in dims))
         for name, sets in DIMENSION_SETS.items()
         for dims in sets
-        if name not in BATCH_COUNTS + UPSTREAM_COUNTS + SPEND_GAUGES
+        if name not in BATCH_COUNTS + UPSTREAM_COUNTS + SPEND_GAUGES + RECONCILE_FIGURES
     }
     assert declared == printed
 

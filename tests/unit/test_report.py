@@ -16,10 +16,12 @@ from costgate.accounting.report import CostReportRequest, GroupBy, StrategyTotal
 from costgate.errors import InvalidRequestError
 from costgate.pricing.cost import Strategy
 from costgate.pricing.usage import TokenUsage
+from costgate.reconcile.compare import compare
 from costgate_local import cli
 from costgate_local.cli import report as report_cli
 from costgate_local.cli.report import render_strategy_table
 from tests.fakes.accounting import InMemoryLedgerStore, make_entry
+from tests.unit.reconcile_world import HAIKU, SETTLE, InMemoryResultStore, records, theirs, tokens
 
 FIRST = date(2026, 11, 1)
 LAST = date(2026, 11, 30)
@@ -585,11 +587,48 @@ def report_command(monkeypatch: pytest.MonkeyPatch) -> list[tuple[LedgerStore, C
     html_report.write_html_report = write_html_report  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "costgate_local.tools.html_report", html_report)
     monkeypatch.setattr(report_cli, "DynamoLedgerStore", lambda: store)
+    monkeypatch.setattr(report_cli, "DynamoReconcileStore", lambda: InMemoryResultStore(CHECKED))
     monkeypatch.setattr(report_cli, "bind_table", lambda: None)
     return written
 
 
 RANGE = ["--from", "2026-11-20", "--to", "2026-11-20"]
+# Nov 20 was checked (one request's tokens and cost missing from the ledger); Nov 21 never was.
+CHECKED = {
+    date(2026, 11, 20): compare(
+        date(2026, 11, 20),
+        date(2026, 11, 20),
+        records(
+            date(2026, 11, 20),
+            date(2026, 11, 20),
+            [theirs(date(2026, 11, 20), HAIKU, "standard", tokens(100, 20), "0.0002")],
+            through=datetime(2026, 11, 22, 12, tzinfo=UTC),
+        ),
+        [],
+        now=datetime(2026, 11, 22, 12, tzinfo=UTC),
+        settle=SETTLE,
+    ).days[0]
+}
+
+
+def test_report_shows_each_days_reconciliation_and_which_were_never_checked(
+    report_command: list[Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given a kept drift verdict for Nov 20 and none for Nov 21
+    # When running `costgate report` for both days, as a table and as JSON
+    assert cli.main(["report", "--from", "2026-11-20", "--to", "2026-11-21"]) == 0
+    table = capsys.readouterr().out
+    assert cli.main(["report", "--from", "2026-11-20", "--to", "2026-11-21", "--json"]) == 0
+    reported = json.loads(capsys.readouterr().out)
+
+    # Then each day says its status: the drift with its tokens and cost, the other day unchecked
+    assert "2026-11-20  drift" in table
+    assert "drift 120 tokens, 0.0002 USD" in table
+    assert "2026-11-21  unchecked" in table
+    assert reported["reconciliation"]["2026-11-20"]["status"] == "drift"
+    assert reported["reconciliation"]["2026-11-20"]["drift_tokens"] == 120
+    assert reported["reconciliation"]["2026-11-20"]["drift_usd"] == "0.0002"
+    assert reported["reconciliation"]["2026-11-21"] == {"status": "unchecked"}
 
 
 def test_report_prints_the_cost_table_then_the_strategy_table(

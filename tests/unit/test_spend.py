@@ -96,6 +96,6 @@ def test_a_day_without_spend_is_observed_as_zero(metrics_on: None, capsys: pytes
     # Given an empty ledger / When observed / Then both gauges are 0: a data point, not a gap
     observation = observe_spend(InMemoryLedgerStore(), at(3))
     found = emitted(capsys.readouterr().out)
-    assert (observation.spent_usd, observation.projected_usd) == (0, 0)
+    assert (observation.spent_usd, observation.projected_usd) == (Decimal(0), Decimal(0))
     assert found[(MetricName.SPEND_TODAY_USD, frozenset())] == [0.0]
     assert found[(MetricName.PROJECTED_DAILY_SPEND_USD, frozenset())] == [0.0]

@@ -18,6 +18,8 @@ from email.utils import format_datetime
 from typing import Any
 
 import pytest
+from urllib3.connection import HTTPConnection
+from urllib3.connectionpool import HTTPConnectionPool
 from urllib3.exceptions import (
     ConnectTimeoutError,
     NameResolutionError,
@@ -38,6 +40,9 @@ from costgate.observability import MetricDimension, MetricName, logger
 from tests.unit.test_metrics import SERVICE, Emitted, emitted
 
 CLAUDE_KEY = "sk-ant-claude-secret-0001"
+# urllib3's errors name the connection or pool they came from; these two are never opened.
+CONNECTION = HTTPConnection("127.0.0.1")
+POOL = HTTPConnectionPool("127.0.0.1")
 START = 1_000.0  # the fake monotonic clock's start
 
 
@@ -473,7 +478,7 @@ def test_a_timed_out_read_is_retried_and_bounded() -> None:
         silent.listen(8)
         port = silent.getsockname()[1]
         client = HttpUpstream(
-            f"http://127.0.0.1:{port}", lambda: CLAUDE_KEY, max_retries=1, timeout_s=0.2, sleep=[].append
+            f"http://127.0.0.1:{port}", lambda: CLAUDE_KEY, max_retries=1, timeout_s=0.2, sleep=lambda _: None
         )
         started = time.monotonic()
         # When a request is made
@@ -500,7 +505,7 @@ def test_an_earlier_http_answer_beats_a_later_connection_failure(
 
     monkeypatch.setattr(client, "_send", scripted_send)
     # When the request is retried twice (529, refused, 529 would be the next; max_retries stops at 3 attempts)
-    outcomes[:] = [overloaded, NewConnectionError(None, "refused"), NewConnectionError(None, "refused")]
+    outcomes[:] = [overloaded, NewConnectionError(CONNECTION, "refused"), NewConnectionError(CONNECTION, "refused")]
     response = post(client)
     # Then the caller gets the 529 Claude sent, with all attempts counted
     assert (response.status, response.body, response.attempts) == (529, b'{"type":"error"}', 3)
@@ -524,7 +529,8 @@ def log_records() -> Iterator[list[logging.LogRecord]]:
     handler = _Records()
     logger.addHandler(handler)
     yield handler.records
-    logger.removeHandler(handler)
+    # Powertools passes removeHandler on to its logging.Logger only at runtime, hidden from type checkers.
+    logger._logger.removeHandler(handler)
 
 
 def test_retries_are_logged_at_info_with_attempt_status_and_delay_never_the_key(
@@ -629,7 +635,7 @@ def test_a_read_timeout_counts_as_a_timeout(metrics_on: None, capsys: pytest.Cap
         silent.listen(8)
         port = silent.getsockname()[1]
         client = HttpUpstream(
-            f"http://127.0.0.1:{port}", lambda: CLAUDE_KEY, max_retries=0, timeout_s=0.2, sleep=[].append
+            f"http://127.0.0.1:{port}", lambda: CLAUDE_KEY, max_retries=0, timeout_s=0.2, sleep=lambda _: None
         )
         with pytest.raises(UpstreamUnavailableError, match="ReadTimeoutError"):
             client.post("/v1/messages", b"{}", {}, time.monotonic() + 30)
@@ -639,12 +645,15 @@ def test_a_read_timeout_counts_as_a_timeout(metrics_on: None, capsys: pytest.Cap
 @pytest.mark.parametrize(
     ("error", "error_type"),
     [
-        (ReadTimeoutError(None, "/v1/messages", "read timed out"), UpstreamErrorType.TIMEOUT),
+        (ReadTimeoutError(POOL, "/v1/messages", "read timed out"), UpstreamErrorType.TIMEOUT),
         (ConnectTimeoutError(None, "connect timed out"), UpstreamErrorType.TIMEOUT),
         (TimeoutError("timed out"), UpstreamErrorType.TIMEOUT),
         # urllib3's refused and DNS errors subclass its ConnectTimeoutError: they are still connection errors
-        (NewConnectionError(None, "refused"), UpstreamErrorType.CONNECTION),
-        (NameResolutionError("api.anthropic.com", None, socket.gaierror("no such host")), UpstreamErrorType.CONNECTION),
+        (NewConnectionError(CONNECTION, "refused"), UpstreamErrorType.CONNECTION),
+        (
+            NameResolutionError("api.anthropic.com", CONNECTION, socket.gaierror("no such host")),
+            UpstreamErrorType.CONNECTION,
+        ),
         (ProtocolError("Connection aborted.", ConnectionResetError()), UpstreamErrorType.CONNECTION),
         (SSLError("certificate verify failed"), UpstreamErrorType.CONNECTION),
         (ConnectionResetError("reset by peer"), UpstreamErrorType.CONNECTION),

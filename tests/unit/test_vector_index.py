@@ -37,7 +37,8 @@ def hasher() -> LshHasher:
 
 
 def unit(rows: npt.NDArray[np.floating]) -> Matrix:
-    return (rows / np.linalg.norm(rows, axis=-1, keepdims=True)).astype(np.float32)
+    normalised: Matrix = (rows / np.linalg.norm(rows, axis=-1, keepdims=True)).astype(np.float32)
+    return normalised
 
 
 def corpus(count: int, seed: int = 1) -> Matrix:
@@ -251,7 +252,9 @@ def test_adding_an_existing_id_replaces_its_vector(hasher: LshHasher) -> None:
     index.add("e5", vectors[550])
 
     assert len(index) == 500
-    assert index.nearest(vectors[550])[0] == ("e5", pytest.approx(1.0, abs=1e-5))
+    nearest, similarity = index.nearest(vectors[550])[0]
+    assert nearest == "e5"
+    assert similarity == pytest.approx(1.0, abs=1e-5)
     assert index.nearest(vectors[5])[0][0] != "e5"
 
 

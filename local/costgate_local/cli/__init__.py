@@ -7,6 +7,7 @@ costgate prompt-cache   what each cached prompt prefix wrote, read and saved
 costgate cache calibrate / purge   the semantic cache's similarity threshold; a tenant's stored answers
 costgate batch submit / status   upload a folder as a batch summarisation job, follow its progress
 costgate replay  a recorded request log re-priced under other policies and price dates (what-if)
+costgate reconcile  the ledger against Anthropic's own usage and cost records (Admin API); exit 1 on drift
 costgate serve    the local stack: moto as AWS, the Claude API simulator, the API on 127.0.0.1
 costgate demo     the sample workload through the local stack, the savings per strategy, the HTML report
 
@@ -53,6 +54,7 @@ COMMANDS = (
     Command("cache", "cache", "the answer cache: calibrate the semantic cache"),
     Command("batch", "batch", "batch summarisation: upload a folder as a job, follow its progress"),
     Command("replay", "replay", "re-price a recorded request log (JSON lines) under other policies and price dates"),
+    Command("reconcile", "reconcile", "the ledger against Anthropic's usage and cost records; exit 1 on drift"),
 )  # fmt: skip
 
 

@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any, Protocol, TextIO
 
 from costgate.batch.input import INCOMING, JOB_CONFIG_NAME, JOB_NAME
-from costgate.batch.scheduler import JobStatus, job_status
-from costgate.dal.batches import DynamoBatchStore
+from costgate.batch.manifests import JobStatus, job_status
+from costgate.dal.batch.store import DynamoBatchStore
 from costgate.dal.objects import S3ObjectStore
 from costgate.errors import InvalidRequestError
 from costgate.money import format_usd

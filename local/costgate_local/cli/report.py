@@ -4,13 +4,20 @@ tables, exact JSON, or also an HTML page with charts."""
 import argparse
 import json
 import sys
+from collections.abc import Mapping
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from costgate.accounting.report import CostReport, CostReportRequest, GroupBy, ReportRow, StrategyTotals, build_report
 from costgate.dal.ledger import DynamoLedgerStore
+from costgate.dal.reconcile import DynamoReconcileStore
+from costgate.money import format_usd
+from costgate.reconcile.model import DayComparison
 from costgate_local.cli.env import bind_table
 from costgate_local.cli.formatting import money, ruled
+
+UNCHECKED = "unchecked"
 
 
 def register(parser: argparse.ArgumentParser) -> None:
@@ -35,12 +42,15 @@ def run(args: argparse.Namespace) -> int:
     )
     store = DynamoLedgerStore()
     report = build_report(store, request)
+    checked = DynamoReconcileStore().results(request.first, request.last)
     if args.json:
-        print(json.dumps(report.as_json(), indent=2))
+        print(json.dumps({**report.as_json(), "reconciliation": reconciliation_json(request, checked)}, indent=2))
     else:
         print(render_report(report))
         print(f"\nSavings by strategy, {_range_text(request)}")
         print(render_strategy_table(report))
+        print(f"\nReconciliation with Anthropic's records (ReconcileFunction, daily), {_range_text(request)}")
+        print(render_reconciliation_status(request, checked))
     if args.html:
         # Imported here: plotly and Playwright load for seconds, and only --html draws charts.
         from costgate_local.tools.html_report import write_html_report  # noqa: PLC0415
@@ -82,6 +92,44 @@ def render_strategy_table(report: CostReport) -> str:
     if report.budget_rejections:
         table.append(f"Budget rejections: {report.budget_rejections:,} (requests refused with a 429: budget exhausted)")
     return "\n".join(table)
+
+
+def reconciliation_json(request: CostReportRequest, checked: Mapping[date, DayComparison]) -> dict[str, Any]:
+    """Each day of the range: the kept verdict (match, pending, drift) or `unchecked`, and its drift."""
+    days: dict[str, Any] = {}
+    for day in _days(request):
+        result = checked.get(day)
+        days[day.isoformat()] = (
+            {"status": UNCHECKED}
+            if result is None
+            else {
+                "status": result.status.value,
+                "settled": result.settled,
+                "checked_at": result.checked_at.isoformat(),
+                "drift_tokens": result.drift_tokens,
+                "drift_usd": format_usd(result.drift_usd),
+            }
+        )
+    return days
+
+
+def render_reconciliation_status(request: CostReportRequest, checked: Mapping[date, DayComparison]) -> str:
+    """One line per day; a tenant filter does not apply (Anthropic's records are per organization)."""
+    lines = []
+    for day, state in reconciliation_json(request, checked).items():
+        if state["status"] == UNCHECKED:
+            lines.append(f"{day}  unchecked")
+            continue
+        final = "final" if state["settled"] else "provisional"
+        drift = (
+            f"; drift {state['drift_tokens']:,} tokens, {state['drift_usd']} USD" if state["status"] == "drift" else ""
+        )
+        lines.append(f"{day}  {state['status']:<9} ({final}, checked {state['checked_at']}){drift}")
+    return "\n".join(lines)
+
+
+def _days(request: CostReportRequest) -> list[date]:
+    return [request.first + timedelta(days=n) for n in range((request.last - request.first).days + 1)]
 
 
 def _range_text(request: CostReportRequest) -> str:

@@ -99,6 +99,15 @@ def _usage(cache: CacheUsage, result: Answer, request: MessagesRequest, service_
     return usage
 
 
+def start_usage(usage: Mapping[str, Any]) -> dict[str, Any]:
+    """What `message_start` reports: input and cache counts, tier, geography, speed; output 1."""
+    found = {k: v for k, v in usage.items() if k != "output_tokens_details"}
+    found["output_tokens"] = min(1, usage["output_tokens"])
+    if "server_tool_use" in usage:
+        found["server_tool_use"] = {"web_search_requests": 0, "web_fetch_requests": 0}
+    return found
+
+
 def stream_events(message: Mapping[str, Any], pace: Pace | None = None) -> Iterator[bytes]:
     """The message as the API streams it (SSE). `message_start` carries the usage so far (input and
     cache fields, tier, geo, speed; output 1); `message_delta` carries the CUMULATIVE final usage, so a
@@ -109,11 +118,7 @@ def stream_events(message: Mapping[str, Any], pace: Pace | None = None) -> Itera
     is sent (and with the tokens of an omitted thinking block): the server sleeps there to stream at a
     set pace."""
     usage = message["usage"]
-    start_usage = {k: v for k, v in usage.items() if k != "output_tokens_details"}
-    start_usage["output_tokens"] = min(1, usage["output_tokens"])
-    if "server_tool_use" in usage:
-        start_usage["server_tool_use"] = {"web_search_requests": 0, "web_fetch_requests": 0}
-    start = {**message, "content": [], "stop_reason": None, "stop_sequence": None, "usage": start_usage}
+    start = {**message, "content": [], "stop_reason": None, "stop_sequence": None, "usage": start_usage(usage)}
     yield _event("message_start", {"type": "message_start", "message": start})
 
     for index, block in enumerate(message["content"]):

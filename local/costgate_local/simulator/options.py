@@ -4,8 +4,12 @@ import argparse
 import math
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
 
 from costgate.clock import Clock
+from costgate.errors import ConfigurationError
+from costgate.pricing.prices import PriceBook, load_price_book
+from costgate_local.simulator.admin import new_admin_key
 from costgate_local.simulator.clock import ManualClock, SystemClock
 from costgate_local.simulator.faults import FaultConfig
 
@@ -14,7 +18,8 @@ from costgate_local.simulator.faults import FaultConfig
 class SimulatorOptions:
     """`port` 0 picks a free port; `batch_delay` is how long a batch takes by `clock`; `seed` drives faults
     and the order of batch results; `stream_token_ms` paces streams (wall-clock milliseconds per output
-    token, 0: as fast as possible)."""
+    token, 0: as fast as possible). `admin_key` is the one key its Usage and Cost Analytics endpoints
+    take; `prices` is what it bills there (costgate's shipped price book when None)."""
 
     port: int = 0
     clock: Clock = field(default_factory=SystemClock)
@@ -23,6 +28,8 @@ class SimulatorOptions:
     seed: int = 0
     stream_token_ms: float = 0.0
     answer_tokens: int | None = None  # the length of every text answer (max_tokens still caps it)
+    admin_key: str = field(default_factory=new_admin_key, repr=False)
+    prices: PriceBook | None = None
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -138,6 +145,15 @@ def add_simulator_arguments(parser: argparse.ArgumentParser) -> None:
         help="use a manual clock starting at this time (with offset); enables POST /_simulator/clock "
         '{"advance_seconds": N} so another process can move time',
     )
+    group.add_argument(
+        "--prices",
+        dest="simulator_prices",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="bill the usage and cost report with this price file (a prices.json), as if Anthropic's prices "
+        "differed from costgate's (default: costgate's own)",
+    )
 
 
 def simulator_options_from_args(args: argparse.Namespace, port: int = 0) -> SimulatorOptions:
@@ -160,7 +176,17 @@ def simulator_options_from_args(args: argparse.Namespace, port: int = 0) -> Simu
         seed=args.simulator_seed,
         stream_token_ms=args.simulator_stream_token_ms,
         answer_tokens=args.simulator_answer_tokens,
+        prices=_prices(args.simulator_prices),
     )
+
+
+def _prices(path: Path | None) -> PriceBook | None:
+    if path is None:
+        return None
+    try:
+        return load_price_book(path.read_bytes())
+    except OSError as error:
+        raise ConfigurationError(f"--prices: cannot read {path}: {error.strerror or error}") from None
 
 
 def _rate(text: str) -> float:

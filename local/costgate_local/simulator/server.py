@@ -2,8 +2,12 @@
 
 Every request is handled in this order: route → auth (x-api-key or Authorization: Bearer; the key
 is the workspace) → body size → injected fault and latency (messages, count_tokens, batch create) →
-JSON → validation → work. State (prompt cache, batches, fault RNG) changes under one lock, and
-batches progress by the clock before every request. Every response has a `request-id` header.
+JSON → validation → work. State (prompt cache, batches, fault RNG, what was billed) changes under one
+lock, and batches progress by the clock before every request. Every response has a `request-id` header.
+
+What it bills (messages, streams, processed batch requests; never count_tokens or an error) goes to
+`admin.BillingLog`, which the Usage and Cost Analytics endpoints report to the simulator's Admin key;
+an Admin key cannot call the Claude endpoints, as with Anthropic.
 """
 
 import json
@@ -22,9 +26,11 @@ from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
 from costgate.clock import Clock
+from costgate.pricing.prices import default_price_book
+from costgate_local.simulator.admin import BillingLog, check_admin
 from costgate_local.simulator.batches import DEFAULT_PAGE, BatchStore
 from costgate_local.simulator.clock import ManualClock
-from costgate_local.simulator.engine import Engine, new_id, stream_events
+from costgate_local.simulator.engine import Engine, new_id, start_usage, stream_events
 from costgate_local.simulator.errors import ApiError, invalid_request
 from costgate_local.simulator.faults import FaultInjector
 from costgate_local.simulator.options import SimulatorOptions
@@ -53,13 +59,9 @@ class SimulatorApp:
         # When each event of the latest streams left the simulator, by request id (GET /_simulator/streams/ID).
         self._stream_log: OrderedDict[str, list[tuple[str, float]]] = OrderedDict()
         self._faults = FaultInjector(options.faults, options.seed)
-        self._batches = BatchStore(
-            lambda params, workspace, version, now: self._engine.batch_result(
-                params, workspace=workspace, version=version, now=now
-            ),
-            options.batch_delay,
-            options.seed,
-        )
+        self._admin_key = options.admin_key
+        self._billing = BillingLog(options.prices or default_price_book())
+        self._batches = BatchStore(self._process_batch_request, options.batch_delay, options.seed)
         rules = [
             Rule("/v1/messages", methods=["POST"], endpoint="messages"),
             Rule("/v1/messages/count_tokens", methods=["POST"], endpoint="count_tokens"),
@@ -70,6 +72,8 @@ class SimulatorApp:
             Rule("/v1/messages/batches/<batch_id>/cancel", methods=["POST"], endpoint="cancel_batch"),
             Rule("/v1/messages/batches/<batch_id>/results", methods=["GET"], endpoint="batch_results"),
             Rule("/_simulator/streams/<request_id>", methods=["GET"], endpoint="stream_log"),
+            Rule("/v1/organizations/analytics/usage", methods=["GET"], endpoint="analytics_usage"),
+            Rule("/v1/organizations/analytics/cost", methods=["GET"], endpoint="analytics_cost"),
         ]
         if isinstance(self.clock, ManualClock):
             rules.append(Rule("/_simulator/clock", methods=["GET", "POST"], endpoint="clock"))
@@ -83,6 +87,8 @@ class SimulatorApp:
             "delete_batch": self._delete_batch,
             "cancel_batch": self._cancel_batch,
             "batch_results": self._batch_results,
+            "analytics_usage": self._analytics_usage,
+            "analytics_cost": self._analytics_cost,
             "clock": self._clock,
             "stream_log": self._stream_log_of,
         }
@@ -131,6 +137,10 @@ class SimulatorApp:
             now = self._advance()
             message = self._engine.create_message(parsed, workspace=workspace, now=now)
             break_after = self._faults.draw_stream_error() if parsed.stream else None
+            # Billed when created: a stream's usage is decided before its first event (a stream that breaks
+            # off is billed what it reported before its error event: message_start's usage).
+            billed = message["usage"] if break_after is None else start_usage(message["usage"])
+            self._billing.bill(at=now, api_key=workspace, model=message["model"], usage=billed)
         if parsed.stream:
             events = stream_events(message, self._pace if self._token_s > 0 else None)
             return Response(
@@ -233,6 +243,26 @@ class SimulatorApp:
             lines = self._batches.results(batch_id, workspace)
         payload = "".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines).encode()
         return Response(payload, status=200, mimetype="application/x-jsonl")
+
+    def _process_batch_request(self, params: Any, workspace: str, version: str, now: datetime) -> dict[str, Any]:
+        """One batch request, processed and, when it succeeded, billed at the time it was processed."""
+        result = self._engine.batch_result(params, workspace=workspace, version=version, now=now)
+        if result["type"] == "succeeded":
+            message = result["message"]
+            self._billing.bill(at=now, api_key=workspace, model=message["model"], usage=message["usage"])
+        return result
+
+    # --- Usage and Cost Analytics (the Admin key only) ---------------------------------------------
+
+    def _analytics_usage(self, request: Request) -> Response:
+        check_admin(_presented_key(request), request.headers.get("anthropic-beta", ""), self._admin_key)
+        with self._lock:
+            return _json(200, self._billing.usage_report(request.args.to_dict(flat=False), self._advance()))
+
+    def _analytics_cost(self, request: Request) -> Response:
+        check_admin(_presented_key(request), request.headers.get("anthropic-beta", ""), self._admin_key)
+        with self._lock:
+            return _json(200, self._billing.cost_report(request.args.to_dict(flat=False), self._advance()))
 
     # --- The clock (ManualClock only) --------------------------------------------------------------
 
@@ -349,17 +379,25 @@ def _broken_off(events: Iterator[bytes], after: int | None) -> Iterator[bytes]:
     yield f"event: error\ndata: {json.dumps(error)}\n\n".encode()
 
 
-def _workspace(request: Request) -> str:
-    """The API key, from x-api-key (older clients) or Authorization: Bearer (SDK 2.x); it names the workspace."""
+def _presented_key(request: Request) -> str:
+    """The key from x-api-key (older clients) or Authorization: Bearer (SDK 2.x); empty if none."""
     key = request.headers.get("x-api-key", "").strip()
     if not key:
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() == "bearer":
             key = token.strip()
+    return key
+
+
+def _workspace(request: Request) -> str:
+    """The API key, which names the workspace."""
+    key = _presented_key(request)
     if not key:
         raise ApiError(
             401, "authentication_error", "an API key is required: send x-api-key or Authorization: Bearer <key>"
         )
+    if key.startswith("sk-ant-admin"):
+        raise ApiError(401, "authentication_error", "an Admin API key cannot call this endpoint; use an API key")
     return key
 
 

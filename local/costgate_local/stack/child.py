@@ -58,7 +58,7 @@ class LocalStack:
 
     def environ(self) -> dict[str, str]:
         """What the other `costgate` commands (and boto3, pynamodb) need to reach the same resources."""
-        return {
+        environ = {
             "AWS_ENDPOINT_URL": self.ready["aws_endpoint_url"],
             "COSTGATE_TABLE": self.ready["table"],
             "COSTGATE_BUCKET": self.ready["bucket"],
@@ -66,6 +66,16 @@ class LocalStack:
             "AWS_SECRET_ACCESS_KEY": "local",
             "AWS_DEFAULT_REGION": "us-east-1",
         }
+        if "admin_api_key" in self.ready:  # the simulator serves the Admin API beside the Claude API
+            environ |= {
+                "ANTHROPIC_ADMIN_API_KEY": self.ready["admin_api_key"],
+                "COSTGATE_ADMIN_API_URL": self.upstream_url,
+            }
+        return environ
+
+    @property
+    def upstream_url(self) -> str:
+        return str(self.ready["upstream_url"])
 
     def _stop(self) -> None:
         process = self._process

@@ -33,7 +33,14 @@ from costgate.dal.keys import DynamoKeyStore
 from costgate.dal.table import bind_table
 from costgate.gateway.keys import issue_key
 from costgate_local.simulator import Simulator, SimulatorOptions
-from costgate_local.stack.aws import REGION, LocalAws, create_bucket, create_event_queue, create_secret, create_table
+from costgate_local.stack.aws import (
+    REGION,
+    LocalAws,
+    create_bucket,
+    create_event_queue,
+    create_secret,
+    create_table,
+)
 from costgate_local.stack.front import ACCOUNT_ID, ApiFront, LocalFunction, resolve
 from costgate_local.stack.template import BUCKET_RESOURCE, load_template
 
@@ -160,6 +167,12 @@ def serve(options: ServeOptions) -> int:
             "upstream_url": upstream_url,
             "batch_interval_s": options.batch_interval_s,
             "spend_interval_s": spend_interval_s,
+            # Simulator mode only: its keys, so a test can go around the gateway and read the usage and cost reports.
+            **(
+                {"upstream_api_key": claude_key, "admin_api_key": options.simulator.admin_key}
+                if options.upstream == "simulator"
+                else {}
+            ),
         }
         ready_line.write(json.dumps(ready) + "\n")
         ready_line.close()

@@ -217,8 +217,8 @@ def _team_line(result: Sent) -> str:
 
 def _run_batch(job: str, bucket: str) -> Decimal:
     """Drop the documents into S3 as a job and wait until every one has a result or an error file."""
-    from costgate.batch.scheduler import job_status  # noqa: PLC0415
-    from costgate.dal.batches import DynamoBatchStore  # noqa: PLC0415
+    from costgate.batch.manifests import job_status  # noqa: PLC0415
+    from costgate.dal.batch.store import DynamoBatchStore  # noqa: PLC0415
     from costgate.dal.objects import S3ObjectStore  # noqa: PLC0415
     from costgate_local.cli.batch import render_batch_status, submit_batch  # noqa: PLC0415
 
@@ -266,6 +266,7 @@ def _report(first: date, last: date, *, sent: list[Sent], batch_cost: Decimal, s
     if listed.returncode != 0:
         print(listed.stderr, file=sys.stderr)
     reported = json.loads(listed.stdout) if listed.returncode == 0 else {}
+    reported.pop("reconciliation", None)  # the kept daily verdicts, checked below against Anthropic's records
     checks.append(("the table's totals equal `costgate report --json`", lambda: reported == report.as_json()))
     receipts = sum((result.cost_usd for result in sent), Decimal(0)) + batch_cost
     checks.append(
@@ -280,6 +281,14 @@ def _report(first: date, last: date, *, sent: list[Sent], batch_cost: Decimal, s
         (f"{rejected} budget rejections seen by the clients, {report.budget_rejections} in the ledger",
          lambda: rejected == report.budget_rejections),
     )  # fmt: skip
+    reconciled = _reconcile(last, env)
+    checks.append(
+        (
+            "the day reconciles with the simulator's Usage and Cost Analytics records: "
+            f"{reconciled.get('drift_tokens')} tokens and {reconciled.get('drift_usd')} USD of drift",
+            lambda: reconciled.get("ok") is True and reconciled.get("drift_tokens") == 0,
+        )
+    )
     print()
     ok = True
     for text, check in checks:
@@ -288,6 +297,30 @@ def _report(first: date, last: date, *, sent: list[Sent], batch_cost: Decimal, s
         print(f"  [{'ok' if passed else 'MISMATCH'}] {text}")
     write_html_report(store, CostReportRequest(first=first, last=last, group_by=GroupBy.DAY), out / "report.html")
     return ok
+
+
+def _reconcile(day: date, env: dict[str, str]) -> dict[str, Any]:
+    """`costgate reconcile` for the day, as an operator would run it, once Anthropic's last minute is complete.
+
+    The Admin API reports usage in 1-minute buckets and the day in progress is compared through the last
+    complete one, so the demo waits for the minute its last request fell in to close.
+    """
+    from costgate_local.stack.child import COSTGATE  # noqa: PLC0415
+
+    wait = 61 - datetime.now(UTC).second
+    print(
+        f"\nwaiting {wait} s for the current minute to close (the Admin API reports 1-minute buckets) ...", flush=True
+    )
+    time.sleep(wait)
+    command = [str(COSTGATE), "reconcile", "--from", day.isoformat(), "--to", day.isoformat()]
+    shown = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120, check=False)  # noqa: S603
+    print(shown.stdout.rstrip() or shown.stderr.rstrip())
+    listed = subprocess.run([*command, "--json"], env=env, capture_output=True, text=True, timeout=120, check=False)  # noqa: S603
+    if listed.returncode not in (0, 1):
+        print(listed.stderr, file=sys.stderr)
+        return {}
+    result: dict[str, Any] = json.loads(listed.stdout)
+    return result
 
 
 def _write_log(path: Path, sent: list[Sent]) -> None:

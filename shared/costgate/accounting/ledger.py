@@ -72,7 +72,8 @@ class LedgerEntry:
 
 @dataclass(frozen=True)
 class Rollup:
-    """Totals for one UTC day × tenant × feature × model.
+    """Totals for one UTC day × tenant × feature × model (the DynamoDB store keeps them per service tier
+    too, for reconciliation: several rollups may share these fields, and add up).
 
     Per strategy: `savings_usd` what it saved, `strategy_requests` how many requests it changed (see
     `LedgerEntry.applied_strategies`) and `strategy_cost_usd` what those requests cost. A strategy that

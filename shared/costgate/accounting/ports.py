@@ -70,7 +70,8 @@ class BudgetStore(Protocol):
 
         A hold fits when committed + amount <= the budget's limit at the moment it is written, so
         concurrent reservations never take a window past its limit. Raises BudgetExceededError,
-        holding nothing anywhere, naming the first budget that did not fit and what it has left.
+        holding nothing anywhere, naming the first budget that did not fit and what it has left (None
+        when the amount is above its whole limit: no window can take it, a new one included).
         """
         ...
 

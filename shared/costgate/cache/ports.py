@@ -12,6 +12,8 @@ class AnswerCacheStore(Protocol):
     """Stored answers: exact entries by key, semantic entries by scope and LSH bucket.
 
     Every read ignores entries whose `expires_at` has passed (DynamoDB's TTL deletes them later).
+    A put raises AnswerTooLargeError, storing nothing, for an entry the store cannot hold (DynamoDB's
+    400 KB item: about 390,000 bytes of compressed body and question).
     """
 
     def get_exact(self, key: str, now: datetime) -> "StoredAnswer | None": ...

@@ -124,9 +124,8 @@ def reserve_update(hold: Hold) -> tuple[BudgetCounterItem, list[Action], Conditi
     """The counter update that holds `hold`, for a TransactWrite: (item, actions, condition).
 
     committed += amount on condition that committed <= limit − amount (or the window has no counter
-    yet: it is created). A refused condition means the hold did not fit when it was written; read
-    `committed_usd` to tell a full window from one that room came back to. An amount above the whole
-    limit passes on a window without a counter: check that first (`reserve_budget` does).
+    yet and the amount is within the limit: it is created). A refused condition means the hold did not
+    fit when it was written; read `committed_usd` to tell a full window from one that room came back to.
     """
     actions: list[Action] = [
         BudgetCounterItem.entity.set(BudgetCounterItem),
@@ -137,9 +136,12 @@ def reserve_update(hold: Hold) -> tuple[BudgetCounterItem, list[Action], Conditi
         BudgetCounterItem.expires_at.set(_expires_at(hold)),
         BudgetCounterItem.committed_usd.add(hold.amount_usd),
     ]
-    condition = BudgetCounterItem.committed_usd.does_not_exist() | (
-        BudgetCounterItem.committed_usd <= reservation_ceiling(hold)
-    )
+    ceiling = reservation_ceiling(hold)
+    condition = BudgetCounterItem.committed_usd <= ceiling
+    if ceiling >= 0:
+        # A missing counter is 0 committed; with a negative ceiling (an amount above the whole limit)
+        # no window can take the hold, a new one included, so the comparison alone must decide.
+        condition = BudgetCounterItem.committed_usd.does_not_exist() | condition
     return BudgetCounterItem(*_counter_key(hold)), actions, condition
 
 
@@ -239,7 +241,7 @@ class DynamoBudgetStore:
                 hold = holds[codes.index("ConditionalCheckFailed")]
                 committed = committed_usd(hold)
                 if committed > reservation_ceiling(hold):
-                    raise BudgetExceededError(hold.budget, remaining_in(hold.budget, committed), hold.amount_usd)
+                    raise _exceeded(hold, committed)
                 # Room was given back between the refusal and the read (a release or a settlement): try again.
             logger.info("budgets: reservation retried", extra={"attempt": attempt, "reasons": codes})
             conflict_backoff(attempt, self._sleep)
@@ -291,6 +293,12 @@ class DynamoBudgetStore:
                 raise
             return codes
         return None
+
+
+def _exceeded(hold: Hold, committed: Decimal) -> BudgetExceededError:
+    # BudgetExceededError's convention: no `remaining` when the amount is above the whole limit.
+    remaining = None if hold.amount_usd > hold.budget.limit_usd else remaining_in(hold.budget, committed)
+    return BudgetExceededError(hold.budget, remaining, hold.amount_usd)
 
 
 def _to_budget(item: BudgetDefinitionItem) -> Budget:

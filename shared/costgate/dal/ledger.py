@@ -84,9 +84,13 @@ class LedgerItem(CostgateItem, discriminator="ledger"):
 
 
 class RollupItem(CostgateItem, discriminator="rollup"):
-    """Daily totals, updated only by atomic ADDs.  PK: DAY#<yyyy-mm-dd>  SK: ROLLUP#<tenant>#<feature>#<model>
+    """Daily totals, updated only by atomic ADDs.
+    PK: DAY#<yyyy-mm-dd>  SK: ROLLUP#<tenant>#<feature>#<model>#<service_tier>
 
     One partition per day keeps a date-range report to one Query per day; tags cannot contain '#'.
+    The service tier is in the key because reconciliation compares each tier with Anthropic's figures
+    (costgate.dal.reconcile); the domain `Rollup` does not carry it (no report is by tier). A rollup
+    written before the tier was kept has no `service_tier` and no tier in its key.
     Per strategy: `savings_<strategy>_usd` sums what it saved over every request; `applied_<strategy>_*`
     count only the requests it changed (a non-zero saving) and sum their cost.
     """
@@ -95,6 +99,7 @@ class RollupItem(CostgateItem, discriminator="rollup"):
     tenant = UnicodeAttribute()
     feature = UnicodeAttribute()
     model = UnicodeAttribute()
+    service_tier = UnicodeAttribute(null=True)
     requests = NumberAttribute()
     cost_usd = DecimalAttribute()
     baseline_cost_usd = DecimalAttribute()
@@ -130,6 +135,7 @@ class RejectionItem(CostgateItem, discriminator="rejection"):
     rejected = NumberAttribute()  # not `count`: that name is Model.count()
 
 
+ROLLUP_PREFIX = "ROLLUP#"
 _ROLLUP_SAVINGS = {strategy: f"savings_{strategy.value}_usd" for strategy in Strategy}
 _ROLLUP_APPLIED_REQUESTS = {strategy: f"applied_{strategy.value}_requests" for strategy in Strategy}
 _ROLLUP_APPLIED_COST = {strategy: f"applied_{strategy.value}_cost_usd" for strategy in Strategy}
@@ -139,8 +145,12 @@ def _ledger_key(request_id: str) -> tuple[str, str]:
     return f"REQ#{request_id}", "REQ"
 
 
-def _day_key(day: date) -> str:
+def day_key(day: date) -> str:
     return f"DAY#{day.isoformat()}"
+
+
+def rollup_sort_key(tenant: str, feature: str, model: str, service_tier: str) -> str:
+    return f"{ROLLUP_PREFIX}{tenant}#{feature}#{model}#{service_tier}"
 
 
 class DynamoLedgerStore:
@@ -151,14 +161,17 @@ class DynamoLedgerStore:
 
     def record(self, entry: LedgerEntry, holds: Sequence[Hold] = ()) -> bool:
         row = _to_item(entry)
-        rollup = RollupItem(_day_key(entry.day), f"ROLLUP#{entry.tenant}#{entry.feature}#{entry.model}")
         usage = entry.usage
+        rollup = RollupItem(
+            day_key(entry.day), rollup_sort_key(entry.tenant, entry.feature, entry.model, usage.service_tier)
+        )
         actions: list[Action] = [
             RollupItem.entity.set(RollupItem),
             RollupItem.day.set(entry.day.isoformat()),
             RollupItem.tenant.set(entry.tenant),
             RollupItem.feature.set(entry.feature),
             RollupItem.model.set(entry.model),
+            RollupItem.service_tier.set(usage.service_tier),
             RollupItem.requests.add(1),
             RollupItem.cost_usd.add(entry.cost.total_usd),
             RollupItem.baseline_cost_usd.add(entry.baseline_cost_usd),
@@ -197,14 +210,14 @@ class DynamoLedgerStore:
     def rollups(self, first: date, last: date) -> Iterator[Rollup]:
         day = first
         while day <= last:
-            for item in RollupItem.query(_day_key(day), RollupItem.sk.startswith("ROLLUP#")):
+            for item in RollupItem.query(day_key(day), RollupItem.sk.startswith(ROLLUP_PREFIX)):
                 yield _to_rollup(item)
             day += timedelta(days=1)
 
     def count_rejection(self, at: datetime, tenant: str, feature: str) -> None:
         day = utc_day(at)
         counter = RejectionItem(
-            _day_key(day), f"REJECT#{validate_tag(tenant, 'tenant')}#{validate_tag(feature, 'feature')}"
+            day_key(day), f"REJECT#{validate_tag(tenant, 'tenant')}#{validate_tag(feature, 'feature')}"
         )
         counter.update(
             actions=[
@@ -219,7 +232,7 @@ class DynamoLedgerStore:
     def rejections(self, first: date, last: date) -> Iterator[RejectionCount]:
         day = first
         while day <= last:
-            for item in RejectionItem.query(_day_key(day), RejectionItem.sk.startswith("REJECT#")):
+            for item in RejectionItem.query(day_key(day), RejectionItem.sk.startswith("REJECT#")):
                 yield RejectionCount(
                     day=date.fromisoformat(item.day), tenant=item.tenant, feature=item.feature, count=int(item.rejected)
                 )

@@ -18,7 +18,8 @@ class PromptCacheStore(Protocol):
         ...
 
     def gap_histogram(self, feature: str) -> "GapHistogram":
-        """The feature's observed gaps between requests with the same prefix. May be up to 60 s stale."""
+        """The feature's gaps between requests with the same prefix, observed over the last 7 UTC days
+        (today, by the store's clock, and the six before). May be up to 60 s stale."""
         ...
 
     def prefixes(self, feature: str | None = None) -> list["PrefixStats"]:

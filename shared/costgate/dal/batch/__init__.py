@@ -1,0 +1,1 @@
+"""Batch summarisation in DynamoDB: the items and queues (`entities`), and `store.DynamoBatchStore`."""
