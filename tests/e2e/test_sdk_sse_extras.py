@@ -96,7 +96,7 @@ def _read_sync(base_url: str) -> tuple[list[dict[str, Any]], list[str], dict[str
     with anthropic.Anthropic(base_url=base_url, api_key="k", max_retries=0) as client:
         raw = [event.model_dump() for event in client.messages.create(stream=True, **PARAMS)]
         with client.messages.stream(**PARAMS) as stream:
-            kinds = [event.type for event in stream]
+            kinds: list[str] = [event.type for event in stream]
             final = stream.get_final_message().model_dump()
         with client.messages.stream(**PARAMS) as stream:
             text = list(stream.text_stream)
@@ -108,7 +108,7 @@ def _read_async(base_url: str) -> tuple[list[dict[str, Any]], list[str], dict[st
         async with anthropic.AsyncAnthropic(base_url=base_url, api_key="k", max_retries=0) as client:
             raw = [event.model_dump() async for event in await client.messages.create(stream=True, **PARAMS)]
             async with client.messages.stream(**PARAMS) as stream:
-                kinds = [event.type async for event in stream]
+                kinds: list[str] = [event.type async for event in stream]
                 final = (await stream.get_final_message()).model_dump()
             async with client.messages.stream(**PARAMS) as stream:
                 text = [chunk async for chunk in stream.text_stream]

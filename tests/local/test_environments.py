@@ -86,7 +86,7 @@ def _load(path: Path, name: str) -> ModuleType:
 
 
 def _event(tag: str) -> dict[str, Any]:
-    request = Request(EnvironBuilder(path="/echo", method="GET", headers={"x-tag": tag}).get_environ())
+    request = Request(EnvironBuilder(path="/echo", method="GET", headers=[("x-tag", tag)]).get_environ())
     return rest_event(request, ROUTE, {})
 
 
@@ -160,7 +160,7 @@ def test_an_environment_whose_process_dies_fails_its_invocation_and_the_front_an
 
     # When it is invoked through the front
     started: list[str] = []
-    environ = EnvironBuilder(path="/echo", headers={"x-tag": "1"}).get_environ()
+    environ = EnvironBuilder(path="/echo", headers=[("x-tag", "1")]).get_environ()
     response = ApiFront(function)(environ, lambda status, headers: started.append(status))
 
     # Then the front answers as API Gateway does for a function error before the response: 502

@@ -23,6 +23,7 @@ from costgate_local.stack.runtime_api import LocalRuntimeApi
 WAIT_S = 10.0
 
 type Connect = Callable[..., http.client.HTTPConnection]
+type Serve = Callable[[LocalFunction], Connect]
 
 
 def _function(handler: Any, *, timeout_s: float = WAIT_S, path: str = "/v1/messages") -> LocalFunction:
@@ -37,7 +38,7 @@ def _function(handler: Any, *, timeout_s: float = WAIT_S, path: str = "/v1/messa
 
 
 @pytest.fixture
-def serve() -> Iterator[Connect]:
+def serve() -> Iterator[Serve]:
     """`serve(function)`: the front on 127.0.0.1 in a thread; returns a connection factory."""
     servers: list[tuple[Any, threading.Thread, LocalFunction]] = []
 
@@ -62,7 +63,7 @@ def _post(connect: Connect, body: bytes = b"{}", path: str = "/v1/messages") -> 
     return connection.getresponse()
 
 
-def test_status_headers_and_body_arrive_as_the_function_streams(serve: Connect) -> None:
+def test_status_headers_and_body_arrive_as_the_function_streams(serve: Serve) -> None:
     # Given a streaming handler that sends its second event only once the client has read the first
     release = threading.Event()
 
@@ -92,7 +93,7 @@ def test_status_headers_and_body_arrive_as_the_function_streams(serve: Connect) 
     assert response.read() == b"event: message_stop\ndata: {}\n\n"
 
 
-def test_a_proxy_response_handler_works_on_a_stream_route(serve: Connect) -> None:
+def test_a_proxy_response_handler_works_on_a_stream_route(serve: Serve) -> None:
     def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         return {"statusCode": 201, "headers": {"content-type": "application/json"}, "body": event["body"]}
 
@@ -101,7 +102,7 @@ def test_a_proxy_response_handler_works_on_a_stream_route(serve: Connect) -> Non
     assert response.read() == b'{"q": 1}'
 
 
-def test_a_function_error_before_the_first_byte_is_a_502(serve: Connect) -> None:
+def test_a_function_error_before_the_first_byte_is_a_502(serve: Serve) -> None:
     @streaming
     def handler(event: Any, context: Any, *, response_stream: ResponseStream) -> None:
         raise RuntimeError("no secret")
@@ -111,7 +112,7 @@ def test_a_function_error_before_the_first_byte_is_a_502(serve: Connect) -> None
     assert json.loads(response.read()) == {"message": "Internal server error"}
 
 
-def test_no_prelude_within_the_integration_timeout_is_a_504(serve: Connect) -> None:
+def test_no_prelude_within_the_integration_timeout_is_a_504(serve: Serve) -> None:
     done = threading.Event()
 
     @streaming
@@ -125,7 +126,7 @@ def test_no_prelude_within_the_integration_timeout_is_a_504(serve: Connect) -> N
     done.set()
 
 
-def test_an_error_after_the_first_byte_cuts_the_stream(serve: Connect) -> None:
+def test_an_error_after_the_first_byte_cuts_the_stream(serve: Serve) -> None:
     @streaming
     def handler(event: Any, context: Any, *, response_stream: ResponseStream) -> None:
         response_stream.start(HttpPrelude(200, {"content-type": "text/event-stream"}))
@@ -139,7 +140,7 @@ def test_an_error_after_the_first_byte_cuts_the_stream(serve: Connect) -> None:
     assert raised.value.partial == b"event: ping\ndata: {}\n\n"
 
 
-def test_a_client_that_hangs_up_leaves_the_function_running_to_its_end(serve: Connect) -> None:
+def test_a_client_that_hangs_up_leaves_the_function_running_to_its_end(serve: Serve) -> None:
     # Given a function that writes 200 chunks, and a client that reads one and hangs up
     finished = threading.Event()
     second_call = threading.Event()
@@ -165,7 +166,7 @@ def test_a_client_that_hangs_up_leaves_the_function_running_to_its_end(serve: Co
     assert second_call.is_set()
 
 
-def test_a_body_over_10_mb_is_refused_before_the_function_runs(serve: Connect) -> None:
+def test_a_body_over_10_mb_is_refused_before_the_function_runs(serve: Serve) -> None:
     calls: list[Any] = []
 
     def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
@@ -219,7 +220,7 @@ def test_routes_read_their_transfer_mode_and_timeout(
     assert route.timeout_s == timeout_s
 
 
-def test_the_sdk_reads_claudes_stream_relayed_through_the_front(serve: Connect) -> None:
+def test_the_sdk_reads_claudes_stream_relayed_through_the_front(serve: Serve) -> None:
     # Given a STREAM route whose function relays the simulator's stream byte for byte, then a receipt comment
     pool = urllib3.PoolManager()
     params: dict[str, Any] = {

@@ -5,11 +5,11 @@ import json
 
 import pytest
 
+from costgate.errors import PreludeError
 from costgate.runtime.prelude import (
     DELIMITER,
     MAX_PRELUDE_BYTES,
     HttpPrelude,
-    PreludeError,
     PreludeReader,
     decode_prelude,
     from_proxy_response,

@@ -4,9 +4,10 @@ from collections.abc import Mapping
 
 import pytest
 
+from costgate.errors import ResponseStreamError
 from costgate.runtime.api import ErrorReport
 from costgate.runtime.prelude import HttpPrelude
-from costgate.runtime.stream import ResponseStream, ResponseStreamError
+from costgate.runtime.stream import ResponseStream
 
 
 class RecordingSink:

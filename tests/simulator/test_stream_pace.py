@@ -26,13 +26,15 @@ def _text_deltas(events: list[Any]) -> list[str]:
     ["Summarise the refund policy.", "환불 정책을 세 문장으로 요약해 주세요.", "Emoji please 😀😀 and numbers 1234567"],
 )
 def test_text_comes_in_deltas_of_one_to_three_tokens(client: anthropic.Anthropic, question: str) -> None:
-    params = {"model": MODEL, "max_tokens": 400, "messages": [{"role": "user", "content": question}]}
+    messages: list[anthropic.types.MessageParam] = [{"role": "user", "content": question}]
     # When an answer is streamed
-    events = list(client.messages.create(stream=True, **params))
+    events = list(client.messages.create(model=MODEL, max_tokens=400, messages=messages, stream=True))
     deltas = _text_deltas(events)
     # Then every delta is 1-3 tokens, they join into the answer, and together they are its output tokens
-    message = client.messages.create(**params)
-    assert "".join(deltas) == message.content[0].text
+    message = client.messages.create(model=MODEL, max_tokens=400, messages=messages)
+    block = message.content[0]
+    assert block.type == "text"
+    assert "".join(deltas) == block.text
     assert all(1 <= count_text(delta) <= 3 for delta in deltas)
     assert sum(count_text(delta) for delta in deltas) == message.usage.output_tokens
     assert len({count_text(delta) for delta in deltas}) > 1  # the sizes vary, as Claude's do
@@ -47,13 +49,12 @@ def test_the_cut_is_reproducible_and_exact() -> None:
 
 def test_the_pace_is_asked_for_every_output_token(client: anthropic.Anthropic) -> None:
     # Given a message with thinking and text (both count as output)
-    params = {
-        "model": MODEL,
-        "max_tokens": 2000,
-        "thinking": {"type": "enabled", "budget_tokens": 1024},
-        "messages": [{"role": "user", "content": "Why is the sky blue?"}],
-    }
-    message = client.messages.create(**params).model_dump()
+    message = client.messages.create(
+        model=MODEL,
+        max_tokens=2000,
+        thinking={"type": "enabled", "budget_tokens": 1024},
+        messages=[{"role": "user", "content": "Why is the sky blue?"}],
+    ).model_dump()
     paced: list[int] = []
     # When it is streamed with a pace
     events = b"".join(stream_events(message, paced.append)).decode()
@@ -68,10 +69,10 @@ def test_the_server_sleeps_stream_token_ms_per_token(monkeypatch: pytest.MonkeyP
     slept: list[float] = []
     monkeypatch.setattr(simulator_server, "_sleep", slept.append)
     with Simulator(SimulatorOptions(stream_token_ms=40)) as sim, sdk(sim) as client:
-        params = {"model": MODEL, "max_tokens": 300, "messages": [{"role": "user", "content": "Tell me a story."}]}
-        with client.messages.stream(**params) as stream:
+        messages: list[anthropic.types.MessageParam] = [{"role": "user", "content": "Tell me a story."}]
+        with client.messages.stream(model=MODEL, max_tokens=300, messages=messages) as stream:
             final = stream.get_final_message()
-        plain = client.messages.create(**params)
+        plain = client.messages.create(model=MODEL, max_tokens=300, messages=messages)
     # Then the stream slept 40 ms per output token, and a non-streamed answer did not sleep at all
     assert sum(slept) == pytest.approx(final.usage.output_tokens * 0.040)
     assert plain.usage.output_tokens == final.usage.output_tokens
@@ -88,7 +89,7 @@ def test_stream_token_ms_is_a_serve_and_simulator_flag() -> None:
 
 def test_max_tokens_above_the_model_limit_is_claudes_400(client: anthropic.Anthropic) -> None:
     limit = limits_for(MODEL).max_output_tokens
-    message = {"role": "user", "content": "hi"}
+    message: anthropic.types.MessageParam = {"role": "user", "content": "hi"}
     # (an explicit timeout: without one the SDK itself refuses a non-streamed call with a large max_tokens)
     client = client.with_options(timeout=60)
     # A max_tokens at the limit is accepted
@@ -97,7 +98,9 @@ def test_max_tokens_above_the_model_limit_is_claudes_400(client: anthropic.Anthr
     for max_tokens in (limit + 1, 1_000_000_000_000):
         with pytest.raises(anthropic.BadRequestError) as raised:
             client.messages.create(model=MODEL, max_tokens=max_tokens, messages=[message])
-        assert raised.value.body["error"]["message"] == (
+        body = raised.value.body
+        assert isinstance(body, dict)
+        assert body["error"]["message"] == (
             f"max_tokens: {max_tokens} > {limit}, which is the maximum allowed number of output tokens for {MODEL}"
         )
     # An alias takes its model's limit and is named as the request named it

@@ -83,7 +83,7 @@ class LiveScript:
             raise UpstreamStreamError("ProtocolError: Connection broken (scripted)")
 
 
-class _Live:
+class ScriptedLive:
     """The LiveStream port over a LiveScript."""
 
     def __init__(self, script: LiveScript) -> None:
@@ -126,12 +126,12 @@ class ScriptedUpstream:
             raise AssertionError("a live stream was scripted for a request that does not stream")
         return reply
 
-    def post_stream(self, path: str, body: bytes, headers: Any, deadline: float) -> UpstreamResponse | _Live:
+    def post_stream(self, path: str, body: bytes, headers: Any, deadline: float) -> UpstreamResponse | ScriptedLive:
         reply = self._next(path, body, headers, deadline)
         if isinstance(reply, LiveScript):
-            return _Live(reply)
+            return ScriptedLive(reply)
         if reply.status == 200 and reply.headers.get("content-type", "").startswith("text/event-stream"):
-            return _Live(live_script(reply))
+            return ScriptedLive(live_script(reply))
         return reply
 
     def _next(self, path: str, body: bytes, headers: Any, deadline: float) -> UpstreamResponse | LiveScript:
@@ -261,13 +261,17 @@ class World:
         sent |= {name.replace("_", "-"): value for name, value in headers.items()}
         return GatewayRequest(body=body, headers=sent, deadline=DEADLINE)
 
-    def send(self, body: bytes = BODY, *, sink: "RecordingSink | None" = None, **headers: str) -> GatewayResponse:
-        """The gateway's answer; a streamed one is relayed to `sink` (a new one by default), its body all
-        that reached the client."""
+    def send(self, body: bytes = BODY, **headers: str) -> GatewayResponse:
+        """The gateway's answer; a streamed one is relayed to a new RecordingSink, its body all that reached
+        the client."""
+        return self.send_streamed(body, RecordingSink(), **headers)
+
+    def send_streamed(self, body: bytes, sink: "RecordingSink", **headers: str) -> GatewayResponse:
+        """As `send`, a streamed answer relayed to `sink`."""
         answer = self.gateway.create_message(self.request(body, **headers))
         if isinstance(answer, GatewayResponse):
             return answer
-        self.sink = sink or RecordingSink()
+        self.sink = sink
         answer.relay(self.sink)
         assert self.sink.ended
         return GatewayResponse(status=answer.status, headers=answer.headers, body=self.sink.body)

@@ -79,7 +79,7 @@ def test_each_event_reaches_the_client_before_claude_sends_the_next() -> None:
     script.on_chunk = lambda i: seen.append(len(sink.writes))
 
     # When it is relayed
-    world.send(STREAM_BODY, sink=sink)
+    world.send_streamed(STREAM_BODY, sink)
 
     # Then chunk i was handed over only once the client had the i chunks before it: nothing is buffered
     assert seen == list(range(len(script.chunks)))
@@ -118,7 +118,7 @@ def test_the_receipt_comes_after_message_stop_the_stream_ends_then_the_books_set
     sink = RecordingSink(on_end=lambda: at_end.append((len(world.ledger.entries), world.counter(world.key_scope))))
 
     # When the stream is relayed
-    response = world.send(STREAM_BODY, sink=sink)
+    response = world.send_streamed(STREAM_BODY, sink)
 
     # Then the receipt is the ledger's row, priced from the LAST cumulative usage (500, never 1+200+500)
     receipt = receipt_of(response.body)
@@ -143,7 +143,7 @@ def test_a_client_that_hangs_up_after_four_events_is_billed_once_for_the_whole_a
     sink = RecordingSink(hang_up_after=4)
 
     # When it is relayed
-    world.send(STREAM_BODY, sink=sink)
+    world.send_streamed(STREAM_BODY, sink)
 
     # Then Claude was read to its end and the whole answer billed, exactly once
     assert script.handed == len(script.chunks)

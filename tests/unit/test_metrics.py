@@ -143,7 +143,7 @@ def test_every_declared_dimension_set_is_emitted_by_some_request(
     streamed = json.dumps(
         {"model": OPUS, "max_tokens": 64, "stream": True, "messages": [{"role": "user", "content": "Hi"}]}
     )
-    make_world(broken).send(streamed.encode(), sink=RecordingSink(hang_up_after=1))
+    make_world(broken).send_streamed(streamed.encode(), RecordingSink(hang_up_after=1))
     found = emitted(capsys.readouterr().out)
 
     # Then each declared (metric, dimension set) was printed at least once, but those the gateway does not

@@ -109,9 +109,13 @@ def test_an_event_without_its_blank_line_at_the_end_still_counts_and_is_passed_o
     body = stream().removesuffix(b"\n\n")
     reader = StreamUsageReader()
     head = reader.feed(body)
-    assert not reader.stopped
+    before = reader.final()
+    assert before is not None
+    assert not before.complete  # message_stop has no blank line after it yet
     tail = reader.close()
-    assert reader.stopped
+    final = reader.final()
+    assert final is not None
+    assert final.complete
     assert head + tail == body
 
 

@@ -10,11 +10,31 @@ from typing import Any
 
 from costgate.accounting.ledger import LedgerEntry
 from costgate.money import format_usd
-from costgate.pricing.cost import CostComponent
+from costgate.pricing.cost import CostComponent, Strategy
 
 RECEIPT_COMMENT = b": costgate-receipt "
 # The response header that names the ledger row of a request: GET /v1/requests/{this value}.
 REQUEST_ID_HEADER = "x-costgate-request-id"
+_SAVINGS_HEADERS = {
+    Strategy.ROUTING: "x-costgate-savings-routing-usd",
+    Strategy.PROMPT_CACHE: "x-costgate-savings-prompt-cache-usd",
+}
+
+
+def receipt_headers(entry: LedgerEntry) -> dict[str, str]:
+    """The priced part of a whole answer's receipt headers: its id, model, cost, baseline, price version
+    and the savings of routing and prompt caching (when they applied)."""
+    headers = {
+        REQUEST_ID_HEADER: entry.request_id,
+        "x-costgate-model": entry.cost.model,
+        "x-costgate-cost-usd": format_usd(entry.cost.total_usd),
+        "x-costgate-baseline-cost-usd": format_usd(entry.baseline_cost_usd),
+        "x-costgate-price-version": entry.cost.price_version,
+    }
+    for strategy, header in _SAVINGS_HEADERS.items():
+        if strategy in entry.savings:
+            headers[header] = format_usd(entry.savings[strategy])
+    return headers
 
 
 def receipt_document(entry: LedgerEntry) -> dict[str, Any]:

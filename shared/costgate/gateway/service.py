@@ -8,7 +8,6 @@ budget reservation settled in the same transaction; nothing the client does afte
 a gateway timeout) can stop that, because the invocation runs to its end.
 """
 
-import json
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -32,15 +31,15 @@ from costgate.errors import (
     CostgateError,
     NotFoundError,
     PricingError,
-    UpstreamError,
 )
 from costgate.gateway.admission import Admitted, GatewayRequest, GatewayResponse, admit
 from costgate.gateway.features import FeatureConfig, PromptCacheMode, PromptCacheTtl
 from costgate.gateway.keys import authenticate
 from costgate.gateway.model import GatewayKey
 from costgate.gateway.ports import FeatureStore, KeyStore, ResponseSink
-from costgate.gateway.receipts import REQUEST_ID_HEADER, receipt_comment, receipt_document
+from costgate.gateway.receipts import REQUEST_ID_HEADER, receipt_comment, receipt_document, receipt_headers
 from costgate.gateway.streaming import StreamedAnswer, StreamOutcome, error_event, relay_live
+from costgate.gateway.wire import HOP_BY_HOP, checked, counted_tokens, encode, passthrough
 from costgate.money import format_usd
 from costgate.observability import (
     MetricDimension,
@@ -71,14 +70,6 @@ from costgate.routing.router import AUTO_MODEL, RouteDecision, route
 MAX_REQUEST_ID_CHARS = 256
 # Prefixes whose gaps the policy observes: those it caches and those it judged not worth caching yet.
 _COSTGATE_MANAGED = frozenset({CacheDecision.ADDED, CacheDecision.NOT_WORTH_IT})
-_SAVINGS_HEADERS = {
-    Strategy.ROUTING: "x-costgate-savings-routing-usd",
-    Strategy.PROMPT_CACHE: "x-costgate-savings-prompt-cache-usd",
-}
-# Headers that describe one hop, not the message: never copied from the upstream response.
-_HOP_BY_HOP = frozenset(
-    {"connection", "keep-alive", "transfer-encoding", "content-length", "te", "trailer", "upgrade", "date", "server"}
-)
 
 
 @dataclass(frozen=True)
@@ -149,7 +140,7 @@ class Gateway:
         sent_at = self._timer()
         try:
             post = self._upstream.post_stream if streaming else self._upstream.post
-            upstream = _checked(post("/v1/messages", planned.raw, request.headers, request.deadline))
+            upstream = checked(post("/v1/messages", planned.raw, request.headers, request.deadline))
         except BaseException:
             self._release(reservation)
             raise
@@ -170,7 +161,7 @@ class Gateway:
             )
         if upstream.status != 200:
             self._release(reservation)
-            response = _passthrough(upstream, _receipt_without_cost(planned))
+            response = passthrough(upstream, _receipt_without_cost(planned))
         else:
             response = self._settle(admitted, config, planned, upstream, reservation)
         emit_gateway_overhead(self._timer() - started - upstream_s)
@@ -191,10 +182,10 @@ class Gateway:
         admitted = admit(request, self._keys, self._clock, self._book)
         config = self._feature_config(admitted.feature)
         decision = route(admitted.body, config.route)  # counted in RoutedRequests only for messages
-        raw = request.body if decision.model == admitted.requested_model else _encode(_with_model(admitted, decision))
-        upstream = _checked(self._upstream.post("/v1/messages/count_tokens", raw, request.headers, request.deadline))
+        raw = request.body if decision.model == admitted.requested_model else encode(_with_model(admitted, decision))
+        upstream = checked(self._upstream.post("/v1/messages/count_tokens", raw, request.headers, request.deadline))
         receipt = {"x-costgate-model": decision.model, "x-costgate-route-reason": decision.reason}
-        tokens = _counted_tokens(upstream) if upstream.status == 200 else None
+        tokens = counted_tokens(upstream) if upstream.status == 200 else None
         if tokens is not None:
             # Priced as the request would bill its prompt: bands, fast mode and geo included.
             usage: dict[str, Any] = {
@@ -208,7 +199,7 @@ class Gateway:
             else:
                 receipt["x-costgate-estimated-input-cost-usd"] = format_usd(estimate.total_usd)
                 receipt["x-costgate-price-version"] = estimate.price_version
-        return _passthrough(upstream, receipt)
+        return passthrough(upstream, receipt)
 
     # --- the books: every hold, settlement and release goes through these three (one seam) ---
 
@@ -268,7 +259,7 @@ class Gateway:
     ) -> StreamedAnswer:
         """Claude's stream relayed live; priced at message_stop, the receipt sent, the stream ended, then settled."""
         request_id = live.headers.get("request-id") or f"costgate-{uuid.uuid4()}"
-        headers = {name: value for name, value in live.headers.items() if name not in _HOP_BY_HOP}
+        headers = {name: value for name, value in live.headers.items() if name not in HOP_BY_HOP}
         headers.update(_receipt_without_cost(planned))
         del headers["x-costgate-cost-usd"], headers["x-costgate-baseline-cost-usd"]  # known only at the end
         headers[REQUEST_ID_HEADER] = request_id
@@ -465,7 +456,7 @@ class Gateway:
             cache=cache,
             gap=gap,
             body=final,
-            raw=raw if final is admitted.body else _encode(final),
+            raw=raw if final is admitted.body else encode(final),
         )
 
     def _feature_config(self, feature: str) -> FeatureConfig:
@@ -501,7 +492,7 @@ class Gateway:
         except CostgateError as error:
             self._unpriced(request_id, error, found)
             unpriced = {"x-costgate-cost-usd": "unpriced", "x-costgate-baseline-cost-usd": "unpriced"}
-            return _passthrough(upstream, {**_receipt_without_cost(planned), **unpriced, REQUEST_ID_HEADER: request_id})
+            return passthrough(upstream, {**_receipt_without_cost(planned), **unpriced, REQUEST_ID_HEADER: request_id})
         if self._record(entry, reservation) is RecordOutcome.RECORDED:
             content_type = upstream.headers.get("content-type", "application/json")
             self._remember_answer(admitted, config, planned, content_type=content_type, body=upstream.body, cost=cost)
@@ -510,7 +501,7 @@ class Gateway:
             remaining = remaining_after(self._budgets, reservation)
             if remaining is not None:
                 receipt["x-costgate-budget-remaining-usd"] = format_usd(remaining)
-        return _passthrough(upstream, receipt)
+        return passthrough(upstream, receipt)
 
     def _price(
         self, admitted: Admitted, planned: _Planned, request_id: str, found: FinalUsage | None
@@ -573,36 +564,8 @@ class Gateway:
         )
 
 
-def _checked[Answer: UpstreamResponse | LiveStream](upstream: Answer) -> Answer:
-    """Claude refusing costgate's own key is costgate's fault, not the client's: never a 401 to them."""
-    if upstream.status in (401, 403):
-        logger.error("the Claude API rejected costgate's key", extra={"status": upstream.status})
-        raise UpstreamError(f"costgate is misconfigured: the Claude API rejected its API key ({upstream.status})")
-    return upstream
-
-
-def _counted_tokens(upstream: UpstreamResponse) -> int | None:
-    try:
-        answer = json.loads(upstream.body)
-    except (ValueError, RecursionError):
-        return None
-    tokens = answer.get("input_tokens") if isinstance(answer, dict) else None
-    return tokens if isinstance(tokens, int) and not isinstance(tokens, bool) and tokens >= 0 else None
-
-
 def _receipt(planned: _Planned, entry: LedgerEntry) -> dict[str, str]:
-    receipt = {
-        **_receipt_without_cost(planned),
-        REQUEST_ID_HEADER: entry.request_id,
-        "x-costgate-model": entry.cost.model,
-        "x-costgate-cost-usd": format_usd(entry.cost.total_usd),
-        "x-costgate-baseline-cost-usd": format_usd(entry.baseline_cost_usd),
-        "x-costgate-price-version": entry.cost.price_version,
-    }
-    for strategy in (Strategy.ROUTING, Strategy.PROMPT_CACHE):
-        if strategy in entry.savings:
-            receipt[_SAVINGS_HEADERS[strategy]] = format_usd(entry.savings[strategy])
-    return receipt
+    return {**_receipt_without_cost(planned), **receipt_headers(entry)}
 
 
 def _receipt_without_cost(planned: _Planned) -> dict[str, str]:
@@ -626,12 +589,3 @@ def _with_model(admitted: Admitted, decision: RouteDecision) -> dict[str, Any]:
     if decision.model == admitted.requested_model:
         return admitted.body
     return {**admitted.body, "model": decision.model}
-
-
-def _encode(body: dict[str, Any]) -> bytes:
-    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-
-
-def _passthrough(upstream: UpstreamResponse, receipt: Mapping[str, str]) -> GatewayResponse:
-    headers = {name: value for name, value in upstream.headers.items() if name not in _HOP_BY_HOP}
-    return GatewayResponse(status=upstream.status, headers={**headers, **receipt}, body=upstream.body)
