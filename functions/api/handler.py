@@ -36,6 +36,7 @@ from costgate.errors import CostgateError, InternalError, NotFoundError, error_r
 from costgate.gateway.admission import GatewayRequest, GatewayResponse
 from costgate.gateway.receipts import receipt_document
 from costgate.gateway.service import Gateway
+from costgate.gateway.streaming import DetachedSink, StreamedAnswer
 from costgate.observability import logger, tracer
 from costgate.runtime.loop import streaming
 from costgate.runtime.prelude import HttpPrelude, from_proxy_response
@@ -136,7 +137,12 @@ def _messages(event: dict[str, Any], context: LambdaContext, stream: ResponseStr
     except Exception:  # noqa: BLE001 - the client gets Anthropic's 500 shape; the traceback goes to the log
         _write_error(stream, InternalError(INTERNAL_MESSAGE), request_id)
         return
-    stream.start(HttpPrelude(answer.status, answer.headers))
+    try:
+        stream.start(HttpPrelude(answer.status, answer.headers))
+    except Exception:
+        if isinstance(answer, StreamedAnswer):
+            answer.relay(DetachedSink())  # Claude is still read to the end and the request recorded
+        raise
     if isinstance(answer, GatewayResponse):
         stream.write(answer.body)
     else:

@@ -9,7 +9,7 @@ import pytest
 from costgate.errors import NotFoundError
 from costgate.gateway import service
 from costgate.gateway.receipts import REQUEST_ID_HEADER, receipt_document
-from costgate.gateway.streaming import StreamedAnswer
+from costgate.gateway.streaming import DetachedSink, StreamedAnswer
 from costgate.observability import MetricName
 from costgate.pricing.cost import price_usage
 from costgate.pricing.model_limits import limits_for
@@ -297,3 +297,39 @@ def test_a_live_script_is_only_for_streaming_requests() -> None:
     world = make_world(LiveScript(headers={}, chunks=[]))
     with pytest.raises(AssertionError):
         world.send()
+
+
+def test_a_failure_between_claudes_headers_and_the_first_byte_closes_the_stream_and_releases_the_hold(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given a stream whose headers came, and a budget store that fails when the gateway reads what remains
+    script = live_script(stream_reply(*events()))
+    world = make_world(script, daily_budget_usd="1")
+
+    def broken(holds: object) -> Decimal:
+        raise RuntimeError("the budget table is unreachable")
+
+    monkeypatch.setattr(world.budgets, "remaining", broken)
+
+    # When the request is made, the failure reaches the caller (a 500 before any byte)
+    with pytest.raises(RuntimeError):
+        world.gateway.create_message(world.request(STREAM_BODY))
+
+    # Then Claude's connection was given back and nothing stays held
+    assert script.closed
+    assert world.counter(world.key_scope) == (Decimal(0), Decimal(0))
+
+
+def test_a_stream_whose_response_could_not_start_is_still_read_to_the_end_and_recorded() -> None:
+    # Given a streamed answer whose response never started (its relay goes to a detached sink)
+    script = live_script(stream_reply(*events(), request_id="req_detached"))
+    world = make_world(script, daily_budget_usd="1")
+    answer = world.gateway.create_message(world.request(STREAM_BODY))
+    assert isinstance(answer, StreamedAnswer)
+
+    answer.relay(DetachedSink())
+
+    # Then Claude was read to its end and the request billed and settled, once
+    assert script.handed == len(script.chunks)
+    assert world.ledger.entries["req_detached"].usage.output_tokens == 500
+    assert world.counter(world.key_scope) == (FINAL_COST, FINAL_COST)

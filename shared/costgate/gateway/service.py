@@ -148,17 +148,22 @@ class Gateway:
         if upstream.status == 200 and upstream.latency_s is not None:  # a fake Upstream may not time its answers
             emit_upstream_latency(planned.model, upstream.latency_s)
         if not isinstance(upstream, UpstreamResponse):
-            budget_left = self._budget_left(reservation)
+            try:
+                answer = self._stream(
+                    request=request,
+                    admitted=admitted,
+                    config=config,
+                    planned=planned,
+                    live=upstream,
+                    reservation=reservation,
+                    budget_left=self._budget_left(reservation),
+                )
+            except BaseException:
+                upstream.close()
+                self._release(reservation)
+                raise
             emit_gateway_overhead(self._timer() - started - upstream_s)  # to the first byte
-            return self._stream(
-                request=request,
-                admitted=admitted,
-                config=config,
-                planned=planned,
-                live=upstream,
-                reservation=reservation,
-                budget_left=budget_left,
-            )
+            return answer
         if upstream.status != 200:
             self._release(reservation)
             response = passthrough(upstream, _receipt_without_cost(planned))
@@ -267,6 +272,8 @@ class Gateway:
         if budget_left is not None:
             headers["x-costgate-budget-remaining-before-usd"] = format_usd(budget_left)
 
+        content_type = live.headers.get("content-type", "text/event-stream")
+
         def produce(sink: ResponseSink) -> None:
             keep = planned.lookup.result is CacheResult.MISS
             outcome = relay_live(live, sink, deadline=request.deadline, keep_body=keep, monotonic=self._monotonic)
@@ -280,8 +287,6 @@ class Gateway:
                 sink=sink,
                 content_type=content_type,
             )
-
-        content_type = live.headers.get("content-type", "text/event-stream")
 
         return StreamedAnswer(headers, produce)
 

@@ -52,6 +52,19 @@ class StreamedAnswer:
         produce(sink)
 
 
+class DetachedSink:
+    """A ResponseSink whose client is already gone: for a streamed answer whose response could not even
+    start. Relaying into it still reads Claude to the end and records the request."""
+
+    client_gone = True
+
+    def write(self, data: bytes) -> None:
+        return
+
+    def end(self) -> None:
+        return
+
+
 def relay_live(
     live: LiveStream,
     sink: ResponseSink,
