@@ -247,11 +247,17 @@ def report(results: dict[str, Measured], token_ms: float) -> None:
             continue
         added = {field: medians[name][field] - medians["direct"][field] for field in _FIELDS}
         pace = (medians[name]["last_delta"] / medians["direct"]["last_delta"] - 1) * 100
+        span = statistics.median((t.last_delta - t.first_delta) * 1000 for t in result.timings)
+        direct_span = statistics.median((t.last_delta - t.first_delta) * 1000 for t in direct_timings)
         added_cpu_ms = result.cpu_s / len(result.timings) * 1000
         say(
             f"{name}: adds {added['first_byte']:.1f} ms to the first byte, {added['first_delta']:.1f} ms to the first "
             f"delta, {added['last_delta']:.1f} ms to the last ({pace:+.2f}% of the direct time to the last delta); "
             f"CPU {added_cpu_ms:.1f} ms per request, {added_cpu_ms / max(deltas, 1) * 1000:.0f} µs per delta"
+        )
+        say(
+            f"{'':<{len(name)}}  pace: first to last delta {span:.1f} ms against {direct_span:.1f} ms direct "
+            f"({(span / direct_span - 1) * 100:+.2f}%): the deltas keep Claude's pace once they flow"
         )
         if result.host_cpu_s:
             host_ms = result.host_cpu_s / len(result.timings) * 1000
@@ -308,17 +314,20 @@ def budget_every_request(ready: Mapping[str, Any]) -> None:
 
 
 class Stopwatch:
-    """Seconds spent inside the wrapped calls, and how many calls; a call from inside another counts once."""
+    """Seconds spent inside the wrapped calls made by the thread that made it (the request's own path: a
+    read the gateway runs beside Claude's answer is not on it), and how many; a call from inside another
+    counts once."""
 
     def __init__(self) -> None:
         self.seconds = 0.0
         self.calls = 0
         self._depth = 0
+        self._owner = threading.get_ident()
 
     def wrap[**P, R](self, method: Callable[P, R]) -> Callable[P, R]:
         @functools.wraps(method)
         def timed(*args: P.args, **kwargs: P.kwargs) -> R:
-            if self._depth:
+            if self._depth or threading.get_ident() != self._owner:
                 return method(*args, **kwargs)
             self._depth += 1
             start = time.perf_counter()

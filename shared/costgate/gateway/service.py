@@ -11,6 +11,7 @@ a gateway timeout) can stop that, because the invocation runs to its end.
 import time
 import uuid
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -118,6 +119,9 @@ class Gateway:
         self._upstream = upstream
         self._clock = clock
         self._book = book or default_price_book()
+        # One thread for reads that can run while Claude is busy (a stream's budget header): off the path
+        # to the first byte. Started on first use; Lambda runs one invocation at a time per environment.
+        self._beside_claude = ThreadPoolExecutor(max_workers=1, thread_name_prefix="costgate-beside-claude")
 
     def create_message(self, request: GatewayRequest) -> "GatewayResponse | StreamedAnswer":
         """POST /v1/messages: route, plan caching, reserve the worst case, call Claude, record, settle.
@@ -137,6 +141,8 @@ class Gateway:
         planned = self._plan(admitted, config, decision, lookup, request.body)
         reservation = self._hold(admitted, planned)
         streaming = admitted.body.get("stream") is True
+        # A stream's headers say what budget was left before it: read while Claude prepares its answer.
+        budget_left = self._beside_claude.submit(self._budget_left, reservation) if streaming else None
         sent_at = self._timer()
         try:
             post = self._upstream.post_stream if streaming else self._upstream.post
@@ -148,6 +154,7 @@ class Gateway:
         if upstream.status == 200 and upstream.latency_s is not None:  # a fake Upstream may not time its answers
             emit_upstream_latency(planned.model, upstream.latency_s)
         if not isinstance(upstream, UpstreamResponse):
+            assert budget_left is not None  # a live stream answers only a streaming request
             try:
                 answer = self._stream(
                     request=request,
@@ -156,7 +163,7 @@ class Gateway:
                     planned=planned,
                     live=upstream,
                     reservation=reservation,
-                    budget_left=self._budget_left(reservation),
+                    budget_left=budget_left.result(),
                 )
             except BaseException:
                 upstream.close()
