@@ -13,10 +13,8 @@ import time
 from functools import cache
 from typing import Any
 
-import boto3
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
 from aws_lambda_powertools.logging import correlation_paths
-from aws_lambda_powertools.utilities import parameters
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from costgate.accounting.ports import LedgerStore
@@ -31,6 +29,7 @@ from costgate.dal.features import DynamoFeatureStore
 from costgate.dal.keys import DynamoKeyStore
 from costgate.dal.ledger import DynamoLedgerStore
 from costgate.dal.prompt_cache import DynamoPromptCacheStore
+from costgate.dal.secrets import CachedSecret
 from costgate.dal.table import bind_table
 from costgate.errors import CostgateError, InternalError, NotFoundError, error_response
 from costgate.gateway.admission import GatewayRequest, GatewayResponse
@@ -48,7 +47,8 @@ app = APIGatewayRestResolver()
 RECORDING_MARGIN_S = 15.0
 MESSAGES_RESOURCE = "/v1/messages"
 INTERNAL_MESSAGE = "internal error in costgate; quote the request-id header when reporting it"
-# The Claude key is read through Powertools' cache: a rotated secret is picked up within this time.
+# The Claude key is read through the table connection's botocore session (not Powertools' parameters, which
+# import boto3 and build a second session on a cold start), and read again after this time (rotation).
 SECRET_MAX_AGE_S = 300
 
 
@@ -77,7 +77,7 @@ def gateway() -> Gateway:
         answers=AnswerCache(DynamoAnswerCacheStore(), embedder=lambda: _embedder(config.embedder)),
         upstream=HttpUpstream(
             config.upstream_url,
-            api_key=lambda: str(parameters.get_secret(config.claude_key_secret, max_age=SECRET_MAX_AGE_S)),
+            api_key=CachedSecret(config.claude_key_secret, SECRET_MAX_AGE_S),
         ),
         clock=SystemClock(),
     )
@@ -85,7 +85,9 @@ def gateway() -> Gateway:
 
 def _embedder(name: str) -> Embedder:
     if name == "titan-v2":
-        # Only Titan deployments pay for the Bedrock client, and only on the first semantic lookup.
+        # Only Titan deployments pay for boto3 and the Bedrock client, and only on the first semantic lookup.
+        import boto3  # noqa: PLC0415
+
         return embedder_for(name, client=boto3.client("bedrock-runtime"))
     return embedder_for(name)
 
