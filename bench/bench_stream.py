@@ -261,7 +261,7 @@ def report(results: dict[str, Measured], token_ms: float) -> None:
         )
         if result.host_cpu_s:
             host_ms = result.host_cpu_s / len(result.timings) * 1000
-            say(f"{'':<{len(name)}}  (+ {host_ms:.1f} ms per request in serve's own process: the local front and moto)")
+            say(f"{'':<{len(name)}}  (+ {host_ms:.1f} ms per request in serve's own process: the local front, moto, its schedule loops)")
 
 
 _FIELDS = ("first_byte", "first_delta", "last_delta", "end")
@@ -481,8 +481,8 @@ def claim_stdout() -> TextIO:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--quick", action="store_true", help="every figure once, few rounds, a fast pace")
-    parser.add_argument("--rounds", type=int, default=5, help="requests per path, interleaved (default 5)")
-    parser.add_argument("--token-ms", type=float, default=10.0, help="simulator pace, ms per output token (default 10)")
+    parser.add_argument("--rounds", type=int, default=7, help="requests per path, interleaved (default 7)")
+    parser.add_argument("--token-ms", type=float, default=40.0, help="simulator pace, ms per output token (default 40)")
     parser.add_argument("--serve-relay", metavar="URL", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.serve_relay:
