@@ -261,7 +261,10 @@ def report(results: dict[str, Measured], token_ms: float) -> None:
         )
         if result.host_cpu_s:
             host_ms = result.host_cpu_s / len(result.timings) * 1000
-            say(f"{'':<{len(name)}}  (+ {host_ms:.1f} ms per request in serve's own process: the local front, moto, its schedule loops)")
+            say(
+                f"{'':<{len(name)}}  (+ {host_ms:.1f} ms per request in serve's own process: "
+                "the local front, moto, its schedule loops)"
+            )
 
 
 _FIELDS = ("first_byte", "first_delta", "last_delta", "end")
