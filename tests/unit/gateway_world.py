@@ -9,6 +9,7 @@ from typing import Any
 
 from costgate.accounting.budgets import Budget, BudgetPeriod, estimate_worst_case
 from costgate.cache.answers import AnswerCache
+from costgate.cache.semantic_policy import SemanticPolicy
 from costgate.cache.vector_index import LshHasher
 from costgate.claude.transport import UpstreamResponse
 from costgate.errors import UpstreamStreamError
@@ -322,7 +323,7 @@ def make_world(
             answer_store,
             embedder=lambda: fake_embedder,
             hasher_for=lambda e: LshHasher(e.dimensions, tables=4, bits=8, seed=7),
-            threshold_for=lambda e: SEMANTIC_THRESHOLD,
+            policy_for=lambda e: SemanticPolicy.fixed(e, SEMANTIC_THRESHOLD),
         ),
         upstream=upstream,
         clock=clock,

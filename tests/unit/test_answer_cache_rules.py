@@ -196,12 +196,13 @@ def _stream(*events: dict[str, Any]) -> bytes:
     [
         (200, "application/json", _message("end_turn"), True),
         (200, "application/json", _message("stop_sequence"), True),
-        (200, "application/json", _message("max_tokens"), False),  # a truncated answer
+        (200, "application/json", _message("max_tokens"), True),  # cut where the same request is cut again
         (200, "application/json", _message("tool_use"), False),
         (200, "application/json", b"not json", False),
         (529, "application/json", _message("end_turn"), False),
         (200, "text/event-stream", _stream({"type": "message_delta", "delta": {"stop_reason": "end_turn"}}), True),
-        (200, "text/event-stream", _stream({"type": "message_delta", "delta": {"stop_reason": "max_tokens"}}), False),
+        (200, "text/event-stream", _stream({"type": "message_delta", "delta": {"stop_reason": "max_tokens"}}), True),
+        (200, "application/json", _message("refusal"), False),
         (
             200,
             "text/event-stream; charset=utf-8",

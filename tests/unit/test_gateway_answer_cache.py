@@ -13,6 +13,7 @@ import pytest
 
 from costgate.cache.answers import AnswerCache
 from costgate.cache.model import AnswerCacheMode, CacheResult
+from costgate.cache.semantic_policy import SemanticPolicy
 from costgate.cache.vector_index import LshHasher
 from costgate.errors import InvalidRequestError
 from costgate.gateway.features import FeatureConfig
@@ -189,13 +190,16 @@ def test_an_unknown_cache_header_is_a_400_before_anything_is_spent() -> None:
     assert world.upstream.sent == []
 
 
-def test_a_truncated_answer_is_not_stored() -> None:
+def test_an_answer_cut_at_max_tokens_is_stored_for_the_same_max_tokens_only() -> None:
+    # max_tokens is part of the key: Claude would cut the same request at the same point again.
     world = make_world(answer(stop_reason="max_tokens"))
 
     world.send(ask("Write a long story"))
     second = world.send(ask("Write a long story"))
+    longer = world.send(ask("Write a long story", max_tokens=1024))
 
-    assert second.headers["x-costgate-cache"] == "miss"
+    assert second.headers["x-costgate-cache"] == "exact-hit"
+    assert longer.headers["x-costgate-cache"] == "miss"
     assert len(world.upstream.sent) == 2
 
 
@@ -234,7 +238,7 @@ def test_a_cold_container_finds_a_stored_entry_through_its_lsh_buckets() -> None
         world.answers,
         embedder=lambda: world.embedder,
         hasher_for=lambda e: LshHasher(e.dimensions, tables=4, bits=8, seed=7),
-        threshold_for=lambda e: Decimal("0.9"),
+        policy_for=lambda e: SemanticPolicy.fixed(e, Decimal("0.9")),
     )
     found = cold.lookup(
         tenant="acme",

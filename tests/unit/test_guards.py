@@ -91,11 +91,11 @@ DIFFERENT_QUESTION = [
     ("이건 버그가 아니에요", "이건 버그예요", "negation differs"),
     ("커피 말고 차", "커피 차", "negation differs"),
     # Content words, substituted or added.
-    ("주식 사는 법", "주식 파는 법", "content words differ: 사 vs 파"),
+    ("주식 사는 법", "주식 파는 법", "content words differ: 사다 vs 파다"),
     ("How to turn on wifi", "How to turn off wifi", "content words differ: on vs off"),
     ("How do I install Python?", "How do I install Python on Windows?", "content words differ: (none) vs on, window"),
     ("A man is dancing", "A man and a woman are dancing", "content words differ: (none) vs woman"),
-    ("Who wrote Hamlet?", "When was Hamlet written?", "content words differ: who, wrot vs when, written"),
+    ("Who wrote Hamlet?", "When was Hamlet written?", "content words differ: who vs when"),
     ("You should do it", "You can do it", "content words differ: should vs (none)"),
     # Nothing to compare: the guards cannot vouch for a question without content words.
     ("What is it?", "What's that?", "no content words to compare"),
@@ -132,7 +132,7 @@ def test_a_long_list_of_differences_is_cut_short() -> None:
     assert reason == "numbers differ: 1, 2, 3, ... vs (none)"
 
 
-def test_identical_questions_pass_and_the_order_of_words_does_not_matter_to_the_guards() -> None:
-    # The guards see words, not structure: word order is the similarity threshold's job.
+def test_identical_questions_pass_and_swapped_roles_do_not() -> None:
+    # The guards see who does what: the subject and the object of one verb changing places is material.
     assert material_difference("dog chases cat", "dog chases cat") is None
-    assert material_difference("dog chases cat", "cat chases dog") is None
+    assert material_difference("dog chases cat", "cat chases dog") == "word order differs: dog, cat around chase"

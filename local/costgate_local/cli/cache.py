@@ -3,7 +3,6 @@
 
 import argparse
 import json
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -12,10 +11,8 @@ import boto3
 from costgate.accounting.ledger import validate_tag
 from costgate.cache.embedding import Embedder, embedder_for
 from costgate.dal.answer_cache import DynamoAnswerCacheStore
-from costgate.errors import ConfigurationError
 from costgate_local.cli.env import bind_table
-from costgate_local.cli.formatting import left_aligned
-from costgate_local.tools import calibration
+from costgate_local.tools import calibration, calibration_data
 from costgate_local.tools.calibration import Calibration
 
 
@@ -29,7 +26,11 @@ def register(parser: argparse.ArgumentParser) -> None:
         "--data", type=Path, default=Path("../shared/data"),
         help="the folder of korsts/, stsb-en/ and klue-sts/ (default: ../shared/data)",
     )  # fmt: skip
-    calibrate.add_argument("--target-precision", type=float, default=0.99, help="default: 0.99")
+    calibrate.add_argument(
+        "--adversarial", type=Path, default=Path("tests/data/adversarial"),
+        help="dev.jsonl and pairs.jsonl of hand-written pairs (default: tests/data/adversarial)",
+    )  # fmt: skip
+    calibrate.add_argument("--target-precision", type=float, default=0.995, help="default: 0.995")
     calibrate.add_argument(
         "--min-similarity-precision", type=float, default=0.90,
         help="with guards, the least precision the similarity must reach alone (default: 0.90)",
@@ -58,7 +59,7 @@ def run(args: argparse.Namespace, embedder: Embedder | None = None) -> int:
         if args.embedder == "titan-v2":
             options["client"] = boto3.client("bedrock-runtime")
         embedder = embedder_for(args.embedder, **options)
-    pair_sets = calibration.load_shared_data(args.data)
+    pair_sets = calibration_data.load_shared_data(args.data) | calibration_data.load_adversarial(args.adversarial)
     scored = calibration.score_sets(pair_sets, embedder, args.cache_dir or calibration.default_cache_dir())
     result = calibration.calibrate(
         scored,
@@ -67,12 +68,13 @@ def run(args: argparse.Namespace, embedder: Embedder | None = None) -> int:
         min_similarity_precision=args.min_similarity_precision,
     )
     if args.defaults_file:
-        _write_threshold_defaults(args.defaults_file, result)
+        calibration.write_defaults(args.defaults_file, result)
     if args.json:
-        print(json.dumps(result.as_json(), indent=2))
+        print(json.dumps(result.as_json(), indent=2, ensure_ascii=False))
     else:
-        _print_calibration(result)
-    return 0 if result.threshold_with_guards is not None else 1
+        for line in report_lines(result):
+            print(line)
+    return 0 if result.complete else 1
 
 
 def _purge(args: argparse.Namespace) -> int:
@@ -88,59 +90,41 @@ def _purge(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_calibration(result: Calibration) -> None:
+def report_lines(result: Calibration) -> list[str]:
     def figure(value: float | None) -> str:
         return "-" if value is None else f"{value:.3f}"
 
-    guarded = result.threshold_with_guards or "-"
-    alone = result.threshold_without_guards or "-"
-    print(
-        f"{result.embedder_id}: thresholds picked on {result.pick_set} for precision >= {result.target_precision}"
-        f" (with guards, similarity alone >= {result.min_similarity_precision} too)"
-    )
-    columns = [
-        "set", "same", "different",
-        f"guards@{guarded} P", "R", f"no guards@{guarded} P", "R", f"no guards@{alone} P", "R",
-    ]  # fmt: skip
-    rows = [columns]
-    for name in result.with_guards or result.without_guards:
-        measured = [
-            results.get(name)
-            for results in (result.with_guards, result.same_threshold_without_guards, result.without_guards)
+    lines = [
+        f"{result.embedder_id} with guards {calibration.GUARDS_ID}: thresholds picked per language for precision >= "
+        f"{result.target_precision} (with guards, similarity alone >= {result.min_similarity_precision} too)"
+    ]
+    for language, found in result.languages.items():
+        guarded = found.threshold or "-"
+        word = found.word_threshold or "none"
+        lexical = found.lexical_threshold or "none"
+        alone = found.threshold_without_guards or "-"
+        lines += [
+            "",
+            f"{language}: picked on {found.pick_set}: threshold {guarded}, word threshold {word}, "
+            f"lexical threshold {lexical}",
         ]
-        first = next(m for m in measured if m is not None)
-        cells = [name, str(first.same), str(first.different)]
-        for m in measured:
-            cells += [figure(m.precision), figure(m.recall)] if m else ["-", "-"]
-        rows.append(cells)
-    for line in left_aligned(rows):
-        print(line)
-    if result.threshold_with_guards is None:
-        print(f"no threshold reaches precision {result.target_precision} with guards on {result.pick_set}")
-
-
-def _write_threshold_defaults(path: Path, result: Calibration) -> None:
-    """Add or replace this embedder's entry in a thresholds file (the format `default_threshold` reads)."""
-    if result.threshold_with_guards is None:
-        raise ConfigurationError("no threshold was picked: nothing to write")
-    entries = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
-    entries[result.embedder_id] = {
-        "threshold": str(result.threshold_with_guards),
-        "guards": True,
-        "target_precision": result.target_precision,
-        "min_similarity_precision": result.min_similarity_precision,
-        "picked_on": result.pick_set,
-        "measured": {
-            name: {"precision": m.as_json()["precision"], "recall": m.as_json()["recall"]}
-            for name, m in result.with_guards.items()
-        },
-        "without_guards": {
-            "threshold": str(result.threshold_without_guards) if result.threshold_without_guards else None,
-            "measured": {
-                name: {"precision": m.as_json()["precision"], "recall": m.as_json()["recall"]}
-                for name, m in result.without_guards.items()
-            },
-        },
-        "date": datetime.now(UTC).date().isoformat(),
-    }
-    path.write_text(json.dumps(entries, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        columns = [
+            "set", "same", "different",
+            f"guards@{guarded} P", "R", f"no guards@{guarded} P", "R", f"no guards@{alone} P", "R",
+        ]  # fmt: skip
+        rows = [columns]
+        for name in found.with_guards or found.without_guards:
+            measured = [
+                results.get(name)
+                for results in (found.with_guards, found.same_threshold_without_guards, found.without_guards)
+            ]
+            first = next(m for m in measured if m is not None)
+            cells = [name, str(first.same), str(first.different)]
+            for m in measured:
+                cells += [figure(m.precision), figure(m.recall)] if m else ["-", "-"]
+            rows.append(cells)
+        widths = [max(len(line[i]) for line in rows) for i in range(len(columns))]
+        lines += ["  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip() for line in rows]
+        if found.threshold is None:
+            lines.append(f"no threshold reaches precision {result.target_precision} with guards on {found.pick_set}")
+    return lines

@@ -1,33 +1,40 @@
-"""Calibrating the semantic cache: labelled sentence pairs → a similarity threshold per embedder.
+"""Calibrating the semantic cache: labelled sentence pairs → a sentence and a word threshold per language.
 
 Reading of the labels (the cache's question): a pair scored ≥ 4.0 (of 5) is the same question and
 should be served from the cache; ≤ 2.5 is a different question and must not be; pairs in between
-are left out. A pair is *served* at threshold t when its cosine is ≥ t and, with guards, when
-`guards.material_difference` finds nothing. Precision = served same pairs / served pairs; recall =
+are left out. A pair is *served* at sentence threshold t and word threshold w when its cosine is ≥ t
+and, with guards, when `guards.compare` finds no material difference and every synonym it assumed has
+a word similarity ≥ w (w None: no synonym). Precision = served same pairs / served pairs; recall =
 served same pairs / same pairs.
 
-Picking a threshold (`pick_threshold`), on thresholds of three decimals: the lowest t such that at t
-and at every higher threshold (where anything is served)
-  - precision is ≥ the target, and
-  - with guards, the similarity alone is right at least `min_similarity_precision` of the time.
-The second condition exists because the guards see words, not structure ("a dog chases a cat" vs "a
-cat chases a dog" has no lexical difference): on KorSTS dev the guards alone reach 100% precision at
-any threshold, so the first condition would let the threshold fall to 0; the similarity must carry
-most of the weight and the guards catch what it cannot see (설치 vs 삭제, 48213 vs 48231).
+Three thresholds per language (`semantic_policy`): the sentence threshold t, the word threshold w
+(synonyms) and the lexical threshold l (from which differing content words are excused). They are
+picked on the language's pick set (Korean: KorSTS dev; English: the even rows of STS-B test, since
+../shared/data has no English dev set, so English is reported on the odd rows, never the rows it was
+picked on) together with its strict set, the adversarial dev pairs (tests/data/adversarial/dev.jsonl),
+on which nothing different may be served. A threshold is "valid from x" when at x and every higher
+threshold (where anything is served) precision on the pick set reaches the target, nothing different
+of the strict set is served and, with guards, the similarity alone reaches `min_similarity_precision`
+(the similarity must carry weight). l is the lowest three-decimal x ≥ MIN_THRESHOLD valid with words
+excused everywhere; then, for each w (none, 0.99 down to 0.80) under which no different pair of
+either language's strict set passes as synonyms whatever its cosine (one embedder judges the words
+of both), t is the lowest valid x with l fixed;
+the (t, w) with the highest recall on the pick set wins (ties: the stricter). The other sets of the
+language are only measured: KorSTS test and KLUE-STS dev (native Korean) for Korean, STS-B's odd rows
+for English, and the adversarial test pairs (tests/data/adversarial/pairs.jsonl) for both. A
+Korean→English set would measure nothing: the cache never compares questions across languages.
 
-The shipped defaults live in `costgate/cache/semantic_thresholds.json`, written from `costgate cache calibrate`
-over ../shared/data (KorSTS dev to pick; KorSTS test, STS-B test, KLUE dev and a Korean→English set
-to report). `default_threshold(embedder_id)` reads them; an uncalibrated embedder is an error.
+The shipped defaults live in `costgate/cache/semantic_thresholds.json`, written by `costgate cache calibrate
+--defaults-file` and read by `costgate.cache.semantic_policy`.
 """
 
-import csv
-import hashlib
 import json
 import os
 import re
 import tempfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -36,123 +43,23 @@ import numpy as np
 import numpy.typing as npt
 
 from costgate.cache.embedding import Embedder
-from costgate.cache.guards import material_difference
+from costgate.cache.guards import Verdict, compare
+from costgate.cache.korean import KIWI_MODEL_VERSION, KIWI_VERSION
 from costgate.errors import ConfigurationError
+from costgate_local.tools.calibration_data import PICK_SETS, PairSet
 
-SAME_AT_LEAST = 4.0
-DIFFERENT_AT_MOST = 2.5
-PICK_SET = "korsts-dev"
-DEFAULT_TARGET_PRECISION = 0.99
+# Per language, pairs written to trip the guards (tests/data/adversarial/dev.jsonl): no threshold may
+# serve one of its different pairs. Its test twin (pairs.jsonl) is only measured.
+STRICT_SETS = {"ko": "adversarial-dev-ko", "en": "adversarial-dev-en"}
+DEFAULT_TARGET_PRECISION = 0.995
 DEFAULT_MIN_SIMILARITY_PRECISION = 0.90
+# Word thresholds tried, strictest first; None (no synonyms at all) is tried before them.
+WORD_THRESHOLDS = tuple(Decimal(f"0.{value}0") for value in range(99, 79, -1))
+# No sentence threshold below this is considered: pairs under it are not worth a word judgement.
+MIN_THRESHOLD = Decimal("0.850")
+GUARDS_ID = f"kiwipiepy {KIWI_VERSION} (kiwipiepy-model {KIWI_MODEL_VERSION}, cong), lemminflect 0.2.3"
 _STEP = Decimal("0.001")
 _BATCH = 64
-
-
-@dataclass(frozen=True)
-class LabelledPair:
-    first: str
-    second: str
-    score: float
-
-    @property
-    def same(self) -> bool | None:
-        """True: the same question; False: a different one; None: in between, left out."""
-        if self.score >= SAME_AT_LEAST:
-            return True
-        if self.score <= DIFFERENT_AT_MOST:
-            return False
-        return None
-
-
-@dataclass(frozen=True)
-class PairSet:
-    name: str
-    pairs: tuple[LabelledPair, ...]
-    # sha256 of the data file(s) the pairs were read from: the key of the embedding cache.
-    digest: str
-
-
-# --- loaders ------------------------------------------------------------------------------------------
-
-
-def load_korsts(path: Path, name: str) -> PairSet:
-    """KorSTS TSV: a header, then genre, filename, year, id, score, sentence1, sentence2 (quotes are text)."""
-    text = _read_text(path)
-    rows = list(csv.reader(text.splitlines(), delimiter="\t", quoting=csv.QUOTE_NONE))
-    if not rows or rows[0][4:7] != ["score", "sentence1", "sentence2"]:
-        raise ConfigurationError(f"{path}: not a KorSTS file (expected a header with score, sentence1, sentence2)")
-    pairs = [_pair(path, number, row[5], row[6], row[4]) for number, row in enumerate(rows[1:], start=2) if row]
-    return PairSet(name, tuple(pairs), _digest(text))
-
-
-def load_stsb(path: Path, name: str) -> PairSet:
-    """stsb-multi-mt CSV without a header: sentence1, sentence2, score."""
-    text = _read_text(path)
-    pairs = [
-        _pair(path, number, row[0], row[1], row[2])
-        for number, row in enumerate(csv.reader(text.splitlines()), start=1)
-        if row
-    ]
-    return PairSet(name, tuple(pairs), _digest(text))
-
-
-def load_klue(path: Path, name: str) -> PairSet:
-    """KLUE-STS JSON: a list of {"sentence1", "sentence2", "labels": {"label": 0–5}}."""
-    text = _read_text(path)
-    try:
-        items = json.loads(text)
-        pairs = [
-            _pair(path, n, item["sentence1"], item["sentence2"], item["labels"]["label"])
-            for n, item in enumerate(items, start=1)
-        ]
-    except (ValueError, KeyError, TypeError) as error:
-        raise ConfigurationError(f"{path}: not a KLUE-STS file ({type(error).__name__}: {error})") from None
-    return PairSet(name, tuple(pairs), _digest(text))
-
-
-def cross_lingual(korean: PairSet, english: PairSet, name: str) -> PairSet:
-    """Row i of two translations of one set: the Korean first sentence against the English second one."""
-    if len(korean.pairs) != len(english.pairs):
-        raise ConfigurationError(f"{korean.name} and {english.name} differ in length: they are not one set")
-    pairs = tuple(
-        LabelledPair(ko.first, en.second, ko.score) for ko, en in zip(korean.pairs, english.pairs, strict=True)
-    )
-    return PairSet(name, pairs, _digest(f"{name}:{korean.digest}:{english.digest}"))
-
-
-def load_shared_data(directory: Path) -> dict[str, PairSet]:
-    """The labelled sets of ../shared/data (see its README), by name; the pick set comes first."""
-    korsts_test = load_korsts(directory / "korsts" / "sts-test.tsv", "korsts-test")
-    stsb_test = load_stsb(directory / "stsb-en" / "stsb-en-test.csv", "stsb-en-test")
-    sets = [
-        load_korsts(directory / "korsts" / "sts-dev.tsv", PICK_SET),
-        korsts_test,
-        stsb_test,
-        load_klue(directory / "klue-sts" / "klue-sts-v1.1_dev.json", "klue-sts-dev"),
-        cross_lingual(korsts_test, stsb_test, "ko-en-test"),
-    ]
-    return {pair_set.name: pair_set for pair_set in sets}
-
-
-def _read_text(path: Path) -> str:
-    try:
-        return path.read_text(encoding="utf-8")
-    except OSError as error:
-        raise ConfigurationError(f"cannot read {path}: {error.strerror or error}") from None
-
-
-def _pair(path: Path, number: int, first: Any, second: Any, score: Any) -> LabelledPair:
-    try:
-        value = float(score)
-    except (TypeError, ValueError):
-        raise ConfigurationError(f"{path}: row {number}: score {score!r} is not a number") from None
-    if not 0 <= value <= 5 or not isinstance(first, str) or not isinstance(second, str):
-        raise ConfigurationError(f"{path}: row {number}: expected two sentences and a score from 0 to 5")
-    return LabelledPair(first, second, value)
-
-
-def _digest(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 # --- similarities and guard verdicts ------------------------------------------------------------------
@@ -174,14 +81,15 @@ class EmbeddingCache:
         """The cosine of each pair, embedding each distinct sentence once (and never again for this file)."""
         texts = list(dict.fromkeys(t for pair in pair_set.pairs for t in (pair.first, pair.second)))
         path = self._path(pair_set)
+        stored: list[str] = []
         if path is not None and path.exists():
-            self._load(path, texts)
+            stored = self._load(path)
         missing = [t for t in texts if t not in self.vectors]
         for start in range(0, len(missing), _BATCH):
             batch = missing[start : start + _BATCH]
             self.vectors.update(zip(batch, self.embedder.embed(batch), strict=True))
         if path is not None and (missing or not path.exists()):
-            self._save(path, texts)
+            self._save(path, list(dict.fromkeys(stored + texts)))
         first = np.stack([self.vectors[p.first] for p in pair_set.pairs]) if pair_set.pairs else np.empty((0, 1))
         second = np.stack([self.vectors[p.second] for p in pair_set.pairs]) if pair_set.pairs else np.empty((0, 1))
         similarity: npt.NDArray[np.float64] = np.einsum("ij,ij->i", first.astype(np.float64), second.astype(np.float64))
@@ -191,18 +99,19 @@ class EmbeddingCache:
         if self.directory is None:
             return None
         safe_id = re.sub(r"[^A-Za-z0-9.-]+", "_", self.embedder.embedder_id)
-        return self.directory / f"{safe_id}-{pair_set.digest[:20]}.npz"
+        return self.directory / f"{safe_id}-{(pair_set.file_digest or pair_set.digest)[:20]}.npz"
 
-    def _load(self, path: Path, texts: list[str]) -> None:
+    def _load(self, path: Path) -> list[str]:
+        """The texts of the file (all of them, or none when it is damaged or another embedder's)."""
         try:
             with np.load(path, allow_pickle=False) as stored:
-                if stored["texts"].tolist() == texts and stored["vectors"].shape == (
-                    len(texts),
-                    self.embedder.dimensions,
-                ):
+                texts = stored["texts"].tolist()
+                if stored["vectors"].shape == (len(texts), self.embedder.dimensions):
                     self.vectors.update(zip(texts, stored["vectors"].astype(np.float32), strict=True))
+                    return list(texts)
         except (OSError, ValueError, KeyError):
             pass  # a damaged or foreign cache file is recomputed and overwritten
+        return []
 
     def _save(self, path: Path, texts: list[str]) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -213,13 +122,58 @@ class EmbeddingCache:
         os.replace(temporary, path)
 
 
+class WordVectorCache:
+    """Vectors of single words for one embedder (the guards' synonym judgement), kept on disk between runs."""
+
+    def __init__(self, embedder: Embedder, directory: Path | None) -> None:
+        self.embedder = embedder
+        self.vectors: dict[str, npt.NDArray[np.float32]] = {}
+        safe_id = re.sub(r"[^A-Za-z0-9.-]+", "_", embedder.embedder_id)
+        self._path = directory / f"{safe_id}-words.npz" if directory is not None else None
+        self._saved = 0
+        if self._path is not None and self._path.exists():
+            try:
+                with np.load(self._path, allow_pickle=False) as stored:
+                    if stored["vectors"].shape[1:] == (embedder.dimensions,):
+                        self.vectors.update(zip(stored["words"].tolist(), stored["vectors"], strict=True))
+            except (OSError, ValueError, KeyError):
+                pass  # a damaged cache file is recomputed and overwritten
+            self._saved = len(self.vectors)
+
+    def prepare(self, words: Iterable[str]) -> None:
+        missing = list(dict.fromkeys(w for w in words if w not in self.vectors))
+        for start in range(0, len(missing), _BATCH):
+            batch = missing[start : start + _BATCH]
+            self.vectors.update(zip(batch, self.embedder.embed(batch), strict=True))
+        if self._path is not None and len(self.vectors) > self._saved:
+            self._path.parent.mkdir(parents=True, exist_ok=True)
+            handle, temporary = tempfile.mkstemp(dir=self._path.parent, suffix=".npz")
+            os.close(handle)
+            words = sorted(self.vectors)
+            np.savez(temporary, words=np.array(words, dtype=str), vectors=np.stack([self.vectors[w] for w in words]))
+            os.replace(temporary, self._path)
+            self._saved = len(self.vectors)
+
+    def similarity(self, pairs: Sequence[tuple[str, str]]) -> list[float]:
+        self.prepare(w for pair in pairs for w in pair)
+        return [float(np.dot(self.vectors[a], self.vectors[b])) for a, b in pairs]
+
+
 @dataclass(frozen=True)
 class ScoredSet:
-    """The labelled pairs of one set (in-between pairs left out) with their cosine and guard verdict."""
+    """The labelled pairs of one set (in-between pairs left out): cosine, guard verdict, label."""
 
     name: str
+    language: str
     similarity: npt.NDArray[np.float64]
-    passes_guards: npt.NDArray[np.bool_]
+    # The guards found a difference whatever the thresholds (codes, dates, numbers, negation, roles...).
+    material: npt.NDArray[np.bool_]
+    # The least word similarity among the synonyms the guards assumed; NaN when none was needed.
+    weakest: npt.NDArray[np.float64]
+    # Content words differ beyond synonyms: only the lexical threshold can excuse them, and only when
+    # the pair shares enough words (`excusable`).
+    lexical: npt.NDArray[np.bool_]
+    excusable: npt.NDArray[np.bool_]
     same: npt.NDArray[np.bool_]
 
     @classmethod
@@ -227,22 +181,46 @@ class ScoredSet:
         cls,
         pair_set: PairSet,
         similarity: npt.NDArray[np.float64],
-        guard: Callable[[str, str], str | None] = material_difference,
+        guard: Callable[[str, str, bool], Verdict],
     ) -> "ScoredSet":
+        """`guard(first, second, judge_words)`; words are judged only for pairs that can clear MIN_THRESHOLD."""
         labelled = [(i, pair) for i, pair in enumerate(pair_set.pairs) if pair.same is not None]
+        verdicts = [guard(p.first, p.second, bool(similarity[i] >= float(MIN_THRESHOLD))) for i, p in labelled]
         return cls(
             name=pair_set.name,
+            language=pair_set.language,
             similarity=np.array([similarity[i] for i, _ in labelled], dtype=np.float64),
-            passes_guards=np.array([guard(p.first, p.second) is None for _, p in labelled], dtype=np.bool_),
+            material=np.array([v.difference is not None for v in verdicts], dtype=np.bool_),
+            weakest=np.array([np.nan if v.weakest is None else v.weakest for v in verdicts], dtype=np.float64),
+            lexical=np.array([v.lexical for v in verdicts], dtype=np.bool_),
+            excusable=np.array([v.excusable for v in verdicts], dtype=np.bool_),
             same=np.array([bool(p.same) for _, p in labelled], dtype=np.bool_),
         )
 
     @classmethod
     def of(
-        cls, name: str, similarity: Sequence[float], same: Sequence[bool], passes_guards: Sequence[bool]
+        cls,
+        name: str,
+        similarity: Sequence[float],
+        same: Sequence[bool],
+        passes_guards: Sequence[bool],
+        *,
+        weakest: Sequence[float] | None = None,
+        lexical: Sequence[bool] | None = None,
+        language: str = "ko",
     ) -> "ScoredSet":
+        count = len(similarity)
+        weakest_values = np.asarray(weakest if weakest is not None else [np.nan] * count, np.float64)
+        unmatched = np.asarray(lexical if lexical is not None else [False] * count, np.bool_)
         return cls(
-            name, np.asarray(similarity, np.float64), np.asarray(passes_guards, np.bool_), np.asarray(same, np.bool_)
+            name,
+            language,
+            np.asarray(similarity, np.float64),
+            ~np.asarray(passes_guards, np.bool_),
+            weakest_values,
+            unmatched,
+            np.ones(count, np.bool_),
+            np.asarray(same, np.bool_),
         )
 
 
@@ -253,6 +231,8 @@ class ScoredSet:
 class Measurement:
     set_name: str
     threshold: Decimal
+    word_threshold: Decimal | None
+    lexical_threshold: Decimal | None
     guards: bool
     served: int
     served_same: int
@@ -271,6 +251,8 @@ class Measurement:
     def as_json(self) -> dict[str, Any]:
         return {
             "threshold": str(self.threshold),
+            "word_threshold": _text(self.word_threshold),
+            "lexical_threshold": _text(self.lexical_threshold),
             "guards": self.guards,
             "precision": _rounded(self.precision),
             "recall": _rounded(self.recall),
@@ -281,16 +263,41 @@ class Measurement:
         }
 
 
-def measure(scored: ScoredSet, threshold: Decimal, guards: bool) -> Measurement:
-    served = scored.similarity >= float(threshold)
+def served(
+    scored: ScoredSet,
+    threshold: Decimal,
+    guards: bool,
+    word_threshold: Decimal | None = None,
+    lexical_threshold: Decimal | None = None,
+) -> npt.NDArray[np.bool_]:
+    chosen = scored.similarity >= float(threshold)
     if guards:
-        served &= scored.passes_guards
+        synonyms_ok = np.isnan(scored.weakest)
+        if word_threshold is not None:
+            synonyms_ok |= scored.weakest >= float(word_threshold)
+        words_ok = ~scored.lexical & synonyms_ok
+        if lexical_threshold is not None:
+            words_ok |= (scored.similarity >= float(lexical_threshold)) & scored.excusable
+        chosen &= ~scored.material & words_ok
+    return chosen
+
+
+def measure(
+    scored: ScoredSet,
+    threshold: Decimal,
+    guards: bool,
+    word_threshold: Decimal | None = None,
+    lexical_threshold: Decimal | None = None,
+) -> Measurement:
+    chosen = served(scored, threshold, guards, word_threshold, lexical_threshold)
     return Measurement(
         set_name=scored.name,
         threshold=threshold,
+        word_threshold=word_threshold if guards else None,
+        lexical_threshold=lexical_threshold if guards else None,
         guards=guards,
-        served=int(served.sum()),
-        served_same=int((served & scored.same).sum()),
+        served=int(chosen.sum()),
+        served_same=int((chosen & scored.same).sum()),
         same=int(scored.same.sum()),
         different=int((~scored.same).sum()),
     )
@@ -300,16 +307,28 @@ def pick_threshold(
     scored: ScoredSet,
     target_precision: float,
     guards: bool,
+    *,
     min_similarity_precision: float = DEFAULT_MIN_SIMILARITY_PRECISION,
+    word_threshold: Decimal | None = None,
+    lexical_threshold: Decimal | None = None,
+    tolerant: bool = False,
+    strict: Sequence[ScoredSet] = (),
+    floor: Decimal = MIN_THRESHOLD,
 ) -> Decimal | None:
-    """The lowest three-decimal threshold from which every threshold up to 1 meets the target (see the module).
+    """The lowest three-decimal threshold ≥ floor from which every threshold up to 1 meets the target.
 
-    None when even 1.000 serves a different pair. Precision where nothing is served does not count.
+    `tolerant`: differing content words are excused at every threshold tried (the lexical threshold
+    is the threshold itself). `strict`: sets on which nothing different may be served at all (the
+    adversarial dev pairs). None when even 1.000 serves a different pair. Precision where nothing is
+    served does not count.
     """
     picked: Decimal | None = None
-    for step in range(1000, -1, -1):
+    for step in range(1000, int(floor / _STEP) - 1, -1):
         threshold = _STEP * step
-        if not _meets(measure(scored, threshold, guards).precision, target_precision):
+        lexical = threshold if tolerant else lexical_threshold
+        if not _meets(measure(scored, threshold, guards, word_threshold, lexical).precision, target_precision):
+            break
+        if any(not _meets(measure(s, threshold, guards, word_threshold, lexical).precision, 1.0) for s in strict):
             break
         if guards and not _meets(measure(scored, threshold, False).precision, min_similarity_precision):
             break
@@ -322,31 +341,30 @@ def _meets(precision: float | None, target: float) -> bool:
 
 
 @dataclass(frozen=True)
-class Calibration:
-    embedder_id: str
+class LanguageCalibration:
+    language: str
     pick_set: str
-    target_precision: float
-    min_similarity_precision: float
-    threshold_with_guards: Decimal | None
+    threshold: Decimal | None  # with guards, at `word_threshold` and `lexical_threshold`
+    word_threshold: Decimal | None
+    lexical_threshold: Decimal | None
     threshold_without_guards: Decimal | None
-    # Per set: with guards at their threshold, similarity alone at that same threshold, and similarity
-    # alone at its own threshold (what the guards add, both ways).
+    # Per set of the language: with guards at their thresholds, similarity alone at that same
+    # threshold, and similarity alone at its own threshold (what the guards add, both ways).
     with_guards: dict[str, Measurement]
     same_threshold_without_guards: dict[str, Measurement]
     without_guards: dict[str, Measurement]
 
     def as_json(self) -> dict[str, Any]:
         return {
-            "embedder_id": self.embedder_id,
             "pick_set": self.pick_set,
-            "target_precision": self.target_precision,
-            "min_similarity_precision": self.min_similarity_precision,
             "with_guards": {
-                "threshold": _text(self.threshold_with_guards),
+                "threshold": _text(self.threshold),
+                "word_threshold": _text(self.word_threshold),
+                "lexical_threshold": _text(self.lexical_threshold),
                 "sets": {name: m.as_json() for name, m in self.with_guards.items()},
             },
             "without_guards_same_threshold": {
-                "threshold": _text(self.threshold_with_guards),
+                "threshold": _text(self.threshold),
                 "sets": {name: m.as_json() for name, m in self.same_threshold_without_guards.items()},
             },
             "without_guards": {
@@ -356,38 +374,113 @@ class Calibration:
         }
 
 
+@dataclass(frozen=True)
+class Calibration:
+    embedder_id: str
+    target_precision: float
+    min_similarity_precision: float
+    languages: dict[str, LanguageCalibration] = field(default_factory=dict)
+
+    @property
+    def complete(self) -> bool:
+        return bool(self.languages) and all(c.threshold is not None for c in self.languages.values())
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "embedder_id": self.embedder_id,
+            "guards": GUARDS_ID,
+            "target_precision": self.target_precision,
+            "min_similarity_precision": self.min_similarity_precision,
+            "languages": {language: c.as_json() for language, c in self.languages.items()},
+        }
+
+
 def calibrate(
     scored_sets: Mapping[str, ScoredSet],
     embedder_id: str,
-    pick_set: str = PICK_SET,
+    *,
     target_precision: float = DEFAULT_TARGET_PRECISION,
     min_similarity_precision: float = DEFAULT_MIN_SIMILARITY_PRECISION,
+    pick_sets: Mapping[str, str] = PICK_SETS,
+    strict_sets: Mapping[str, str] = STRICT_SETS,
+    word_thresholds: Sequence[Decimal] = WORD_THRESHOLDS,
 ) -> Calibration:
-    """Pick both thresholds on `pick_set`, then measure every set at them."""
-    if pick_set not in scored_sets:
-        raise ConfigurationError(f"no pair set named {pick_set!r} to pick the threshold on")
+    """Per language: pick the thresholds on its pick set (and strict set), then measure its every set."""
+    if not any(name in scored_sets for name in pick_sets.values()):
+        raise ConfigurationError(f"no pair set named {' or '.join(pick_sets.values())} to pick thresholds on")
     if not 0 < target_precision <= 1 or not 0 <= min_similarity_precision <= 1:
         raise ConfigurationError("precisions are fractions: 0 < target ≤ 1, 0 ≤ min similarity precision ≤ 1")
-    picking = scored_sets[pick_set]
-    guarded = pick_threshold(picking, target_precision, True, min_similarity_precision)
-    unguarded = pick_threshold(picking, target_precision, False)
+    languages: dict[str, LanguageCalibration] = {}
+    for language, pick_set in pick_sets.items():
+        picking = scored_sets.get(pick_set)
+        if picking is None:
+            continue
+        strict = [scored_sets[name] for name in (strict_sets.get(language, ""),) if name in scored_sets]
+        lexical = pick_threshold(
+            picking,
+            target_precision,
+            True,
+            min_similarity_precision=min_similarity_precision,
+            strict=strict,
+            tolerant=True,
+        )
+        best: tuple[float, Decimal, Decimal | None] | None = None
+        # One embedder judges words of both languages: a substitution of either strict set bounds it.
+        every_strict = [scored_sets[name] for name in strict_sets.values() if name in scored_sets]
+        safe = [w for w in word_thresholds if _rejects_substitutions(every_strict, w)]
+        for word_threshold in (None, *safe):
+            threshold = pick_threshold(
+                picking,
+                target_precision,
+                True,
+                word_threshold=word_threshold,
+                lexical_threshold=lexical,
+                min_similarity_precision=min_similarity_precision,
+                strict=strict,
+            )
+            if threshold is None:
+                continue
+            recall = measure(picking, threshold, True, word_threshold, lexical).recall or 0.0
+            if best is None or recall > best[0] + 1e-12:
+                best = (recall, threshold, word_threshold)
+        guarded, word = (best[1], best[2]) if best else (None, None)
+        unguarded = pick_threshold(picking, target_precision, False)
+        members = {name: s for name, s in scored_sets.items() if s.language == language}
+        languages[language] = LanguageCalibration(
+            language=language,
+            pick_set=pick_set,
+            threshold=guarded,
+            word_threshold=word,
+            lexical_threshold=lexical,
+            threshold_without_guards=unguarded,
+            with_guards=_measure_all(members, guarded, True, word, lexical),
+            same_threshold_without_guards=_measure_all(members, guarded, False),
+            without_guards=_measure_all(members, unguarded, False),
+        )
+    return Calibration(embedder_id, target_precision, min_similarity_precision, languages)
 
-    def at(threshold: Decimal | None, guards: bool) -> dict[str, Measurement]:
-        if threshold is None:
-            return {}
-        return {name: measure(scored, threshold, guards) for name, scored in scored_sets.items()}
 
-    return Calibration(
-        embedder_id=embedder_id,
-        pick_set=pick_set,
-        target_precision=target_precision,
-        min_similarity_precision=min_similarity_precision,
-        threshold_with_guards=guarded,
-        threshold_without_guards=unguarded,
-        with_guards=at(guarded, True),
-        same_threshold_without_guards=at(guarded, False),
-        without_guards=at(unguarded, False),
-    )
+def _rejects_substitutions(strict: Sequence[ScoredSet], word_threshold: Decimal) -> bool:
+    """No different pair of the strict sets would pass as synonyms at this word threshold, whatever its cosine."""
+    for scored in strict:
+        needs_synonyms = ~scored.same & ~scored.material & ~scored.lexical & ~np.isnan(scored.weakest)
+        if bool(np.any(scored.weakest[needs_synonyms] >= float(word_threshold))):
+            return False
+    return True
+
+
+def _measure_all(
+    members: Mapping[str, ScoredSet],
+    threshold: Decimal | None,
+    guards: bool,
+    word_threshold: Decimal | None = None,
+    lexical_threshold: Decimal | None = None,
+) -> dict[str, Measurement]:
+    if threshold is None:
+        return {}
+    return {
+        name: measure(scored, threshold, guards, word_threshold, lexical_threshold) for name, scored in members.items()
+    }
 
 
 def score_sets(
@@ -395,7 +488,15 @@ def score_sets(
 ) -> dict[str, ScoredSet]:
     """Embed (through the cache) and run the guards over every labelled pair of every set."""
     embeddings = EmbeddingCache(embedder, cache_dir)
-    return {name: ScoredSet.build(pair_set, embeddings.similarities(pair_set)) for name, pair_set in pair_sets.items()}
+    words = WordVectorCache(embedder, cache_dir)
+
+    def guard(first: str, second: str, judge_words: bool) -> Verdict:
+        return compare(first, second, words.similarity if judge_words else None)
+
+    return {
+        name: ScoredSet.build(pair_set, embeddings.similarities(pair_set), guard)
+        for name, pair_set in pair_sets.items()
+    }
 
 
 def _rounded(value: float | None) -> float | None:
@@ -404,3 +505,38 @@ def _rounded(value: float | None) -> float | None:
 
 def _text(value: Decimal | None) -> str | None:
     return None if value is None else str(value)
+
+
+def write_defaults(path: Path, result: Calibration) -> None:
+    """Add or replace this embedder's entry in a thresholds file (the format `semantic_policy` reads)."""
+    if not result.complete:
+        raise ConfigurationError("a language got no threshold: nothing to write")
+    entries = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+
+    def figures(measured: Mapping[str, Measurement]) -> dict[str, Any]:
+        return {
+            name: {k: v for k, v in m.as_json().items() if k in ("precision", "recall", "served", "same", "different")}
+            for name, m in measured.items()
+        }
+
+    entries[result.embedder_id] = {
+        "languages": {
+            language: {
+                "threshold": _text(found.threshold),
+                "word_threshold": _text(found.word_threshold),
+                "lexical_threshold": _text(found.lexical_threshold),
+                "picked_on": found.pick_set,
+                "measured": figures(found.with_guards),
+                "without_guards": {
+                    "threshold": _text(found.threshold_without_guards),
+                    "measured": figures(found.without_guards),
+                },
+            }
+            for language, found in result.languages.items()
+        },
+        "guards": GUARDS_ID,
+        "target_precision": result.target_precision,
+        "min_similarity_precision": result.min_similarity_precision,
+        "date": datetime.now(UTC).date().isoformat(),
+    }
+    path.write_text(json.dumps(entries, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")

@@ -47,6 +47,10 @@ class Team:
     tenant: str
     feature: str
     bodies: tuple[dict[str, Any], ...]
+    # What x-costgate-cache each request should get, where the workload says (customer_faq's `expect`),
+    # and each request's intent: a hit must carry the answer the intent's first question got.
+    expected_cache: tuple[str, ...] = ()
+    intents: tuple[str, ...] = ()
 
 
 @dataclass
@@ -58,6 +62,8 @@ class Sent:
     answered: int = 0
     rejected: int = 0
     cache: Counter[str] = field(default_factory=Counter)
+    cache_results: list[str] = field(default_factory=list)  # x-costgate-cache per answered request, in order
+    answers: list[str] = field(default_factory=list)  # the answer's text per answered request, in order
     models: Counter[str] = field(default_factory=Counter)
     log: list[dict[str, Any]] = field(default_factory=list)
 
@@ -80,11 +86,18 @@ def load_workload(root: Path = WORKLOAD) -> list[Team]:
         body("claude-opus-5-5", q["question"], 1024, contract_system)
         for q in questions("contract_analysis/requests.jsonl")
     ]
-    faq = [body("claude-haiku-5-5", q["question"], 400, faq_system) for q in questions("customer_faq/requests.jsonl")]
+    faq_questions = list(questions("customer_faq/requests.jsonl"))
+    faq = [body("claude-haiku-5-5", q["question"], 400, faq_system) for q in faq_questions]
     assistant = [body("auto", q["question"], 1024) for q in questions("auto_questions/requests.jsonl")]
     return [
         Team("acme-legal", "contract-analysis", tuple(contract)),
-        Team("hanbit-shop", "customer-faq", tuple(faq)),
+        Team(
+            "hanbit-shop",
+            "customer-faq",
+            tuple(faq),
+            tuple(q["expect"] for q in faq_questions),
+            tuple(q["intent"] for q in faq_questions),
+        ),
         Team("nova-research", "research-assistant", tuple(assistant)),
     ]
 
@@ -188,6 +201,8 @@ def _send_team(base_url: str, api_key: str, result: Sent) -> None:
         result.answered += 1
         result.cost_usd += Decimal(raw.headers["x-costgate-cost-usd"])
         result.cache[raw.headers.get("x-costgate-cache", "none")] += 1
+        result.cache_results.append(raw.headers.get("x-costgate-cache", "none"))
+        result.answers.append("".join(block.text for block in message.content if block.type == "text"))
         result.models[message.model] += 1
         result.log.append(
             {
@@ -281,6 +296,7 @@ def _report(first: date, last: date, *, sent: list[Sent], batch_cost: Decimal, s
         (f"{rejected} budget rejections seen by the clients, {report.budget_rejections} in the ledger",
          lambda: rejected == report.budget_rejections),
     )  # fmt: skip
+    checks += [_cache_check(result) for result in sent if result.team.expected_cache]
     reconciled = _reconcile(last, env)
     checks.append(
         (
@@ -321,6 +337,31 @@ def _reconcile(day: date, env: dict[str, str]) -> dict[str, Any]:
         return {}
     result: dict[str, Any] = json.loads(listed.stdout)
     return result
+
+
+def _cache_check(result: Sent) -> tuple[str, Callable[[], bool]]:
+    """Each question's x-costgate-cache against the workload's label for it (repeats, paraphrases, misses)."""
+    expected = list(result.team.expected_cache)
+    wrong = [
+        f"{body['messages'][0]['content']!r}: {got}, expected {want}"
+        for body, got, want in zip(result.team.bodies, result.cache_results, expected, strict=False)
+        if got != want
+    ]
+    first_answer: dict[str, str] = {}
+    for body, intent, got, text in zip(
+        result.team.bodies, result.team.intents, result.cache_results, result.answers, strict=False
+    ):
+        first_answer.setdefault(intent, text)
+        if got.endswith("hit") and text != first_answer[intent]:
+            wrong.append(f"{body['messages'][0]['content']!r}: a {got} with another answer than its intent's first")
+    counts = Counter(expected)
+    text = (
+        f"{result.team.feature}: every answer-cache result as the workload labels it ({counts['exact-hit']} exact-hit, "
+        f"{counts['semantic-hit']} semantic-hit, {counts['miss']} miss)"
+    )
+    if wrong:
+        text += "; differs: " + "; ".join(wrong[:5])
+    return text, lambda: not wrong and len(result.cache_results) == len(expected)
 
 
 def _write_log(path: Path, sent: list[Sent]) -> None:

@@ -16,12 +16,14 @@ Semantic
     documents anywhere, no extended thinking. The scope of an
     entry is everything but the question: tenant, model, system, every other parameter, the question's
     language, the embedder and the LSH hasher. Nothing is ever compared across scopes. Within a scope
-    the nearest stored question is served only if its cosine clears the threshold AND
-    `guards.material_difference` finds nothing (numbers, dates, identifiers, negation, content words).
+    the nearest stored question (of the GUARDED_CANDIDATES nearest) whose cosine clears the language's
+    threshold AND in which the guards find no material difference is served (`semantic_policy`:
+    numbers, units, dates, identifiers, negation, content words and their synonyms, roles).
 
 What is stored
-    Only a complete answer: status 200 with `stop_reason` end_turn or stop_sequence (a stream's final
-    `message_delta` says it), its body as Claude sent it (JSON, or the SSE text of a stream: `stream`
+    Only a finished answer: status 200 with `stop_reason` end_turn, stop_sequence or max_tokens (a
+    stream's final `message_delta` says it; `max_tokens` is part of the key and the scope, so the same
+    request would get the same cut from Claude), its body as Claude sent it (JSON, or the SSE text of a stream: `stream`
     is part of the key and the scope, so a streamed answer only ever serves a streaming request), and
     what it cost: the saving each later hit records.
 """
@@ -42,10 +44,9 @@ import numpy as np
 import numpy.typing as npt
 
 from costgate.cache.embedding import Embedder
-from costgate.cache.guards import material_difference
 from costgate.cache.model import AnswerCacheMode, CacheResult, SemanticCandidate, SemanticEntry, StoredAnswer
 from costgate.cache.ports import AnswerCacheStore
-from costgate.cache.thresholds import default_threshold
+from costgate.cache.semantic_policy import SemanticPolicy, default_policy
 from costgate.cache.vector_index import STORE_KEY_BITS, LshHasher, VectorIndex, default_hasher
 from costgate.errors import CostgateError
 
@@ -63,7 +64,12 @@ TABLE_PROBES = 0
 # A longer text is not a question a cache should answer by meaning: the embedder reads only its first
 # 512 tokens (two texts differing after that would embed alike), and embedding it costs ~100s of ms.
 MAX_SEMANTIC_QUESTION_CHARS = 1_000
-_STOP_REASONS = frozenset({"end_turn", "stop_sequence"})
+# The guards judge up to this many nearest stored questions above the threshold, nearest first: the
+# nearest may be the one question that differs ("from Seoul to Tokyo" stored after "to Tokyo from
+# Seoul") while the next is the same one.
+GUARDED_CANDIDATES = 3
+# max_tokens too: the cut is part of the request (max_tokens is in the key and the scope), as with Claude.
+_STOP_REASONS = frozenset({"end_turn", "stop_sequence", "max_tokens"})
 _TRAILING_PUNCTUATION = "?!.。？！~…,;:"
 _SPACE = re.compile(r"\s+")
 _HANGUL = re.compile(r"[\uac00-\ud7a3\u1100-\u11ff\u3130-\u318f]")
@@ -135,7 +141,7 @@ def semantic_scope(
 
 
 def storable(status: int, content_type: str, body: bytes) -> bool:
-    """A complete answer small enough to store: 200, stopped by end_turn or a stop sequence."""
+    """A finished answer small enough to store: 200, stopped by end_turn, a stop sequence or max_tokens."""
     if status != 200 or len(body) > MAX_STORED_BODY_BYTES:
         return False
     if content_type.startswith("text/event-stream"):
@@ -269,14 +275,15 @@ class AnswerCache:
         embedder: Callable[[], Embedder],
         *,
         hasher_for: Callable[[Embedder], LshHasher] = lambda embedder: default_hasher(embedder.embedder_id),
-        threshold_for: Callable[[Embedder], Decimal] = lambda embedder: default_threshold(embedder.embedder_id),
+        policy_for: Callable[[Embedder], SemanticPolicy] = default_policy,
         max_scopes: int = MAX_WARM_SCOPES,
         max_entries_per_scope: int = MAX_WARM_ENTRIES_PER_SCOPE,
     ) -> None:
         self._store = store
         self._embedder_factory = embedder
         self._hasher_for = hasher_for
-        self._threshold_for = threshold_for
+        self._policy_for = policy_for
+        self._policy: SemanticPolicy | None = None
         self._embedder: Embedder | None = None
         self._hasher: LshHasher | None = None
         self._max_scopes = max_scopes
@@ -344,7 +351,11 @@ class AnswerCache:
         try:
             embedder = self._embedder_or_load()
             hasher = self._hasher_or_load(embedder)
-            limit = threshold if threshold is not None else self._threshold_for(embedder)
+            if self._policy is None:
+                self._policy = self._policy_for(embedder)
+            policy = self._policy
+            language = question_language(question)
+            limit = threshold if threshold is not None else policy.threshold(language)
             vector = embedder.embed([question])[0]
         except CostgateError as error:
             # An embedder outage or a missing threshold must not fail requests the exact cache and
@@ -361,27 +372,35 @@ class AnswerCache:
         )
         pending = _Pending(scope, question, vector, tuple(hasher.bucket_keys(vector, bits=STORE_KEY_BITS)))
         local = self._scope(scope)
-        best = local.index.nearest(vector)
+        best = local.index.nearest(vector, k=GUARDED_CANDIDATES)
         if not best or best[0][1] < limit:
             # probe_keys are the extra buckets beyond each table's own (pending.bucket_keys).
             buckets = [*pending.bucket_keys, *hasher.probe_keys(vector, TABLE_PROBES, bits=STORE_KEY_BITS)]
             local.add_many(self._store.semantic_candidates(scope, buckets, now))
-            best = local.index.nearest(vector)
+            best = local.index.nearest(vector, k=GUARDED_CANDIDATES)
         miss = Lookup(CacheResult.MISS, None, "semantic miss", exact_key=key, semantic=pending)
         if not best:
             return miss
-        entry_id, similarity = best[0]
-        if similarity < limit:
-            return replace(miss, detail=f"semantic miss: nearest {similarity:.3f} < {limit}")
-        stored_question = local.questions.get(entry_id, "")
-        difference = material_difference(question, stored_question)
-        if difference is not None:
-            return replace(miss, detail=f"semantic miss: {difference}", guard_rejection=difference)
-        answer = self._store.get_semantic(scope, entry_id, now)
-        if answer is None:
-            local.remove(entry_id)  # purged or expired in the table: memory must not outlive it
-            return replace(miss, detail="semantic miss: nearest entry is gone")
-        return Lookup(CacheResult.SEMANTIC_HIT, answer, f"semantic {similarity:.3f} >= {limit}", exact_key=key)
+        if best[0][1] < limit:
+            return replace(miss, detail=f"semantic miss: nearest {best[0][1]:.3f} < {limit}")
+        rejection = miss
+        for entry_id, similarity in (candidate for candidate in best if candidate[1] >= limit):
+            stored_question = local.questions.get(entry_id, "")
+            try:
+                difference = policy.difference(question, stored_question, language, similarity)
+            except CostgateError as error:  # the guards' analyzer could not load: no semantic hit without them
+                detail = f"semantic miss; guards unavailable: {error.message}"
+                return replace(miss, detail=detail, error=error.message)
+            if difference is not None:
+                if rejection is miss:  # the nearest's difference is the one reported
+                    rejection = replace(miss, detail=f"semantic miss: {difference}", guard_rejection=difference)
+                continue
+            answer = self._store.get_semantic(scope, entry_id, now)
+            if answer is None:
+                local.remove(entry_id)  # purged or expired in the table: memory must not outlive it
+                return replace(miss, detail="semantic miss: nearest entry is gone")
+            return Lookup(CacheResult.SEMANTIC_HIT, answer, f"semantic {similarity:.3f} >= {limit}", exact_key=key)
+        return rejection
 
     def _scope(self, scope: str) -> _ScopeIndex:
         with self._lock:
