@@ -1,4 +1,10 @@
-"""ApiFunction: the gateway's HTTP entry point (API Gateway REST proxy events)."""
+"""ApiFunction: the gateway's HTTP entry point (API Gateway REST proxy events, every route in STREAM mode).
+
+The function runs on costgate's own runtime loop (`costgate.runtime`, started by its exec wrapper), which
+calls `lambda_handler` with the invocation's response stream. `POST /v1/messages` goes straight to the
+gateway: a streamed answer is relayed as Claude sends it, anything else is written in one piece. Every
+other route goes through Powertools' resolver, its proxy response written as one prelude and one body.
+"""
 
 import base64
 import json
@@ -7,10 +13,8 @@ import time
 from functools import cache
 from typing import Any
 
-import boto3
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
 from aws_lambda_powertools.logging import correlation_paths
-from aws_lambda_powertools.utilities import parameters
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from costgate.accounting.ports import LedgerStore
@@ -25,16 +29,26 @@ from costgate.dal.features import DynamoFeatureStore
 from costgate.dal.keys import DynamoKeyStore
 from costgate.dal.ledger import DynamoLedgerStore
 from costgate.dal.prompt_cache import DynamoPromptCacheStore
+from costgate.dal.secrets import CachedSecret
 from costgate.dal.table import bind_table
 from costgate.errors import CostgateError, InternalError, NotFoundError, error_response
-from costgate.gateway.service import Gateway, GatewayRequest, GatewayResponse
+from costgate.gateway.admission import GatewayRequest, GatewayResponse
+from costgate.gateway.receipts import receipt_document
+from costgate.gateway.service import Gateway
+from costgate.gateway.streaming import DetachedSink, StreamedAnswer
 from costgate.observability import logger, tracer
+from costgate.runtime.loop import streaming
+from costgate.runtime.prelude import HttpPrelude, from_proxy_response
+from costgate.runtime.stream import ResponseStream
 from costgate.settings import ApiSettings
 
 app = APIGatewayRestResolver()
 # Time kept back from the Lambda timeout so a late answer is still priced and recorded.
 RECORDING_MARGIN_S = 15.0
-# The Claude key is read through Powertools' cache: a rotated secret is picked up within this time.
+MESSAGES_RESOURCE = "/v1/messages"
+INTERNAL_MESSAGE = "internal error in costgate; quote the request-id header when reporting it"
+# The Claude key is read through the table connection's botocore session (not Powertools' parameters, which
+# import boto3 and build a second session on a cold start), and read again after this time (rotation).
 SECRET_MAX_AGE_S = 300
 
 
@@ -63,7 +77,7 @@ def gateway() -> Gateway:
         answers=AnswerCache(DynamoAnswerCacheStore(), embedder=lambda: _embedder(config.embedder)),
         upstream=HttpUpstream(
             config.upstream_url,
-            api_key=lambda: str(parameters.get_secret(config.claude_key_secret, max_age=SECRET_MAX_AGE_S)),
+            api_key=CachedSecret(config.claude_key_secret, SECRET_MAX_AGE_S),
         ),
         clock=SystemClock(),
     )
@@ -71,7 +85,9 @@ def gateway() -> Gateway:
 
 def _embedder(name: str) -> Embedder:
     if name == "titan-v2":
-        # Only Titan deployments pay for the Bedrock client, and only on the first semantic lookup.
+        # Only Titan deployments pay for boto3 and the Bedrock client, and only on the first semantic lookup.
+        import boto3  # noqa: PLC0415
+
         return embedder_for(name, client=boto3.client("bedrock-runtime"))
     return embedder_for(name)
 
@@ -87,31 +103,52 @@ def costs() -> dict[str, Any]:
     return build_report(ledger_store(), request).as_json()
 
 
-@app.post("/v1/messages")
-def messages() -> Response[str]:
-    return _respond(gateway().create_message(_gateway_request()))
+@app.get("/v1/requests/<request_id>")
+def request_receipt(request_id: str) -> dict[str, Any]:
+    """The ledger row of one of the caller's own requests (by its x-costgate-request-id), else 404."""
+    headers = {name.lower(): value for name, value in (app.current_event.headers or {}).items()}
+    return receipt_document(gateway().find_request(headers, request_id))
 
 
 @app.post("/v1/messages/count_tokens")
 def count_tokens() -> Response[str]:
-    return _respond(gateway().count_tokens(_gateway_request()))
-
-
-def _gateway_request() -> GatewayRequest:
     event = app.current_event
-    raw = event.body or ""
-    body = base64.b64decode(raw) if event.is_base64_encoded else raw.encode("utf-8")
-    remaining_s = app.lambda_context.get_remaining_time_in_millis() / 1000
+    answer = gateway().count_tokens(_gateway_request(event.raw_event, app.lambda_context))
+    return Response(status_code=answer.status, body=answer.body.decode("utf-8"), headers=answer.headers)
+
+
+def _gateway_request(event: dict[str, Any], context: LambdaContext) -> GatewayRequest:
+    raw = event.get("body") or ""
+    body = base64.b64decode(raw) if event.get("isBase64Encoded") else raw.encode("utf-8")
+    remaining_s = context.get_remaining_time_in_millis() / 1000
     return GatewayRequest(
         body=body,
-        headers={name.lower(): value for name, value in (event.headers or {}).items()},
+        headers={name.lower(): value for name, value in (event.get("headers") or {}).items()},
         deadline=time.monotonic() + max(remaining_s - RECORDING_MARGIN_S, 0.0),
     )
 
 
-def _respond(response: GatewayResponse) -> Response[str]:
-    # Claude answers in UTF-8 JSON or SSE; passing the text keeps API Gateway out of binary mode.
-    return Response(status_code=response.status, body=response.body.decode("utf-8"), headers=response.headers)
+def _messages(event: dict[str, Any], context: LambdaContext, stream: ResponseStream) -> None:
+    """POST /v1/messages: the gateway's answer, streamed as Claude streams it or written whole."""
+    request_id = event["requestContext"]["requestId"]
+    try:
+        answer = gateway().create_message(_gateway_request(event, context))
+    except CostgateError as error:
+        _write_error(stream, error, request_id)
+        return
+    except Exception:  # noqa: BLE001 - the client gets Anthropic's 500 shape; the traceback goes to the log
+        _write_error(stream, InternalError(INTERNAL_MESSAGE), request_id)
+        return
+    try:
+        stream.start(HttpPrelude(answer.status, answer.headers))
+    except Exception:
+        if isinstance(answer, StreamedAnswer):
+            answer.relay(DetachedSink())  # Claude is still read to the end and the request recorded
+        raise
+    if isinstance(answer, GatewayResponse):
+        stream.write(answer.body)
+    else:
+        answer.relay(stream)
 
 
 @app.not_found
@@ -127,30 +164,41 @@ def costgate_error(error: CostgateError) -> Response[str]:
 
 @app.exception_handler(Exception)
 def unexpected_error(error: Exception) -> Response[str]:
-    return _error(InternalError("internal error in costgate; quote the request-id header when reporting it"))
+    return _error(InternalError(INTERNAL_MESSAGE))
 
 
 def _error(error: CostgateError) -> Response[str]:
-    request_id = app.current_event.request_context.request_id
+    status, headers, body = _error_parts(error, app.current_event.request_context.request_id)
+    return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=body, headers=headers)
+
+
+def _write_error(stream: ResponseStream, error: CostgateError, request_id: str) -> None:
+    status, headers, body = _error_parts(error, request_id)
+    stream.start(HttpPrelude(status, {"Content-Type": content_types.APPLICATION_JSON, **headers}))
+    stream.write(body.encode("utf-8"))
+
+
+def _error_parts(error: CostgateError, request_id: str) -> tuple[int, dict[str, str], str]:
     status, body = error_response(error, request_id)
     if status >= 500:
-        # Exception handlers run inside the `except`, so the traceback of the cause is logged too.
+        # Called inside the `except`, so the traceback of the cause is logged too.
         logger.exception(error.message)
     else:
         logger.info(
             "request rejected",
             extra={"status": status, "error_type": error.error_type, "reason": error.message},
         )
-    return Response(
-        status_code=status,
-        content_type=content_types.APPLICATION_JSON,
-        body=json.dumps(body),
-        # Nothing was billed for a request costgate refused (or that failed before Claude answered).
-        headers={"request-id": request_id, "x-costgate-cost-usd": "0", **error.headers},
-    )
+    # Nothing was billed for a request costgate refused (or that failed before Claude answered).
+    return status, {"request-id": request_id, "x-costgate-cost-usd": "0", **error.headers}, json.dumps(body)
 
 
+@streaming
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
 @tracer.capture_lambda_handler
-def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return app.resolve(event, context)
+def lambda_handler(event: dict[str, Any], context: LambdaContext, response_stream: ResponseStream) -> None:
+    if event.get("httpMethod") == "POST" and event.get("resource") == MESSAGES_RESOURCE:
+        _messages(event, context, response_stream)
+        return
+    prelude, body = from_proxy_response(app.resolve(event, context))
+    response_stream.start(prelude)
+    response_stream.write(body)

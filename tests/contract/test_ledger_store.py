@@ -231,6 +231,26 @@ def test_an_abandoned_row_counts_nowhere(accounting: Accounting) -> None:
     assert accounting.ledger.settle(row.request_id, make_entry(row.request_id)) is False
 
 
+def test_find_answers_a_settled_row_whole_and_nothing_for_any_other(accounting: Accounting) -> None:
+    # Given a row reserved, one settled with an entry that used a cached prefix, one refused and one recorded at once
+    waiting, settled, refused = reserved(), reserved(), reserved()
+    for row in (waiting, settled, refused):
+        accounting.ledger.reserve(row)
+    use = PrefixUse("p" * 64, "claude-opus-5-5", "costgate", "5m", 2048, 0, Decimal("0.00128"), Decimal(0))
+    entry = make_entry(settled.request_id, at=NOON, usage=usage(3), prompt_cache=use, route_tier="medium")
+    assert accounting.ledger.settle(settled.request_id, entry)
+    assert accounting.ledger.end(refused.request_id, RequestState.REFUSED)
+    hit = make_entry(new_request_id(), at=NOON, savings={Strategy.ANSWER_CACHE: "0.02"}, cost_usd="0")
+    assert record_request(accounting.ledger, hit) is RecordOutcome.RECORDED
+
+    # Then find reads the settled rows back exactly as they were settled, and nothing for the others
+    assert accounting.ledger.find(settled.request_id) == entry
+    assert accounting.ledger.find(hit.request_id) == hit
+    assert accounting.ledger.find(waiting.request_id) is None
+    assert accounting.ledger.find(refused.request_id) is None
+    assert accounting.ledger.find(new_request_id()) is None
+
+
 def test_the_sweeper_finds_the_rows_still_reserved_before_a_time(accounting: Accounting) -> None:
     # Given two rows reserved at noon (one then settled) and one at 12:30, in UTC+9
     early, settled = reserved(), reserved()

@@ -18,6 +18,7 @@ from typing import Any
 import anthropic
 import pytest
 
+from costgate_local.stack.front import MAX_CONTAINERS
 from tests.e2e.test_cli import costgate
 from tests.e2e.test_gateway_sdk import MODEL, create_key, report, serving
 from tests.e2e.test_serve import Served
@@ -41,18 +42,24 @@ class Outcome:
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    """A stack of its own, warmed by one request on a budgeted key of another tenant.
+    """A stack of its own, every execution environment warmed by a request on another tenant's budgeted key.
 
-    The local front runs invocations as threads of one process, and the handler's clients (pynamodb's
-    one per entity class among them) are built on first use: 60 cold requests would each build them at
-    once, for ~20 s of CPU. Lambda runs one request per container, so warming first is the faithful setup.
+    The local front runs each environment as a process (up to MAX_CONTAINERS), and a new one is a cold
+    start (imports, then the handler's clients built on first use): 60 requests on cold environments would
+    spend their timeout starting processes on this small machine. Lambda keeps warm containers between
+    bursts, so warming every environment first, with as many requests at once, is the faithful setup.
     """
     log = tmp_path_factory.mktemp("budget-concurrency") / "serve.log"
     with serving("--latency-ms", str(LATENCY_MS), log=log) as stack:
         warm_key = create_key(stack, "--tenant", "warm-up", "--daily-budget-usd", "1")["api_key"]
         warm = anthropic.Anthropic(base_url=stack.ready["base_url"], api_key=warm_key, max_retries=0)
-        warm.messages.create(model=MODEL, max_tokens=8, messages=[{"role": "user", "content": "Warm up."}])
+        with ThreadPoolExecutor(max_workers=MAX_CONTAINERS) as pool:
+            list(pool.map(lambda _: _warm_up(warm), range(MAX_CONTAINERS)))
         yield stack
+
+
+def _warm_up(client: anthropic.Anthropic) -> None:
+    client.messages.create(model=MODEL, max_tokens=8, messages=[{"role": "user", "content": "Warm up."}])
 
 
 def _send(client: anthropic.Anthropic, number: int) -> Outcome:

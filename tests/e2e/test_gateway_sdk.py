@@ -9,6 +9,7 @@ import json
 import re
 import signal
 import subprocess
+import time
 from collections import defaultdict
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -94,11 +95,38 @@ class Receipt:
         return Decimal(self.headers["x-costgate-baseline-cost-usd"])
 
 
+def ledger_receipt(served: Served, request_id: str, api_key: str | None = None, wait_s: float = 30.0) -> dict[str, Any]:
+    """GET /v1/requests/{request_id} with the key (the stack's own by default), waiting for the row: a stream is
+    recorded just after its last byte."""
+    key = api_key or served.ready["api_key"]
+    url = f"{served.ready['base_url']}/v1/requests/{request_id}"
+    deadline = time.monotonic() + wait_s
+    while True:  # bounded by wait_s
+        response = httpx.get(url, headers={"x-api-key": key}, timeout=TIMEOUT_S)
+        if response.status_code != 404 or time.monotonic() > deadline:
+            assert response.status_code == 200, response.text
+            found: dict[str, Any] = response.json()
+            return found
+        time.sleep(0.2)
+
+
 class Receipts(list[Receipt]):
+    def __init__(self, served: Served) -> None:
+        super().__init__()
+        self._served = served
+
     def keep(self, headers: Mapping[str, str], model: str, usage: dict[str, Any]) -> Receipt:
         receipt = Receipt(model=model, usage=usage, headers={k.lower(): v for k, v in headers.items()})
         self.append(receipt)
         return receipt
+
+    def keep_stream(self, headers: Mapping[str, str], model: str, usage: dict[str, Any]) -> Receipt:
+        """A stream's receipt: its cost is known at its end, in the stream and in the ledger, not in its headers."""
+        lowered = {k.lower(): v for k, v in headers.items()}
+        assert "x-costgate-cost-usd" not in lowered
+        row = ledger_receipt(self._served, lowered["x-costgate-request-id"])
+        lowered |= {"x-costgate-cost-usd": row["cost_usd"], "x-costgate-baseline-cost-usd": row["baseline_cost_usd"]}
+        return self.keep(lowered, model, usage)
 
 
 @pytest.fixture(scope="module")
@@ -108,9 +136,9 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
 
 
 @pytest.fixture(scope="module")
-def receipts() -> Receipts:
+def receipts(served: Served) -> Receipts:
     """Every receipt of every Messages request of this module that reached Claude, whatever its key."""
-    return Receipts()
+    return Receipts(served)
 
 
 @pytest.fixture(scope="module")
@@ -178,7 +206,7 @@ def test_stream_helper_gives_the_final_message(client: anthropic.Anthropic, rece
         texts = list(stream.text_stream)
         final = stream.get_final_message()
         headers = stream.response.headers
-    receipt = receipts.keep(headers, final.model, _usage(final))
+    receipt = receipts.keep_stream(headers, final.model, _usage(final))
     # Then it is a valid SSE stream with a whole final message, its cost priced from the final usage
     assert headers["content-type"].startswith("text/event-stream")
     assert "".join(texts) == _text(final)
@@ -207,7 +235,7 @@ def test_create_stream_true_is_the_same_answer_as_without(client: anthropic.Anth
     delta = next(e for e in events if e.type == "message_delta")
     usage = start.message.usage.model_dump(mode="json", exclude_none=True)
     usage.update(delta.usage.model_dump(mode="json", exclude_none=True))  # message_delta's usage is cumulative
-    streamed_receipt = receipts.keep(stream.response.headers, start.message.model, usage)
+    streamed_receipt = receipts.keep_stream(stream.response.headers, start.message.model, usage)
     text = "".join(e.delta.text for e in events if e.type == "content_block_delta" and e.delta.type == "text_delta")
     # Then the events are in the API's order and carry the same answer, usage and cost
     assert types[0] == "message_start"

@@ -258,6 +258,11 @@ class InMemoryLedgerStore:
         self.end(row.request_id, RequestState.REFUSED)
         return row.request_id
 
+    def find(self, request_id: str) -> LedgerEntry | None:
+        with self._lock:
+            row = self.rows.get(request_id)
+            return row.entry if row is not None and row.state is RequestState.SETTLED else None
+
     def unsettled(self, reserved_before: datetime) -> Iterator[ReservedRequest]:
         with self._lock:
             found = [

@@ -3,6 +3,7 @@
 import copy
 import json
 import re
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -283,8 +284,8 @@ def test_function_environment_is_exactly_its_settings(template: dict[str, Any], 
     own = template["Resources"][function]["Properties"]["Environment"]["Variables"]
     variables = _global_function(template)["Environment"]["Variables"] | own
 
-    # When Powertools' own variables are set aside
-    names = {name for name in variables if not name.startswith("POWERTOOLS_")}
+    # When Powertools' and Lambda's own variables (the exec wrapper) are set aside
+    names = {name for name in variables if not name.startswith(("POWERTOOLS_", "AWS_LAMBDA_"))}
 
     # Then the template sets every variable the settings model reads, and nothing it does not
     assert names == FUNCTION_SETTINGS[function].env_names()
@@ -327,7 +328,7 @@ def test_api_is_a_regional_rest_api(template: dict[str, Any]) -> None:
 
 
 # Routes the function authenticates itself, with gateway keys (x-api-key / Authorization: Bearer).
-GATEWAY_KEY_ROUTES = {"/v1/messages", "/v1/messages/count_tokens"}
+GATEWAY_KEY_ROUTES = {"/v1/messages", "/v1/messages/count_tokens", "/v1/requests/{request_id}"}
 
 
 def test_every_route_but_health_is_authenticated(template: dict[str, Any]) -> None:
@@ -352,6 +353,53 @@ def test_every_route_but_health_is_authenticated(template: dict[str, Any]) -> No
     for event in events:
         if event.get("Auth", {}).get("Authorizer") == "AWS_IAM":
             assert event["Auth"].get("InvokeRole") == "NONE", event["Path"]
+
+
+def test_every_api_function_route_streams_and_messages_may_last_fifteen_minutes(template: dict[str, Any]) -> None:
+    # Given ApiFunction's routes (its runtime answers every invocation with a streamed response)
+    function = template["Resources"]["ApiFunction"]["Properties"]
+    events = {name: event["Properties"] for name, event in function["Events"].items()}
+
+    # Then every one is in STREAM mode, in SAM's spelling: `STREAM` (CloudFormation's) passes cfn-lint and
+    # `sam validate --lint` too, but SAM then builds a buffered 2015-03-31 integration (docs/decisions.md)
+    assert {name: event.get("ResponseTransferMode") for name, event in events.items()} == dict.fromkeys(
+        events, "RESPONSE_STREAM"
+    )
+    # and POST /v1/messages may stream for the 15 minutes STREAM mode allows, as long as the function runs
+    assert events["Messages"]["TimeoutInMillis"] == 900_000
+    assert function["Timeout"] >= 900
+    # and every other route keeps API Gateway's default 29 s
+    assert all("TimeoutInMillis" not in event for name, event in events.items() if name != "Messages")
+
+
+def test_api_function_runs_costgates_runtime_through_an_executable_wrapper_in_the_shared_layer(
+    template: dict[str, Any],
+) -> None:
+    # Given ApiFunction's exec wrapper and the layer it lives in
+    function = template["Resources"]["ApiFunction"]["Properties"]
+    wrapper = function["Environment"]["Variables"]["AWS_LAMBDA_EXEC_WRAPPER"]
+    shared = template["Resources"]["SharedLayer"]["Properties"]
+    assert {"Ref": "SharedLayer"} in function["Layers"]
+    assert shared["ContentUri"] == "shared/"
+    assert template["Resources"]["SharedLayer"]["Metadata"]["BuildMethod"] == "makefile"
+
+    # Then the wrapper is the shared layer's costgate/runtime/exec-wrapper (layers unpack into /opt; the
+    # layer's build copies costgate/ into python/), executable in git (SAM zips each file's own mode)
+    relative = wrapper.removeprefix("/opt/python/")
+    assert relative == "costgate/runtime/exec-wrapper"
+    source = REPO_ROOT / "shared" / relative
+    listed = subprocess.run(
+        ["git", "ls-files", "-s", str(source.relative_to(REPO_ROOT))],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert listed.startswith("100755 ")
+    makefile = (REPO_ROOT / "shared" / "Makefile").read_text(encoding="utf-8")
+    assert 'cp -R costgate "$(ARTIFACTS_DIR)/python/"' in makefile
+    # and it runs costgate's runtime loop with the interpreter Lambda hands it
+    assert 'exec "$interpreter" -m costgate.runtime' in source.read_text(encoding="utf-8")
 
 
 @pytest.mark.parametrize("scenario", sorted(p.stem for p in (EVENTS_DIR / "api").glob("*.json")))

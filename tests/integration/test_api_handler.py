@@ -11,6 +11,7 @@ import pytest
 
 from costgate.dal.ledger import DynamoLedgerStore
 from costgate.pricing.usage import TokenUsage
+from costgate_local.stack.runtime_api import invoke_in_memory
 from functions.api.handler import gateway, lambda_handler, ledger_store, settings
 from tests.conftest import FakeLambdaContext
 from tests.events import load_event
@@ -72,7 +73,7 @@ def _costs_event(**query: str) -> dict[str, Any]:
 
 
 def _invoke(event: dict[str, Any], context: FakeLambdaContext) -> tuple[int, dict[str, Any], str]:
-    response = lambda_handler(event, context)
+    response = invoke_in_memory(lambda_handler, event, context)
     assert response["multiValueHeaders"]["Content-Type"] == ["application/json"]
     return response["statusCode"], json.loads(response["body"]), response["body"]
 
@@ -276,7 +277,7 @@ def test_unexpected_failure_message_points_at_a_request_id_header(
     request_ids = {event["requestContext"]["requestId"], lambda_context.aws_request_id}
 
     # When the handler answers it
-    response = lambda_handler(event, lambda_context)
+    response = invoke_in_memory(lambda_handler, event, lambda_context)
 
     # Then, as its message says, the request id is in the request-id header, and in the body as the Claude API puts it
     body = json.loads(response["body"])

@@ -305,13 +305,24 @@ def _check(answer: Answer, route: str) -> None:
     if route == "/v1/messages/count_tokens":
         assert Decimal(answer.headers["x-costgate-estimated-input-cost-usd"]) >= 0
         return
-    assert answer.headers["x-costgate-cost-usd"] != "unpriced"  # the simulator always reports usage
-    assert Decimal(answer.headers["x-costgate-cost-usd"]) >= 0
+    assert _cost(answer) != "unpriced"  # the simulator always reports usage
+    assert Decimal(_cost(answer)) >= 0
     if answer.headers["content-type"].startswith("text/event-stream"):
         assert answer.text.startswith("event: message_start")
-        assert answer.text.rstrip().endswith('data: {"type":"message_stop"}')
+        events, _, receipt = answer.text.rstrip().rpartition("\n\n")
+        assert events.endswith('data: {"type":"message_stop"}')
+        assert receipt.startswith(": costgate-receipt {")
     else:
         assert answer.json()["type"] == "message"
+
+
+def _cost(answer: Answer) -> str:
+    """What the answer says it cost: its receipt header, or for a stream the receipt comment at its end."""
+    if not answer.headers["content-type"].startswith("text/event-stream"):
+        return answer.headers["x-costgate-cost-usd"]
+    receipt = answer.text.rstrip().rpartition("\n\n")[2].removeprefix(": costgate-receipt ")
+    cost: str = json.loads(receipt)["cost_usd"]
+    return cost
 
 
 def test_no_request_is_answered_with_a_5xx_and_the_books_balance(
@@ -338,10 +349,10 @@ def test_no_request_is_answered_with_a_5xx_and_the_books_balance(
         seen.statuses[answer.status] = seen.statuses.get(answer.status, 0) + 1
         if owner is not None and route == "/v1/messages" and answer.status == 200:
             if answer.headers["x-costgate-cache"].endswith("-hit"):
-                assert answer.headers["x-costgate-cost-usd"] == "0"
+                assert _cost(answer) == "0"
                 seen.hits[owner] += 1
             else:
-                seen.receipts[owner].append(Decimal(answer.headers["x-costgate-cost-usd"]))
+                seen.receipts[owner].append(Decimal(_cost(answer)))
 
     a_client_sends()
 

@@ -30,6 +30,7 @@ from costgate.pricing.cost import price_usage
 from costgate.pricing.prices import default_price_book
 from costgate_local.simulator import ManualClock, Simulator, SimulatorOptions
 from costgate_local.stack.aws import LocalAwsEndpoints, create_secret, environment
+from costgate_local.stack.runtime_api import invoke_in_memory
 from functions.api.handler import gateway, lambda_handler, ledger_store, settings
 from tests.conftest import FakeLambdaContext
 from tests.events import load_event
@@ -130,7 +131,7 @@ class Answer:
 
 
 def _invoke(event: dict[str, Any], context: ApiLambdaContext) -> Answer:
-    response = lambda_handler(event, context)
+    response = invoke_in_memory(lambda_handler, event, context)
     assert response["isBase64Encoded"] is False
     headers: dict[str, str] = {}
     for name, values in response["multiValueHeaders"].items():
@@ -170,9 +171,12 @@ def _body_of(scenario: str) -> dict[str, Any]:
 
 
 def _sse(text: str) -> list[dict[str, Any]]:
-    """The data of every event of a text/event-stream body, each checked against its event name."""
+    """The data of every event of a text/event-stream body, each checked against its event name
+    (the receipt comment at its end is not an event)."""
     events: list[dict[str, Any]] = []
     for block in text.strip().split("\n\n"):
+        if block.startswith(": costgate-receipt "):
+            continue
         fields = dict(line.split(": ", 1) for line in block.split("\n"))
         data = json.loads(fields["data"])
         assert data["type"] == fields["event"]
@@ -265,10 +269,39 @@ def test_a_stream_is_valid_sse_and_costs_its_final_usage(issued: Issued, api_con
     deltas = [e for e in events if e["type"] == "message_delta"]
     final.update(deltas[-1]["usage"])
     assert final["output_tokens"] > events[0]["message"]["usage"]["output_tokens"]
+    receipt = _receipt(answer.text)
     row = _ledger_row(answer.headers["x-costgate-request-id"])
-    assert Decimal(answer.headers["x-costgate-cost-usd"]) == price_usage(MODEL, final, row.at).total_usd
-    assert row.cost_usd == Decimal(answer.headers["x-costgate-cost-usd"])
-    assert row.output_tokens == final["output_tokens"]
+    assert Decimal(receipt["cost_usd"]) == price_usage(MODEL, final, row.at).total_usd
+    assert row.cost_usd == Decimal(receipt["cost_usd"])
+    assert row.output_tokens == final["output_tokens"] == receipt["tokens"]["output"]
+
+    # and GET /v1/requests/{id} with the same key answers the same receipt; another tenant's key gets a 404
+    found = _invoke(_request_event(row.request_id, issued.api_key), api_context)
+    assert found.status == 200
+    assert found.json() == {name: value for name, value in receipt.items() if name != "complete"}
+    stranger = issue_key(DynamoKeyStore(), tenant="another-shop", now=datetime.now(UTC))[0]
+    _assert_anthropic_error(_invoke(_request_event(row.request_id, stranger), api_context), 404, "not_found_error")
+    _assert_anthropic_error(_invoke(_request_event("req_nope", issued.api_key), api_context), 404, "not_found_error")
+    _assert_anthropic_error(_invoke(_request_event(row.request_id, None), api_context), 401, "authentication_error")
+
+
+def _receipt(text: str) -> dict[str, Any]:
+    comments = [line for line in text.split("\n") if line.startswith(": costgate-receipt ")]
+    assert len(comments) == 1
+    assert text.endswith(comments[0] + "\n\n")
+    document: dict[str, Any] = json.loads(comments[0].removeprefix(": costgate-receipt "))
+    return document
+
+
+def _request_event(request_id: str, api_key: str | None) -> dict[str, Any]:
+    event = copy.deepcopy(load_event("api", "request"))
+    event["path"] = f"/v1/requests/{request_id}"
+    event["pathParameters"] = {"request_id": request_id}
+    for headers in (event["headers"], event["multiValueHeaders"]):
+        headers.pop("x-api-key")
+        if api_key is not None:
+            headers["x-api-key"] = api_key if headers is event["headers"] else [api_key]
+    return event
 
 
 def test_n_requests_are_n_ledger_rows_and_one_rollup_that_adds_them_up(

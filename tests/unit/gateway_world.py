@@ -1,7 +1,7 @@
 """The gateway test world: in-memory stores, a scripted upstream and reply builders for the gateway unit tests."""
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -12,10 +12,13 @@ from costgate.cache.answers import AnswerCache
 from costgate.cache.semantic_policy import SemanticPolicy
 from costgate.cache.vector_index import LshHasher
 from costgate.claude.transport import UpstreamResponse
+from costgate.errors import UpstreamStreamError
+from costgate.gateway.admission import GatewayRequest, GatewayResponse
 from costgate.gateway.features import FeatureConfig
 from costgate.gateway.keys import issue_key
 from costgate.gateway.model import GatewayKey
-from costgate.gateway.service import Gateway, GatewayRequest, GatewayResponse
+from costgate.gateway.receipts import RECEIPT_COMMENT
+from costgate.gateway.service import Gateway
 from tests.fakes.accounting import InMemoryBudgetStore, InMemoryLedgerStore
 from tests.fakes.cache import FakeEmbedder, InMemoryAnswerCacheStore
 from tests.fakes.gateway import InMemoryFeatureStore, InMemoryKeyStore
@@ -52,17 +55,87 @@ class Sent:
 
 
 @dataclass
+class LiveScript:
+    """A live stream's script: its headers and the chunks it sends, then optionally a broken connection.
+
+    `on_chunk(i)` runs before chunk i is handed over (tests look at the client's side mid-stream);
+    `closed` says whether the gateway gave the connection back.
+    """
+
+    headers: dict[str, str]
+    chunks: list[bytes]
+    break_after: int | None = None  # raise UpstreamStreamError after this many chunks
+    on_chunk: Callable[[int], None] | None = None
+    status: int = 200
+    latency_s: float | None = None
+    attempts: int = 1
+    closed: bool = False
+    handed: int = 0  # chunks handed over so far
+
+    def chunks_iter(self) -> Iterator[bytes]:
+        for i, chunk in enumerate(self.chunks):
+            if self.break_after is not None and i == self.break_after:
+                raise UpstreamStreamError("ProtocolError: Connection broken (scripted)")
+            if self.on_chunk is not None:
+                self.on_chunk(i)
+            self.handed += 1
+            yield chunk
+        if self.break_after is not None and self.break_after >= len(self.chunks):
+            raise UpstreamStreamError("ProtocolError: Connection broken (scripted)")
+
+
+class ScriptedLive:
+    """The LiveStream port over a LiveScript."""
+
+    def __init__(self, script: LiveScript) -> None:
+        self._script = script
+        self.status = script.status
+        self.headers = script.headers
+        self.latency_s = script.latency_s
+        self.attempts = script.attempts
+
+    def chunks(self) -> Iterator[bytes]:
+        return self._script.chunks_iter()
+
+    def close(self) -> None:
+        self._script.closed = True
+
+
+def live_script(reply: UpstreamResponse, **options: Any) -> LiveScript:
+    """A scripted live stream of an SSE reply's events, one chunk per event."""
+    events = [part + b"\n\n" for part in reply.body.split(b"\n\n") if part]
+    headers = {k: v for k, v in reply.headers.items() if k != "content-length"}
+    return LiveScript(headers=headers, chunks=events, **options)
+
+
+@dataclass
 class ScriptedUpstream:
     """The Upstream port: answers each post with the next scripted reply (the last one repeats), or raises it.
 
     `during_call` runs inside every post, before it answers: tests use it to look at the stores mid-call.
+    `post_stream` answers a LiveScript as a live stream, a 200 SSE reply as a live stream of one chunk per
+    event, and anything else as `post` does.
     """
 
-    replies: list[UpstreamResponse | BaseException]
+    replies: list[UpstreamResponse | LiveScript | BaseException]
     during_call: Callable[[], None] | None = None
     sent: list[Sent] = field(default_factory=list)
 
     def post(self, path: str, body: bytes, headers: Any, deadline: float) -> UpstreamResponse:
+        reply = self._next(path, body, headers, deadline)
+        if isinstance(reply, LiveScript):
+            raise AssertionError("a live stream was scripted for a request that does not stream")
+        return reply
+
+    def post_stream(self, path: str, body: bytes, headers: Any, deadline: float) -> UpstreamResponse | ScriptedLive:
+        reply = self._next(path, body, headers, deadline)
+        if isinstance(reply, LiveScript):
+            return ScriptedLive(reply)
+        if reply.status == 200 and reply.headers.get("content-type", "").startswith("text/event-stream"):
+            return ScriptedLive(live_script(reply))
+        return reply
+
+    def _next(self, path: str, body: bytes, headers: Any, deadline: float) -> UpstreamResponse | LiveScript:
         self.sent.append(Sent(path, body, dict(headers), deadline))
         if self.during_call is not None:
             self.during_call()
@@ -70,6 +143,46 @@ class ScriptedUpstream:
         if isinstance(reply, BaseException):
             raise reply
         return reply
+
+
+@dataclass
+class RecordingSink:
+    """The ResponseSink port: keeps what was written; the client hangs up after `hang_up_after` writes."""
+
+    hang_up_after: int | None = None
+    on_end: Callable[[], None] | None = None
+    writes: list[bytes] = field(default_factory=list)
+    dropped: int = 0  # writes after the client had gone
+    ended: bool = False
+    client_gone: bool = False
+
+    def write(self, data: bytes) -> None:
+        assert not self.ended, "a write after the end of the response"
+        if self.hang_up_after is not None and len(self.writes) >= self.hang_up_after:
+            self.client_gone = True
+        if self.client_gone:
+            self.dropped += 1
+            return
+        self.writes.append(data)
+
+    def end(self) -> None:
+        assert not self.ended, "the response was ended twice"
+        self.ended = True
+        if self.on_end is not None:
+            self.on_end()
+
+    @property
+    def body(self) -> bytes:
+        return b"".join(self.writes)
+
+
+def receipt_of(body: bytes) -> dict[str, Any]:
+    """The `: costgate-receipt {json}` comment of a streamed body (exactly one, at its end)."""
+    lines = [line for line in body.split(b"\n") if line.startswith(RECEIPT_COMMENT)]
+    assert len(lines) == 1, f"{len(lines)} receipts in the stream"
+    assert body.endswith(lines[0] + b"\n\n")
+    document: dict[str, Any] = json.loads(lines[0].removeprefix(RECEIPT_COMMENT))
+    return document
 
 
 class FixedClock:
@@ -141,6 +254,7 @@ class World:
     prompt_cache: InMemoryPromptCacheStore
     answers: InMemoryAnswerCacheStore
     embedder: FakeEmbedder
+    sink: "RecordingSink | None" = None  # where the last streamed answer went
 
     def request(self, body: bytes = BODY, **headers: str) -> GatewayRequest:
         """A request with this world's key; keyword headers use '_' for '-' (x_costgate_feature=…)."""
@@ -149,7 +263,19 @@ class World:
         return GatewayRequest(body=body, headers=sent, deadline=DEADLINE)
 
     def send(self, body: bytes = BODY, **headers: str) -> GatewayResponse:
-        return self.gateway.create_message(self.request(body, **headers))
+        """The gateway's answer; a streamed one is relayed to a new RecordingSink, its body all that reached
+        the client."""
+        return self.send_streamed(body, RecordingSink(), **headers)
+
+    def send_streamed(self, body: bytes, sink: "RecordingSink", **headers: str) -> GatewayResponse:
+        """As `send`, a streamed answer relayed to `sink`."""
+        answer = self.gateway.create_message(self.request(body, **headers))
+        if isinstance(answer, GatewayResponse):
+            return answer
+        self.sink = sink
+        answer.relay(self.sink)
+        assert self.sink.ended
+        return GatewayResponse(status=answer.status, headers=answer.headers, body=self.sink.body)
 
     def counter(self, scope: str, period: BudgetPeriod = BudgetPeriod.DAY) -> tuple[Decimal, Decimal]:
         """(committed, spent) of the budget window NOW falls in: committed is spent plus holds in flight
@@ -180,7 +306,7 @@ def _in_scope(scope: str, key_id: str | None, tenant: str, feature: str) -> bool
 
 
 def make_world(
-    *replies: UpstreamResponse | BaseException,
+    *replies: UpstreamResponse | LiveScript | BaseException,
     daily_budget_usd: str | None = None,
     budgets: tuple[Budget, ...] = (),
     key_feature: str | None = None,
@@ -218,6 +344,7 @@ def make_world(
         ),
         upstream=upstream,
         clock=clock,
+        monotonic=lambda: 0.0,  # DEADLINE is far ahead: only a test that says so runs out of time
     )
     return World(
         gateway,

@@ -24,7 +24,7 @@ from costgate.errors import (
     UpstreamError,
     UpstreamUnavailableError,
 )
-from costgate.gateway.service import MAX_BODY_BYTES, GatewayRequest
+from costgate.gateway.admission import MAX_BODY_BYTES, GatewayRequest
 from costgate.pricing.cost import Strategy, price_usage
 from costgate.pricing.prices import default_price_book
 from costgate.pricing.usage import normalise_usage
@@ -43,6 +43,7 @@ from tests.unit.gateway_world import (
     make_world,
     message_json,
     message_reply,
+    receipt_of,
     reply,
     stream_reply,
     worst_case,
@@ -288,14 +289,15 @@ def test_a_stream_is_priced_from_its_final_cumulative_usage() -> None:
     # When the gateway answers
     response = world.send(json.dumps(body).encode())
 
-    # Then the stream comes back as sent
+    # Then the stream comes back as sent, its receipt after it
     assert response.status == 200
-    assert response.body == answer.body
+    assert response.body.startswith(answer.body)
     assert response.headers["content-type"] == "text/event-stream; charset=utf-8"
+    receipt = receipt_of(response.body)
     # and costs 1000×4/1e6 + 500×20/1e6 = 0.014, not the 701 output tokens a sum of deltas would give
-    assert response.headers["x-costgate-cost-usd"] == "0.014"
+    assert receipt["cost_usd"] == "0.014"
     final = {"input_tokens": 1000, "output_tokens": 500, "cache_read_input_tokens": 0, "service_tier": "standard"}
-    assert Decimal(response.headers["x-costgate-cost-usd"]) == price_usage(OPUS, final, NOW).total_usd
+    assert Decimal(receipt["cost_usd"]) == price_usage(OPUS, final, NOW).total_usd
     assert world.ledger.entries[response.headers["x-costgate-request-id"]].usage.output_tokens == 500
 
 

@@ -32,7 +32,17 @@ from costgate.observability import (
 from tests.fakes.accounting import InMemoryBudgetStore, InMemoryLedgerStore
 from tests.fakes.cache import FakeEmbedder
 from tests.fakes.clock import NOW
-from tests.unit.gateway_world import OPUS, FixedClock, World, error_reply, make_world, message_reply, reply
+from tests.unit.gateway_world import (
+    OPUS,
+    FixedClock,
+    RecordingSink,
+    World,
+    error_reply,
+    make_world,
+    message_reply,
+    reply,
+    stream_reply,
+)
 
 SERVICE = "costgate-test"
 HAIKU = "claude-haiku-5-5"
@@ -132,6 +142,17 @@ def test_every_declared_dimension_set_is_emitted_by_some_request(
     unsettled = make_world()
     unsettled.ledger.faults.fail("settle", -1)  # the row is left to the sweeper: an accounting error
     unsettled.send(SIMPLE_AUTO)
+    # and a stream that Claude breaks off, whose client has gone after its first event
+    start = {"type": "message", "model": OPUS, "usage": {"input_tokens": 10, "output_tokens": 1}}
+    broken = stream_reply(
+        {"type": "message_start", "message": start},
+        {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "Hi"}},
+        {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}},
+    )
+    streamed = json.dumps(
+        {"model": OPUS, "max_tokens": 64, "stream": True, "messages": [{"role": "user", "content": "Hi"}]}
+    )
+    make_world(broken).send_streamed(streamed.encode(), RecordingSink(hang_up_after=1))
     found = emitted(capsys.readouterr().out)
 
     # Then each declared (metric, dimension set) was printed at least once, but those the gateway does not

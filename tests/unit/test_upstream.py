@@ -497,7 +497,7 @@ def test_an_earlier_http_answer_beats_a_later_connection_failure(
     outcomes: list[UpstreamResponse | Exception] = []
     client = upstream("http://127.0.0.1:9", fake_time, max_retries=2)
 
-    def scripted_send(url: str, body: bytes, headers: dict[str, str]) -> UpstreamResponse:
+    def scripted_send(url: str, body: bytes, headers: dict[str, str], *, live: bool = False) -> UpstreamResponse:
         outcome = outcomes.pop(0)
         if isinstance(outcome, Exception):
             raise outcome

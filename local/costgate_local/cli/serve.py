@@ -15,6 +15,12 @@ def register(parser: argparse.ArgumentParser) -> None:
         help="where Claude requests go: the local simulator, or the real API (needs ANTHROPIC_API_KEY)",
     )
     parser.add_argument(
+        "--upstream-url",
+        metavar="URL",
+        help="send Claude requests to this Claude API-compatible server instead (a simulator of your own, a "
+        "proxy); its key is ANTHROPIC_API_KEY when set, else the simulator's placeholder",
+    )
+    parser.add_argument(
         "--batch-interval", type=_positive_seconds, default=2.0, metavar="S",
         help="seconds between two runs of the batch scheduler (BatchFunction's schedule; default 2)",
     )  # fmt: skip
@@ -33,7 +39,8 @@ def run(args: argparse.Namespace) -> int:
     return serve(
         ServeOptions(
             port=args.port,
-            upstream=args.upstream,
+            upstream="url" if args.upstream_url else args.upstream,
+            upstream_url=args.upstream_url,
             simulator=simulator_options_from_args(args, port=0),
             batch_interval_s=args.batch_interval,
             spend_interval_s=args.spend_interval,

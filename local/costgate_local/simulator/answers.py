@@ -2,7 +2,8 @@
 
 Everything is drawn from a RNG seeded with the hash of the body (without `stream`):
 - language: Korean when the last user message is mostly Hangul, else English; text starts "[simulated]";
-- length: 20–249 output tokens, capped by `max_tokens` (then `stop_reason: "max_tokens"`);
+- length: 20–249 output tokens (or the simulator's `--answer-tokens`), capped by `max_tokens` (then
+  `stop_reason: "max_tokens"`);
 - tool use: with custom tools and `tool_choice` any/tool, or auto when the last user text names a tool or
   asks to use one, a `tool_use` block (`toolu_…`, input built from the schema's required properties)
   and `stop_reason: "tool_use"`;
@@ -109,7 +110,9 @@ def body_digest(body: Mapping[str, Any]) -> bytes:
     return hashlib.sha256(canonical_json({k: v for k, v in body.items() if k != "stream"}).encode()).digest()
 
 
-def answer(request: MessagesRequest) -> Answer:
+def answer(request: MessagesRequest, text_tokens: int | None = None) -> Answer:
+    """The answer to `request`; `text_tokens`, when given, is the length of a text answer (before
+    `max_tokens` caps it) instead of the drawn 20–249."""
     digest = body_digest(request.body)
     rng = random.Random(int.from_bytes(digest[:8], "big"))  # noqa: S311 - determinism is the point
     user_text = _last_user_text(request)
@@ -124,6 +127,8 @@ def answer(request: MessagesRequest) -> Answer:
     budget = request.max_tokens - (thinking_tokens or 0)
 
     natural_length = 20 + rng.randrange(230)
+    if text_tokens is not None:
+        natural_length = text_tokens
     tool = _chosen_tool(request, user_text, rng)
     stop_reason = "end_turn"
     spent = 0

@@ -3,9 +3,11 @@
 Not thread-safe: the server serialises calls (the cache is shared state).
 """
 
+import random
 import secrets
 import string
-from collections.abc import Iterator, Mapping
+import zlib
+from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -13,11 +15,15 @@ from costgate_local.simulator.answers import Answer, answer
 from costgate_local.simulator.caching import CacheUsage, PromptCache
 from costgate_local.simulator.errors import ApiError
 from costgate_local.simulator.prompt import build_prompt, canonical_json
+from costgate_local.simulator.tokens import count_text, token_pieces
 from costgate_local.simulator.validation import MessagesRequest, validate_messages_request
 
 _ALPHABET = string.ascii_letters + string.digits
-_TEXT_DELTA_WORDS = 4
 _JSON_DELTA_CHARS = 16
+# Claude's text and thinking deltas carry a few tokens each.
+_DELTA_TOKENS = (1, 2, 3)
+
+type Pace = Callable[[int], None]  # called with the tokens of a delta before it is sent
 
 
 def new_id(prefix: str) -> str:
@@ -27,8 +33,9 @@ def new_id(prefix: str) -> str:
 
 
 class Engine:
-    def __init__(self) -> None:
+    def __init__(self, answer_tokens: int | None = None) -> None:
         self.cache = PromptCache()
+        self._answer_tokens = answer_tokens
 
     def count_tokens(self, body: Any, version: str) -> int:
         """count_tokens: the whole prompt, caching ignored (input + creation + read of the same body)."""
@@ -45,7 +52,7 @@ class Engine:
             min_tokens=request.profile.min_cacheable_tokens,
             now=now,
         )
-        result = answer(request)
+        result = answer(request, self._answer_tokens)
         return {
             "id": new_id("msg_"),
             "type": "message",
@@ -92,20 +99,30 @@ def _usage(cache: CacheUsage, result: Answer, request: MessagesRequest, service_
     return usage
 
 
-def stream_events(message: Mapping[str, Any]) -> Iterator[bytes]:
+def start_usage(usage: Mapping[str, Any]) -> dict[str, Any]:
+    """What `message_start` reports: input and cache counts, tier, geography, speed; output 1."""
+    found = {k: v for k, v in usage.items() if k != "output_tokens_details"}
+    found["output_tokens"] = min(1, usage["output_tokens"])
+    if "server_tool_use" in usage:
+        found["server_tool_use"] = {"web_search_requests": 0, "web_fetch_requests": 0}
+    return found
+
+
+def stream_events(message: Mapping[str, Any], pace: Pace | None = None) -> Iterator[bytes]:
     """The message as the API streams it (SSE). `message_start` carries the usage so far (input and
     cache fields, tier, geo, speed; output 1); `message_delta` carries the CUMULATIVE final usage, so a
-    client that keeps the last values ends with exactly the non-streaming usage."""
+    client that keeps the last values ends with exactly the non-streaming usage.
+
+    Text and thinking come in deltas of 1–3 tokens (the simulator's token counter; a seeded draw, so
+    the same answer is cut the same way). `pace`, if given, is called with each delta's tokens before it
+    is sent (and with the tokens of an omitted thinking block): the server sleeps there to stream at a
+    set pace."""
     usage = message["usage"]
-    start_usage = {k: v for k, v in usage.items() if k != "output_tokens_details"}
-    start_usage["output_tokens"] = min(1, usage["output_tokens"])
-    if "server_tool_use" in usage:
-        start_usage["server_tool_use"] = {"web_search_requests": 0, "web_fetch_requests": 0}
-    start = {**message, "content": [], "stop_reason": None, "stop_sequence": None, "usage": start_usage}
+    start = {**message, "content": [], "stop_reason": None, "stop_sequence": None, "usage": start_usage(usage)}
     yield _event("message_start", {"type": "message_start", "message": start})
 
     for index, block in enumerate(message["content"]):
-        events = _block_events(index, block)
+        events = _block_events(index, block, pace or _no_pace, _thinking_tokens(message))
         yield next(events)  # content_block_start; the API pings right after the first one
         if index == 0:
             yield _event("ping", {"type": "ping"})
@@ -130,28 +147,57 @@ def stream_events(message: Mapping[str, Any]) -> Iterator[bytes]:
     yield _event("message_stop", {"type": "message_stop"})
 
 
-def _block_events(index: int, block: Mapping[str, Any]) -> Iterator[bytes]:
+def _block_events(index: int, block: Mapping[str, Any], pace: Pace, thinking_tokens: int) -> Iterator[bytes]:
     kind = block["type"]
     if kind == "text":
         yield _start(index, {"type": "text", "text": ""})
-        words = block["text"].split(" ")
-        for i in range(0, len(words), _TEXT_DELTA_WORDS):
-            chunk = " ".join(words[i : i + _TEXT_DELTA_WORDS]) + (" " if i + _TEXT_DELTA_WORDS < len(words) else "")
+        for chunk, tokens in token_deltas(block["text"]):
+            pace(tokens)
             yield _delta(index, {"type": "text_delta", "text": chunk})
     elif kind == "thinking":
         yield _start(index, {"type": "thinking", "thinking": "", "signature": ""})
-        text = block["thinking"]
-        for i in range(0, len(text), 64):
-            yield _delta(index, {"type": "thinking_delta", "thinking": text[i : i + 64]})
+        if not block["thinking"]:
+            pace(thinking_tokens)  # display omitted: the thinking still takes its time
+        for chunk, tokens in token_deltas(block["thinking"]):
+            pace(tokens)
+            yield _delta(index, {"type": "thinking_delta", "thinking": chunk})
         yield _delta(index, {"type": "signature_delta", "signature": block["signature"]})
     elif kind == "tool_use":
         yield _start(index, {**block, "input": {}})
         payload = canonical_json(block["input"])
         for i in range(0, len(payload), _JSON_DELTA_CHARS):
-            yield _delta(index, {"type": "input_json_delta", "partial_json": payload[i : i + _JSON_DELTA_CHARS]})
+            chunk = payload[i : i + _JSON_DELTA_CHARS]
+            pace(max(1, count_text(chunk)))
+            yield _delta(index, {"type": "input_json_delta", "partial_json": chunk})
     else:
         yield _start(index, dict(block))
     yield _event("content_block_stop", {"type": "content_block_stop", "index": index})
+
+
+def token_deltas(text: str) -> list[tuple[str, int]]:
+    """`text` as deltas of 1–3 tokens each (a piece beyond the BMP costs 2, so a delta never exceeds 3)."""
+    rng = random.Random(zlib.crc32(text.encode()))  # noqa: S311 - a reproducible cut, not a secret
+    deltas: list[tuple[str, int]] = []
+    pieces = token_pieces(text)
+    i = 0
+    while i < len(pieces):
+        target = rng.choice(_DELTA_TOKENS)
+        chunk, tokens = pieces[i]
+        i += 1
+        while i < len(pieces) and tokens + pieces[i][1] <= target:
+            chunk, tokens = chunk + pieces[i][0], tokens + pieces[i][1]
+            i += 1
+        deltas.append((chunk, tokens))
+    return deltas
+
+
+def _thinking_tokens(message: Mapping[str, Any]) -> int:
+    details = message["usage"].get("output_tokens_details") or {}
+    return int(details.get("thinking_tokens", 0))
+
+
+def _no_pace(tokens: int) -> None:
+    return None
 
 
 def _start(index: int, block: Mapping[str, Any]) -> bytes:

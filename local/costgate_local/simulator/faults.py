@@ -21,6 +21,10 @@ class FaultConfig:
     rate_500: float = 0.0
     retry_after_seconds: float = 1.0
     latency_ms: float = 0.0
+    # Share (0-1) of streams that break off with an SSE `error` event (overloaded_error) after
+    # `stream_error_after` events, as Claude's streams do when it is overloaded mid-answer.
+    stream_error_rate: float = 0.0
+    stream_error_after: int = 4
 
     def __post_init__(self) -> None:
         for name in ("rate_429", "rate_529", "rate_500"):
@@ -31,6 +35,10 @@ class FaultConfig:
             raise ValueError("fault rates add up to more than 1")
         if self.retry_after_seconds < 0 or self.latency_ms < 0:
             raise ValueError("retry-after and latency must not be negative")
+        if not 0.0 <= self.stream_error_rate <= 1.0:
+            raise ValueError(f"stream_error_rate must be between 0 and 1, got {self.stream_error_rate}")
+        if self.stream_error_after < 0:
+            raise ValueError("stream_error_after must not be negative")
 
     @property
     def any_errors(self) -> bool:
@@ -44,6 +52,14 @@ class FaultInjector:
         self.config = config
         self._rng = random.Random(seed)  # noqa: S311 - seeded on purpose: a run is reproducible
         self.injected: Counter[int] = Counter()
+        self.stream_errors = 0
+
+    def draw_stream_error(self) -> int | None:
+        """How many events a stream sends before it breaks off with an error event; None: it does not."""
+        if self.config.stream_error_rate <= 0 or self._rng.random() >= self.config.stream_error_rate:
+            return None
+        self.stream_errors += 1
+        return self.config.stream_error_after
 
     def draw(self) -> ApiError | None:
         """The error to answer this request with, or None to serve it."""

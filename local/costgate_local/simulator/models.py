@@ -15,6 +15,7 @@ published values while those models were served).
 from dataclasses import dataclass
 
 from costgate.errors import UnknownModelError
+from costgate.pricing.model_limits import limits_for
 from costgate.pricing.prices import default_price_book
 from costgate_local.simulator.errors import ApiError, not_found
 from costgate_local.simulator.tokens import Tokenizer
@@ -27,6 +28,7 @@ class ModelProfile:
     tokenizer: Tokenizer
     fast_mode: bool
     inference_geos: frozenset[str]
+    max_output_tokens: int  # from costgate/pricing/model_limits.json
 
 
 _NEW = Tokenizer.CLAUDE_47
@@ -74,10 +76,15 @@ def resolve_model(model: str) -> ModelProfile:
         # The price book gained a model this table lacks: fail loudly rather than guess its tokenizer.
         raise ApiError(500, "api_error", f"the simulator has no tokenizer for {canonical}; add it to MODEL_TOKENIZERS")
     latest = book.rows[canonical][-1]
+    try:
+        max_output_tokens = limits_for(canonical).max_output_tokens
+    except LookupError as error:
+        raise ApiError(500, "api_error", f"the simulator has no output limit for {canonical}: {error}") from None
     return ModelProfile(
         canonical=canonical,
         min_cacheable_tokens=book.cache_minimum_tokens(canonical),
         tokenizer=tokenizer,
         fast_mode=latest.fast is not None,
         inference_geos=frozenset({"global", *latest.inference_geo}),
+        max_output_tokens=max_output_tokens,
     )

@@ -17,7 +17,8 @@ from costgate_local.simulator.faults import FaultConfig
 @dataclass(frozen=True)
 class SimulatorOptions:
     """`port` 0 picks a free port; `batch_delay` is how long a batch takes by `clock`; `seed` drives faults
-    and the order of batch results. `admin_key` is the one key its Usage and Cost Analytics endpoints
+    and the order of batch results; `stream_token_ms` paces streams (wall-clock milliseconds per output
+    token, 0: as fast as possible). `admin_key` is the one key its Usage and Cost Analytics endpoints
     take; `prices` is what it bills there (costgate's shipped price book when None)."""
 
     port: int = 0
@@ -25,6 +26,8 @@ class SimulatorOptions:
     faults: FaultConfig = field(default_factory=FaultConfig)
     batch_delay: timedelta = timedelta(seconds=3)
     seed: int = 0
+    stream_token_ms: float = 0.0
+    answer_tokens: int | None = None  # the length of every text answer (max_tokens still caps it)
     admin_key: str = field(default_factory=new_admin_key, repr=False)
     prices: PriceBook | None = None
 
@@ -33,6 +36,10 @@ class SimulatorOptions:
             raise ValueError(f"port must be 0–65535, got {self.port}")
         if self.batch_delay < timedelta(0):
             raise ValueError("batch_delay must not be negative")
+        if not self.stream_token_ms >= 0:
+            raise ValueError("stream_token_ms must not be negative")
+        if self.answer_tokens is not None and self.answer_tokens < 1:
+            raise ValueError("answer_tokens must be at least 1")
 
 
 def add_simulator_arguments(parser: argparse.ArgumentParser) -> None:
@@ -77,6 +84,41 @@ def add_simulator_arguments(parser: argparse.ArgumentParser) -> None:
         default=0.0,
         metavar="MS",
         help="latency added to every messages, count_tokens and batch-create request (default 0)",
+    )
+    group.add_argument(
+        "--stream-token-ms",
+        dest="simulator_stream_token_ms",
+        type=_non_negative,
+        default=0.0,
+        metavar="MS",
+        help="milliseconds per output token of a stream, sent in deltas of 1-3 tokens as Claude does: "
+        "a 200-token answer at 150 lasts 30 s (default 0: no pause)",
+    )
+    group.add_argument(
+        "--answer-tokens",
+        dest="simulator_answer_tokens",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="every text answer is N tokens long, unless max_tokens stops it first (default: 20-249, drawn "
+        "from the request): long streams on demand",
+    )
+    group.add_argument(
+        "--fault-stream-error",
+        dest="simulator_fault_stream_error",
+        type=_rate,
+        default=0.0,
+        metavar="RATE",
+        help="share of streams that break off with an SSE error event (overloaded_error) after "
+        "--fault-stream-error-after events, as Claude's do when overloaded mid-answer (0-1)",
+    )
+    group.add_argument(
+        "--fault-stream-error-after",
+        dest="simulator_fault_stream_error_after",
+        type=_non_negative_int,
+        default=4,
+        metavar="N",
+        help="events a faulty stream sends before its error event (default 4: after the first text delta)",
     )
     group.add_argument(
         "--batch-delay",
@@ -127,9 +169,13 @@ def simulator_options_from_args(args: argparse.Namespace, port: int = 0) -> Simu
             rate_500=args.simulator_fault_500,
             retry_after_seconds=args.simulator_retry_after,
             latency_ms=args.simulator_latency_ms,
+            stream_error_rate=args.simulator_fault_stream_error,
+            stream_error_after=args.simulator_fault_stream_error_after,
         ),
         batch_delay=timedelta(seconds=args.simulator_batch_delay),
         seed=args.simulator_seed,
+        stream_token_ms=args.simulator_stream_token_ms,
+        answer_tokens=args.simulator_answer_tokens,
         prices=_prices(args.simulator_prices),
     )
 
@@ -155,6 +201,27 @@ def _non_negative(text: str) -> float:
     if value < 0:
         raise argparse.ArgumentTypeError(f"must not be negative, got {text}")
     return value
+
+
+def _positive_int(text: str) -> int:
+    value = _integer(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = _integer(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative, got {text}")
+    return value
+
+
+def _integer(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
 
 
 def _number(text: str) -> float:

@@ -14,8 +14,8 @@ import json
 import logging
 import threading
 import time
-from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections import Counter, OrderedDict
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime, timedelta
 from types import TracebackType
 from typing import IO, Any, Self
@@ -30,17 +30,19 @@ from costgate.pricing.prices import default_price_book
 from costgate_local.simulator.admin import BillingLog, check_admin
 from costgate_local.simulator.batches import DEFAULT_PAGE, BatchStore
 from costgate_local.simulator.clock import ManualClock
-from costgate_local.simulator.engine import Engine, new_id, stream_events
+from costgate_local.simulator.engine import Engine, new_id, start_usage, stream_events
 from costgate_local.simulator.errors import ApiError, invalid_request
 from costgate_local.simulator.faults import FaultInjector
 from costgate_local.simulator.options import SimulatorOptions
 from costgate_local.simulator.validation import api_version, validate_messages_request
 
 HOST = "127.0.0.1"
+STREAM_LOG_SIZE = 1000  # streams whose event times are kept
 MESSAGES_MAX_BYTES = 32 * 1024 * 1024
 BATCH_MAX_BYTES = 256 * 1024 * 1024
 _DRAIN_CHUNK = 1024 * 1024
 logger = logging.getLogger(__name__)
+_sleep = time.sleep  # the pace of streams (a test records it instead)
 
 type Handler = Callable[..., Response]
 
@@ -51,8 +53,11 @@ class SimulatorApp:
     def __init__(self, options: SimulatorOptions) -> None:
         self.clock: Clock = options.clock
         self._latency = options.faults.latency_ms / 1000
+        self._token_s = options.stream_token_ms / 1000
         self._lock = threading.Lock()
-        self._engine = Engine()
+        self._engine = Engine(options.answer_tokens)
+        # When each event of the latest streams left the simulator, by request id (GET /_simulator/streams/ID).
+        self._stream_log: OrderedDict[str, list[tuple[str, float]]] = OrderedDict()
         self._faults = FaultInjector(options.faults, options.seed)
         self._admin_key = options.admin_key
         self._billing = BillingLog(options.prices or default_price_book())
@@ -66,6 +71,7 @@ class SimulatorApp:
             Rule("/v1/messages/batches/<batch_id>", methods=["DELETE"], endpoint="delete_batch"),
             Rule("/v1/messages/batches/<batch_id>/cancel", methods=["POST"], endpoint="cancel_batch"),
             Rule("/v1/messages/batches/<batch_id>/results", methods=["GET"], endpoint="batch_results"),
+            Rule("/_simulator/streams/<request_id>", methods=["GET"], endpoint="stream_log"),
             Rule("/v1/organizations/analytics/usage", methods=["GET"], endpoint="analytics_usage"),
             Rule("/v1/organizations/analytics/cost", methods=["GET"], endpoint="analytics_cost"),
         ]
@@ -84,6 +90,7 @@ class SimulatorApp:
             "analytics_usage": self._analytics_usage,
             "analytics_cost": self._analytics_cost,
             "clock": self._clock,
+            "stream_log": self._stream_log_of,
         }
 
     @property
@@ -100,7 +107,7 @@ class SimulatorApp:
         request_id = new_id("req_")
         try:
             endpoint, arguments = self._routes.bind_to_environ(request.environ).match()
-            response = self._handlers[str(endpoint)](request, **arguments)
+            response = self._handlers[str(endpoint)](request, **{**arguments, **_with_id(endpoint, request_id)})
         except ApiError as error:
             response = _json(error.status, error.body(request_id), error.headers)
         except NotFound:
@@ -119,7 +126,7 @@ class SimulatorApp:
 
     # --- Messages ---------------------------------------------------------------------------------
 
-    def _messages(self, request: Request) -> Response:
+    def _messages(self, request: Request, request_id: str) -> Response:
         workspace = _workspace(request)
         version = api_version(request.headers.get("anthropic-version"))
         raw = _read_body(request, MESSAGES_MAX_BYTES)
@@ -129,17 +136,41 @@ class SimulatorApp:
         with self._lock:
             now = self._advance()
             message = self._engine.create_message(parsed, workspace=workspace, now=now)
-            # Billed when created: a stream's usage is decided before its first event.
-            self._billing.bill(at=now, api_key=workspace, model=message["model"], usage=message["usage"])
+            break_after = self._faults.draw_stream_error() if parsed.stream else None
+            # Billed when created: a stream's usage is decided before its first event (a stream that breaks
+            # off is billed what it reported before its error event: message_start's usage).
+            billed = message["usage"] if break_after is None else start_usage(message["usage"])
+            self._billing.bill(at=now, api_key=workspace, model=message["model"], usage=billed)
         if parsed.stream:
+            events = stream_events(message, self._pace if self._token_s > 0 else None)
             return Response(
-                stream_events(message),
+                self._logged(request_id, _broken_off(events, break_after)),
                 status=200,
                 mimetype="text/event-stream",
                 headers={"cache-control": "no-cache"},
                 direct_passthrough=True,
             )
         return _json(200, message)
+
+    def _logged(self, request_id: str, events: Iterator[bytes]) -> Iterator[bytes]:
+        """The stream as it is sent, each event's departure noted (its time taken before it is written)."""
+        with self._lock:
+            log = self._stream_log[request_id] = []
+            while len(self._stream_log) > STREAM_LOG_SIZE:
+                self._stream_log.popitem(last=False)
+        for event in events:
+            name = event.partition(b"\n")[0].removeprefix(b"event: ").decode()
+            with self._lock:
+                log.append((name, time.time()))
+            yield event
+
+    def _stream_log_of(self, request: Request, request_id: str) -> Response:
+        with self._lock:
+            log = self._stream_log.get(request_id)
+            events = [{"event": name, "at": at} for name, at in log] if log is not None else None
+        if events is None:
+            raise ApiError(404, "not_found_error", f"no stream logged for request {request_id}")
+        return _json(200, {"request_id": request_id, "events": events})
 
     def _count_tokens(self, request: Request) -> Response:
         _workspace(request)
@@ -249,6 +280,10 @@ class SimulatorApp:
 
     # --- Shared steps ------------------------------------------------------------------------------
 
+    def _pace(self, tokens: int) -> None:
+        # Outside the lock: a paced stream must not hold up other requests.
+        _sleep(tokens * self._token_s)
+
     def _advance(self) -> datetime:
         """The clock's time, with batches brought up to it. Call under the lock."""
         now = self.clock.now()
@@ -324,6 +359,24 @@ class Simulator:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+
+def _with_id(endpoint: Any, request_id: str) -> dict[str, str]:
+    """The request id for the endpoints that need it (messages: it names the stream's log)."""
+    return {"request_id": request_id} if endpoint == "messages" else {}
+
+
+def _broken_off(events: Iterator[bytes], after: int | None) -> Iterator[bytes]:
+    """The stream, or its first `after` events and then an overloaded_error event, the end of it."""
+    if after is None:
+        yield from events
+        return
+    for sent, event in enumerate(events):
+        if sent == after:
+            break
+        yield event
+    error = {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded (simulated fault)"}}
+    yield f"event: error\ndata: {json.dumps(error)}\n\n".encode()
 
 
 def _presented_key(request: Request) -> str:

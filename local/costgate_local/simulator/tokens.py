@@ -81,6 +81,41 @@ def count_text(text: str) -> int:
     return total
 
 
+# Characters per token in a run of each class (the table above); an astral character costs 2 tokens.
+_PIECE_CHARS = {"latin": 5, "hangul": 1, "jamo": 1, "cjk": 1, "letter": 3, "digit": 3, "punct": 2, "space": 4}
+
+
+def token_pieces(text: str) -> list[tuple[str, int]]:
+    """`text` cut into consecutive pieces of one token each (two for a character beyond the BMP).
+
+    The pieces join back into `text` and their tokens add up to `count_text(text)`; a free single
+    space rides with the piece after it (with the one before it at the very end). Joining
+    consecutive pieces keeps the sum, so a stream can send deltas of a chosen number of tokens.
+    """
+    pieces: list[tuple[str, int]] = []
+    carry = ""
+    for match in _RUNS.finditer(text):
+        kind, run = match.lastgroup, match.group()
+        if kind == "space" and run == " ":
+            carry += run
+            continue
+        if kind == "astral":
+            cuts = [(char, 2) for char in run]
+        else:
+            size = _PIECE_CHARS[str(kind)]
+            cuts = [(run[i : i + size], 1) for i in range(0, len(run), size)]
+        for piece, tokens in cuts:
+            pieces.append((carry + piece, tokens))
+            carry = ""
+    if carry:
+        if pieces:
+            last, tokens = pieces.pop()
+            pieces.append((last + carry, tokens))
+        else:
+            pieces.append((carry, 0))
+    return pieces
+
+
 def hangul_share(text: str) -> tuple[int, int]:
     """(Hangul syllables, Latin letters) in `text`: what decides the language of a simulated answer."""
     hangul = sum(len(m) for m in re.findall(f"[{_HANGUL}]+", text))

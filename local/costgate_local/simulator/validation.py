@@ -129,6 +129,12 @@ def validate_messages_request(
         raise invalid_request("service_tier: Input should be 'auto' or 'standard_only'")
 
     profile = resolve_model(model)
+    if max_tokens > profile.max_output_tokens:
+        # The API's own wording, which clients parse to find the model's limit.
+        raise invalid_request(
+            f"max_tokens: {max_tokens} > {profile.max_output_tokens}, "
+            f"which is the maximum allowed number of output tokens for {model}"
+        )
     speed = body.get("speed") or "standard"
     if speed not in ("standard", "fast"):
         raise invalid_request("speed: Input should be 'standard' or 'fast'")

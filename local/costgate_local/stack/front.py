@@ -1,21 +1,25 @@
 """The local HTTP front: the stand-in for `sam local start-api`, and for API Gateway itself.
 
-It reads the routes, handler, timeout and environment of a function from template.yaml, turns each
-HTTP request into an API Gateway REST proxy (v1) event, calls the real handler in-process and maps
-its proxy response back to HTTP. Like API Gateway it answers an unknown route with 403 "Missing
-Authentication Token", and gives up on an invocation after the integration timeout with 504 while
-the function runs on (so the ledger must still see a request whose client got a timeout).
+It reads the routes (with their transfer mode and integration timeout), handler, timeout and
+environment of a function from template.yaml, turns each HTTP request into an API Gateway REST proxy
+(v1) event, calls the real handler in-process and maps its proxy response back to HTTP. Like API
+Gateway it answers an unknown route with 403 "Missing Authentication Token", refuses a body over
+10 MB, and gives up on a buffered invocation after the integration timeout with 504 while the
+function runs on (so the ledger must still see a request whose client got a timeout). A route in
+STREAM mode invokes the function through costgate's runtime loop and a local Runtime API, and relays
+its response as it comes (costgate_local.stack.front_stream).
 """
 
 import base64
 import importlib.util
+import os
 import re
 import sys
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from types import ModuleType
@@ -24,6 +28,9 @@ from typing import Any
 from werkzeug.datastructures import Headers
 from werkzeug.wrappers import Request, Response
 
+from costgate.runtime.loop import FunctionInfo
+from costgate_local.stack.front_stream import gateway_error, streamed_response, too_large
+from costgate_local.stack.runtime_api import PendingInvocation, ProcessEnvironment, ProcessSpec, RuntimeEnvironment
 from costgate_local.stack.template import REPO_ROOT
 
 # API Gateway REST's default integration timeout; the template can only raise it per route.
@@ -32,8 +39,13 @@ STAGE = "local"
 ACCOUNT_ID = "123456789012"
 # Concurrent execution environments of one function; more concurrent invocations wait for one.
 MAX_CONTAINERS = 16
+# Where Lambda unpacks a Python layer's packages, and where SharedLayer's sources are here.
+LAYER_PYTHON = "/opt/python/"
+SHARED_LAYER_SOURCE = REPO_ROOT / "shared"
+EXEC_WRAPPER_VARIABLE = "AWS_LAMBDA_EXEC_WRAPPER"
 
-Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
+# A proxy handler (event, context) -> response, or a streaming one (costgate.runtime.loop.streaming).
+Handler = Callable[..., Any]
 # A variable of a !Sub string: ${Name}, ${Resource.Attribute} or ${AWS::Pseudo} (${!Literal} is not one).
 _SUB_VARIABLE = re.compile(r"\$\{(?P<name>[^}!][^}]*)\}")
 
@@ -43,6 +55,8 @@ class Route:
     method: str
     resource: str  # the template's path, e.g. /v1/messages or /v1/items/{id}
     pattern: re.Pattern[str]
+    streaming: bool = False  # the integration's response transfer mode is STREAM
+    timeout_s: float = DEFAULT_INTEGRATION_TIMEOUT_S
 
     def match(self, method: str, path: str) -> dict[str, str] | None:
         if self.method not in (method, "ANY"):
@@ -51,10 +65,22 @@ class Route:
         return found.groupdict() if found else None
 
 
-def _route(method: str, resource: str) -> Route:
+def _route(
+    method: str, resource: str, *, streaming: bool = False, timeout_s: float = DEFAULT_INTEGRATION_TIMEOUT_S
+) -> Route:
     regex = re.sub(r"\\\{(\w+)\\\+\\\}", r"(?P<\1>.+)", re.escape(resource))
     regex = re.sub(r"\\\{(\w+)\\\}", r"(?P<\1>[^/]+)", regex)
-    return Route(method=method.upper(), resource=resource, pattern=re.compile(regex))
+    return Route(method.upper(), resource, re.compile(regex), streaming=streaming, timeout_s=timeout_s)
+
+
+def _template_route(properties: Mapping[str, Any]) -> Route:
+    # SAM's Api event spells STREAM as RESPONSE_STREAM (and ignores anything else).
+    return _route(
+        properties["Method"],
+        properties["Path"],
+        streaming=properties.get("ResponseTransferMode") == "RESPONSE_STREAM",
+        timeout_s=int(properties.get("TimeoutInMillis", DEFAULT_INTEGRATION_TIMEOUT_S * 1000)) / 1000,
+    )
 
 
 @dataclass
@@ -91,17 +117,29 @@ class _Containers:
         self.free = threading.Condition()
         self.idle: list[Handler] = []
         self.started = 0
+        self.runtimes: dict[int, RuntimeEnvironment] = {}  # by id(handler): the environment's runtime loop
+        # Environments that are processes of their own (a function with an exec wrapper):
+        self.processes: list[ProcessEnvironment] = []  # every one started and not yet closed
+        self.idle_processes: list[ProcessEnvironment] = []
+        self.closed = False
 
 
 @dataclass(frozen=True)
 class LocalFunction:
-    """One AWS::Serverless::Function from the template, loaded in-process.
+    """One AWS::Serverless::Function from the template.
 
     Lambda runs one invocation at a time per execution environment and starts another environment
-    for a concurrent one; the handler's module globals (Powertools' resolver holds the current
-    event) belong to one environment. So each concurrent invocation here gets a handler module of
-    its own, loaded afresh by `load` (a cold start), up to MAX_CONTAINERS; without `load`,
-    invocations of `handler` wait for each other.
+    for a concurrent one; nothing in one environment is seen by another. A function started through an
+    exec wrapper (`process` set: ApiFunction, whose every route streams) runs each environment as Lambda
+    does, as a process of its own running costgate's runtime loop (ProcessEnvironment), so two concurrent
+    invocations cannot see each other's globals (Powertools keeps the current event on its resolver's
+    CLASS, which every module copy of one process shares).
+
+    Without `process`, the handler runs in this process: `invoke` for the functions the local stack
+    triggers itself (one invocation at a time), and `invoke_stream` through the runtime loop in a thread,
+    for tests and benches that instrument the handler's stores in-process. Concurrent in-process
+    invocations get a handler module of their own, loaded afresh by `load` (up to MAX_CONTAINERS); that
+    does not isolate class attributes, so only the process mode is the local stack's API.
     """
 
     logical_id: str
@@ -111,6 +149,7 @@ class LocalFunction:
     environment: Mapping[str, str]
     routes: tuple[Route, ...]
     load: Callable[[int], Handler] | None = None  # the handler of a new environment, numbered from 1
+    process: ProcessSpec | None = None  # set: STREAM invocations run in environments that are processes
     _containers: _Containers = field(default_factory=_Containers, compare=False, repr=False)
 
     def invoke(self, event: dict[str, Any]) -> Any:
@@ -119,9 +158,105 @@ class LocalFunction:
         try:
             return handler(event, self.context())
         finally:
-            with self._containers.free:
-                self._containers.idle.append(handler)
-                self._containers.free.notify()
+            self._release(handler)
+
+    def invoke_stream(self, event: dict[str, Any]) -> PendingInvocation:
+        """Invoke as InvokeWithResponseStream does: through an environment's runtime loop and Runtime API.
+
+        The environment is busy until its runtime asks for the next event, which may be after the
+        response has ended (work done after the client has its answer).
+        """
+        if self.process is not None:
+            return self._invoke_process(event)
+        handler = self._take()
+        containers = self._containers
+        with containers.free:
+            runtime = containers.runtimes.get(id(handler))
+            if runtime is None:
+                number = len(containers.runtimes) + 1
+                runtime = RuntimeEnvironment(
+                    handler,
+                    self._info(number),
+                    timeout_s=self.timeout_s,
+                    function_arn=self.context().invoked_function_arn,
+                )
+                containers.runtimes[id(handler)] = runtime
+        pending = runtime.invoke(event)
+        pending.add_done_callback(lambda: self._release(handler))
+        return pending
+
+    def start_environment(self) -> None:
+        """Start one process environment now (it initialises while nothing waits for it), as provisioned
+        concurrency keeps one warm; later ones start on demand."""
+        containers = self._containers
+        with containers.free:
+            if self.process is None or containers.processes:
+                return
+            containers.idle_processes.append(self._new_process(1))
+
+    def _invoke_process(self, event: dict[str, Any]) -> PendingInvocation:
+        containers = self._containers
+        with containers.free:
+            while True:  # bounded: an environment frees up, or one is started below MAX_CONTAINERS
+                if containers.closed:
+                    raise RuntimeError(f"{self.logical_id} is closed")
+                while containers.idle_processes and not containers.idle_processes[-1].alive:
+                    dead = containers.idle_processes.pop()
+                    containers.processes.remove(dead)
+                    threading.Thread(target=dead.close, daemon=True).start()
+                if containers.idle_processes:
+                    environment = containers.idle_processes.pop()
+                    break
+                if len(containers.processes) < MAX_CONTAINERS:
+                    environment = self._new_process(len(containers.processes) + 1)
+                    break
+                containers.free.wait()
+        pending = environment.invoke(event)
+        pending.add_done_callback(lambda: self._release_process(environment))
+        return pending
+
+    def _new_process(self, number: int) -> ProcessEnvironment:
+        """Start an environment process (call with the containers' lock held)."""
+        assert self.process is not None
+        environment = ProcessEnvironment(
+            replace(self.process, environ={**os.environ, **self.process.environ}),
+            self._info(number),
+            timeout_s=self.timeout_s,
+            function_arn=self.context().invoked_function_arn,
+        )
+        self._containers.processes.append(environment)
+        return environment
+
+    def _release_process(self, environment: ProcessEnvironment) -> None:
+        with self._containers.free:
+            if not self._containers.closed:
+                self._containers.idle_processes.append(environment)
+            self._containers.free.notify()
+
+    def _info(self, number: int) -> FunctionInfo:
+        return FunctionInfo(
+            self.logical_id, "$LATEST", self.memory_mb, f"/aws/lambda/{self.logical_id}", f"local/{number}"
+        )
+
+    def close(self) -> None:
+        """Stop the runtime loops of streaming invocations, and every environment process."""
+        with self._containers.free:
+            runtimes = list(self._containers.runtimes.values())
+            self._containers.runtimes.clear()
+            processes = list(self._containers.processes)
+            self._containers.processes.clear()
+            self._containers.idle_processes.clear()
+            self._containers.closed = True
+            self._containers.free.notify_all()
+        for runtime in runtimes:
+            runtime.close()
+        for process in processes:
+            process.close()
+
+    def _release(self, handler: Handler) -> None:
+        with self._containers.free:
+            self._containers.idle.append(handler)
+            self._containers.free.notify()
 
     def _take(self) -> Handler:
         containers, load = self._containers, self.load
@@ -138,10 +273,14 @@ class LocalFunction:
         return load(number)
 
     @classmethod
-    def from_template(cls, template: dict[str, Any], logical_id: str, refs: Mapping[str, str]) -> "LocalFunction":
+    def from_template(
+        cls, template: dict[str, Any], logical_id: str, refs: Mapping[str, str], *, in_process: bool = False
+    ) -> "LocalFunction":
         """Load the function's handler from CodeUri/Handler; resolve `!Ref`s in its environment with `refs`.
 
         A parameter not in `refs` takes its template default, as a deployment that does not override it.
+        A function with an exec wrapper runs its environments as processes, unless `in_process` (for a
+        test or bench that instruments its stores in this process).
         """
         resource = template["Resources"][logical_id]
         if resource.get("Type") != "AWS::Serverless::Function":
@@ -166,24 +305,45 @@ class LocalFunction:
             if "Default" in parameter
         }
         routes = tuple(
-            _route(event["Properties"]["Method"], event["Properties"]["Path"])
+            _template_route(event["Properties"])
             for event in properties.get("Events", {}).values()
             if event.get("Type") == "Api"
         )
+        environment = {
+            name: resolve(value, defaults | dict(refs), f"{logical_id}.{name}") for name, value in variables.items()
+        }
+        wrapper = environment.get(EXEC_WRAPPER_VARIABLE)
+        process = None
+        if wrapper is not None and not in_process:
+            process = ProcessSpec(
+                wrapper=str(_local_layer_path(wrapper)),
+                handler=properties["Handler"],
+                task_root=str(REPO_ROOT / properties["CodeUri"]),
+                environ=environment,
+            )
         return cls(
             logical_id=logical_id,
             handler=getattr(module, function_name),
             memory_mb=int(properties.get("MemorySize", globals_.get("MemorySize", 128))),
             timeout_s=float(properties.get("Timeout", globals_.get("Timeout", 3))),
-            environment={
-                name: resolve(value, defaults | dict(refs), f"{logical_id}.{name}") for name, value in variables.items()
-            },
+            environment=environment,
             routes=routes,
             load=load,
+            process=process,
         )
 
     def context(self) -> LambdaContext:
         return LambdaContext(function_name=self.logical_id, memory_limit_in_mb=self.memory_mb, timeout_s=self.timeout_s)
+
+
+def _local_layer_path(path: str) -> Path:
+    """A path inside a layer as Lambda sees it (/opt/python/...) as the layer's source here."""
+    if not path.startswith(LAYER_PYTHON):
+        raise ValueError(f"the local stack finds layer files under {LAYER_PYTHON} only, not {path!r}")
+    local = SHARED_LAYER_SOURCE / path.removeprefix(LAYER_PYTHON)
+    if not local.is_file():
+        raise ValueError(f"{path} is not in SharedLayer's sources ({local})")
+    return local
 
 
 def _load_module(path: Path, name: str) -> ModuleType:
@@ -217,9 +377,12 @@ def resolve(value: Any, refs: Mapping[str, str], where: str) -> str:
 
 
 class ApiFront:
-    """WSGI app: HTTP → REST proxy event → the function → HTTP, with API Gateway's timeout and 403."""
+    """WSGI app: HTTP → REST proxy event → the function → HTTP, with API Gateway's limits, timeouts and 403.
 
-    def __init__(self, function: LocalFunction, integration_timeout_s: float = DEFAULT_INTEGRATION_TIMEOUT_S) -> None:
+    `integration_timeout_s`, when given, replaces every route's own timeout from the template.
+    """
+
+    def __init__(self, function: LocalFunction, integration_timeout_s: float | None = None) -> None:
         self._function = function
         self._timeout_s = integration_timeout_s
 
@@ -229,13 +392,20 @@ class ApiFront:
         return response(environ, start_response)
 
     def _dispatch(self, request: Request) -> Response:
+        refused = too_large(request)
+        if refused is not None:
+            return refused
         for route in self._function.routes:
             params = route.match(request.method, request.path)
             if params is not None:
-                return self._invoke(rest_event(request, route, params))
+                event = rest_event(request, route, params)
+                timeout_s = route.timeout_s if self._timeout_s is None else self._timeout_s
+                if route.streaming:
+                    return streamed_response(self._function.invoke_stream(event), timeout_s, request.environ)
+                return self._invoke(event, timeout_s)
         return _gateway_error(403, "Missing Authentication Token")
 
-    def _invoke(self, event: dict[str, Any]) -> Response:
+    def _invoke(self, event: dict[str, Any], timeout_s: float) -> Response:
         outcome: dict[str, Any] = {}
 
         def run() -> None:
@@ -247,7 +417,7 @@ class ApiFront:
         # Not a daemon: like Lambda, the invocation runs to its end after the gateway gives up.
         worker = threading.Thread(target=run, name=f"invoke-{self._function.logical_id}")
         worker.start()
-        worker.join(self._timeout_s)
+        worker.join(timeout_s)
         if worker.is_alive():
             return _gateway_error(504, "Endpoint request timed out")
         if "error" in outcome:
@@ -313,6 +483,4 @@ def proxy_response(result: dict[str, Any]) -> Response:
     return Response(data, status=result["statusCode"], headers=headers)
 
 
-def _gateway_error(status: int, message: str) -> Response:
-    # API Gateway's own errors are not the function's: they have this shape, not Anthropic's.
-    return Response(f'{{"message":"{message}"}}', status=status, content_type="application/json")
+_gateway_error = gateway_error

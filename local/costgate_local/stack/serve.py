@@ -1,15 +1,15 @@
 """`costgate serve`: the whole stack on one machine, in one process.
 
 moto as AWS (the table and bucket built from template.yaml), the Claude API simulator (or the real
-API), the HTTP front that invokes the real ApiFunction handler, batch summarisation's two triggers:
+API), the HTTP front that invokes the real ApiFunction handler (each execution environment a process
+of its own running costgate's runtime loop, as on Lambda), batch summarisation's two triggers:
 an S3-event bridge that hands uploads under incoming/ to the real IngestFunction handler, and a
 schedule loop that runs the real BatchFunction handler; a stream bridge that hands the table's
 stream to the real AggregatorFunction handler as its event source mapping does (`stream_bridge`);
 and schedule loops that run the real SpendWatchFunction and SweeperFunction handlers at their
 template schedules. When everything listens it prints
 exactly one JSON line to stdout and sends all later output to stderr, so a script can read the
-line and go; SIGINT or SIGTERM stops every server and loop (threads of this process: nothing
-outlives it).
+line and go; SIGINT or SIGTERM stops every server, loop and environment process (nothing outlives it).
 """
 
 import json
@@ -28,7 +28,7 @@ from types import FrameType
 from typing import Any, TextIO
 
 import boto3
-from werkzeug.serving import make_server
+from werkzeug.serving import BaseWSGIServer, make_server
 
 from costgate.clock import SystemClock
 from costgate.dal.keys import DynamoKeyStore
@@ -84,11 +84,12 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class ServeOptions:
     port: int
-    upstream: str  # "simulator" | "anthropic"
+    upstream: str  # "simulator" | "anthropic" | "url" (upstream_url)
     simulator: SimulatorOptions
     batch_interval_s: float = DEFAULT_BATCH_INTERVAL_S  # between two BatchFunction ticks
     spend_interval_s: float | None = None  # between two SpendWatchFunction runs; None: its template schedule
     sweep_interval_s: float | None = None  # between two SweeperFunction runs; None: its template schedule
+    upstream_url: str | None = None  # with upstream "url": a Claude API-compatible server of the caller's
 
 
 def serve(options: ServeOptions) -> int:
@@ -125,6 +126,9 @@ def serve(options: ServeOptions) -> int:
         if options.upstream == "simulator":
             upstream_url = stack.enter_context(Simulator(options.simulator)).base_url
             claude_key = SIMULATOR_CLAUDE_KEY
+        elif options.upstream == "url" and options.upstream_url:
+            upstream_url = options.upstream_url
+            claude_key = os.environ.get("ANTHROPIC_API_KEY", SIMULATOR_CLAUDE_KEY)
         else:
             upstream_url = ANTHROPIC_API_URL
             claude_key = os.environ["ANTHROPIC_API_KEY"]
@@ -152,11 +156,7 @@ def serve(options: ServeOptions) -> int:
         os.environ.update(_merged_environment(api, ingest, batch, spend, sweeper, aggregator))
         bind_table(TABLE)
         api_key, _ = issue_key(DynamoKeyStore(), tenant=DEV_TENANT, feature=None, now=SystemClock().now())
-        server = make_server("127.0.0.1", options.port, ApiFront(api), threaded=True)
-        stack.callback(server.server_close)
-        thread = threading.Thread(target=server.serve_forever, name="api-front", daemon=True)
-        thread.start()
-        stack.callback(server.shutdown)
+        server = _serve_api(stack, api, options.port)
 
         sqs = boto3.client("sqs", endpoint_url=aws.endpoints.endpoint_url, region_name=aws.endpoints.region)
         bridge = _stream_bridge(aws, template, aggregator)
@@ -210,6 +210,18 @@ def _stream_bridge(aws: LocalAws, template: dict[str, Any], function: LocalFunct
     streams = boto3.client("dynamodbstreams", endpoint_url=aws.endpoints.endpoint_url, region_name=aws.endpoints.region)
     stream_arn = dynamodb.describe_table(TableName=TABLE)["Table"]["LatestStreamArn"]
     return StreamBridge.from_event(streams, stream_arn, function.invoke, stream_source(template, function.logical_id))
+
+
+def _serve_api(stack: ExitStack, api: LocalFunction, port: int) -> BaseWSGIServer:
+    """The API front on 127.0.0.1:`port`, serving until the stack closes (and with it ApiFunction's environments)."""
+    stack.callback(api.close)  # its environment processes
+    api.start_environment()  # the first environment initialises while the rest starts
+    server = make_server("127.0.0.1", port, ApiFront(api), threaded=True)
+    stack.callback(server.server_close)
+    thread = threading.Thread(target=server.serve_forever, name="api-front", daemon=True)
+    thread.start()
+    stack.callback(server.shutdown)
+    return server
 
 
 def schedule_interval_s(template: dict[str, Any], logical_id: str) -> float:

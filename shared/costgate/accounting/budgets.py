@@ -34,6 +34,7 @@ from typing import Any
 from costgate.accounting.ledger import validate_tag
 from costgate.errors import InvalidRequestError
 from costgate.pricing.cost import price_usage
+from costgate.pricing.model_limits import limits_for
 from costgate.pricing.prices import PriceBook, default_price_book
 from costgate.pricing.usage import TokenUsage
 
@@ -296,7 +297,8 @@ def estimate_worst_case(
         prompt   = estimate_prompt_tokens(body), all as 1h cache writes (2× input) if any cache_control
                    asks for "1h", all as 5m writes (1.25×) if any other cache_control is present (block
                    or top level), else all as input (1×);
-        output   = max_tokens;
+        output   = max_tokens, no more than the model's output limit (Claude refuses a larger max_tokens
+                   with a 400: the client must get that 400, not a budget 429 for tokens never generated);
         searches = Σ max_uses of the web_search* tools (DEFAULT_WEB_SEARCH_USES for one without);
     at the fast rates when `speed` is "fast", the request's `inference_geo` multiplier, the prompt band
     the estimated prompt falls in (Haiku 5.5 above 100K), and the dearest non-batch service tier (the
@@ -326,7 +328,7 @@ def estimate_worst_case(
         input_tokens=0 if ttls else prompt,
         cache_write_1h_tokens=prompt if "1h" in ttls else 0,
         cache_write_5m_tokens=prompt if ttls and "1h" not in ttls else 0,
-        output_tokens=max_tokens,
+        output_tokens=min(max_tokens, limits_for(book.resolve(model)).max_output_tokens),
         web_search_requests=_web_search_uses(body.get("tools")),
         service_tier="batch" if batch else _dearest_tier(book),
         inference_geo=geo,

@@ -108,6 +108,11 @@ def _grants(
     return grants, None
 
 
+def tells_remaining(hold: ShardHold | None) -> bool:
+    """Whether the hold's budgets have a remaining figure for a receipt: only unsharded ones do."""
+    return hold is not None and shard_count(hold.budgets) == 1
+
+
 def remaining_figure(
     hold: ShardHold, headroom: Mapping[str, Decimal], roots: Mapping[tuple[str, str, str], RootState]
 ) -> Decimal | None:

@@ -50,6 +50,11 @@ class LedgerStore(Protocol):
         """Every row still `reserved` that was reserved before the given time (the sweeper's work)."""
         ...
 
+    def find(self, request_id: str) -> "LedgerEntry | None":
+        """The entry a settled row was settled with (strongly consistent); None if the row is not settled
+        (reserved, refused, abandoned, swept) or there is none."""
+        ...
+
     def rollups(self, first: date, last: date, tenant: str | None = None) -> Iterator["Rollup"]:
         """Every rollup the aggregator holds for the UTC days first..last, both included (by hour), day by day;
         of one tenant if given."""

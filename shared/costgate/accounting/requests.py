@@ -14,11 +14,11 @@ counts less than Claude billed. A streamed answer calls `settle_request` once it
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 
 from costgate.accounting.budgets import ShardHold
-from costgate.accounting.holds import check_limits, complete_hold
+from costgate.accounting.holds import check_limits, complete_hold, remaining_figure, tells_remaining
 from costgate.accounting.ledger import LedgerEntry, RequestState, ReservedRequest
 from costgate.accounting.ports import BudgetStore, LedgerStore, RootState
 from costgate.accounting.services import emit_entry_metrics
@@ -35,10 +35,12 @@ _POOL = ThreadPoolExecutor(max_workers=16, thread_name_prefix="costgate-accounti
 
 @dataclass(frozen=True)
 class RequestHandle:
-    """A reserved request: its row, and its hold (None when no budget applies)."""
+    """A reserved request: its row, its hold (None when no budget applies) and its shard's headroom per slot
+    just after the hold was taken (what a stream's budget-before figure is told from)."""
 
     row: ReservedRequest
     hold: ShardHold | None
+    headroom: Mapping[str, Decimal] = field(default_factory=dict)
 
     @property
     def request_id(self) -> str:
@@ -86,14 +88,14 @@ def reserve_request(
         _end_quietly(ledger, row.request_id, RequestState.ABANDONED)
         raise take_error
     try:
-        complete_hold(budgets, hold, take.result())
+        taken = complete_hold(budgets, hold, take.result())
     except BudgetExceededError:
         _end_quietly(ledger, row.request_id, RequestState.REFUSED)
         raise
     except BaseException:
         _end_quietly(ledger, row.request_id, RequestState.ABANDONED)
         raise
-    return RequestHandle(row, hold)
+    return RequestHandle(row, hold, taken.headroom)
 
 
 def settle_request(
@@ -134,6 +136,19 @@ def settle_request(
         except Exception:  # noqa: BLE001 - only the receipt's remaining-budget figure depends on it
             logger.exception("budgets: could not read the roots for the receipt")
     return Settlement(recorded=True, headroom=headroom if roots is None or found else {}, roots=found)
+
+
+def budget_left_before(budgets: BudgetStore, handle: RequestHandle) -> Decimal | None:
+    """The least budget left before the request's hold (its worst case given back): a stream's opening figure.
+
+    None without budgets, or for sharded ones (reading their roots on every request would make them hot).
+    """
+    hold = handle.hold
+    if hold is None or not tells_remaining(hold):
+        return None
+    roots = budgets.roots([(budget, hold.window(budget)) for budget in hold.budgets])
+    remaining = remaining_figure(hold, handle.headroom, roots)
+    return None if remaining is None else remaining + hold.amount_usd
 
 
 def abandon_request(ledger: LedgerStore, budgets: BudgetStore, handle: RequestHandle) -> bool:

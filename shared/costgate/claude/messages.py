@@ -58,11 +58,12 @@ Contract of `HttpUpstream.post` (the `costgate.claude.ports.Upstream` port):
 
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import replace
 from types import MappingProxyType
 
 import urllib3
+from urllib3 import BaseHTTPResponse
 from urllib3.exceptions import HTTPError as TransportError
 
 from costgate.claude.retry import RetryPolicy, should_retry
@@ -74,10 +75,12 @@ from costgate.claude.transport import (
     status_error_type,
     transport_error_type,
 )
-from costgate.errors import UpstreamUnavailableError
+from costgate.errors import UpstreamStreamError, UpstreamUnavailableError
 from costgate.observability import emit_upstream_attempt, logger
 
 FORWARDED_HEADERS = ("anthropic-version", "anthropic-beta")
+# What one read of a live stream asks for at most; it returns as soon as any bytes have arrived.
+_READ_SIZE = 64 * 1024
 
 
 class HttpUpstream:
@@ -113,6 +116,20 @@ class HttpUpstream:
         self._pool = urllib3.PoolManager(num_pools=2, maxsize=10, retries=False)
 
     def post(self, path: str, body: bytes, headers: Mapping[str, str], deadline: float) -> UpstreamResponse:
+        answer = self._call(path, body, headers, deadline, live=False)
+        assert isinstance(answer, UpstreamResponse)  # live=False never leaves a response open
+        return answer
+
+    def post_stream(
+        self, path: str, body: bytes, headers: Mapping[str, str], deadline: float
+    ) -> "UpstreamResponse | LiveResponse":
+        """As `post`, but a 200 `text/event-stream` answer comes back at its headers, its body still on the
+        wire (`LiveResponse.chunks`): retried only before the response headers, never after the first byte."""
+        return self._call(path, body, headers, deadline, live=True)
+
+    def _call(
+        self, path: str, body: bytes, headers: Mapping[str, str], deadline: float, *, live: bool
+    ) -> "UpstreamResponse | LiveResponse":
         if not path.startswith("/") or path.startswith("//"):
             raise ValueError(f"path must be absolute on the upstream host, got {path!r}")
         url = self.base_url + path
@@ -125,12 +142,16 @@ class HttpUpstream:
                 attempts += 1
                 response: UpstreamResponse | None = None
                 try:
-                    response = answered = self._send(url, body, request_headers)
+                    sent = self._send(url, body, request_headers, live=live)
                 except (TransportError, OSError) as error:
                     failure = type(error).__name__
                     emit_upstream_attempt(transport_error_type(error))
                 else:
-                    emit_upstream_attempt(status_error_type(response.status))
+                    emit_upstream_attempt(status_error_type(sent.status))
+                    if isinstance(sent, LiveResponse):
+                        sent.attempts = attempts
+                        return sent
+                    response = answered = sent
                 if (response is not None and not should_retry(response)) or self._retry.exhausted(attempts):
                     break
                 delay = self._retry.delay(attempts - 1, response.headers if response is not None else {})
@@ -149,7 +170,9 @@ class HttpUpstream:
             raise UpstreamUnavailableError(f"{failure} after {attempts} attempt(s)" if attempts else failure)
         return replace(answered, attempts=attempts)
 
-    def _send(self, url: str, body: bytes, headers: Mapping[str, str]) -> UpstreamResponse:
+    def _send(
+        self, url: str, body: bytes, headers: Mapping[str, str], *, live: bool = False
+    ) -> "UpstreamResponse | LiveResponse":
         sent_at = self._monotonic()
         # preload_content=False: request() returns at the response headers, so they can be timed
         # apart from the body (a stream's body can take minutes after its first byte).
@@ -164,14 +187,18 @@ class HttpUpstream:
             decode_content=False,
         )
         latency_s = self._monotonic() - sent_at
+        names = {name.lower() for name in raw.headers}
+        connection_named = {token.strip().lower() for token in raw.headers.get("connection", "").split(",")}
+        kept = MappingProxyType(
+            {name: raw.headers[name] for name in sorted(names - HOP_BY_HOP_HEADERS - connection_named)}
+        )
+        if live and raw.status == 200 and kept.get("content-type", "").startswith("text/event-stream"):
+            return LiveResponse(status=raw.status, headers=kept, latency_s=latency_s, raw=raw)
         try:
             data = raw.read()
         finally:
             raw.release_conn()
-        names = {name.lower() for name in raw.headers}
-        connection_named = {token.strip().lower() for token in raw.headers.get("connection", "").split(",")}
-        kept = {name: raw.headers[name] for name in sorted(names - HOP_BY_HOP_HEADERS - connection_named)}
-        return UpstreamResponse(status=raw.status, headers=MappingProxyType(kept), body=data, latency_s=latency_s)
+        return UpstreamResponse(status=raw.status, headers=kept, body=data, latency_s=latency_s)
 
     def _request_headers(self, client_headers: Mapping[str, str]) -> dict[str, str]:
         headers = {
@@ -184,3 +211,35 @@ class HttpUpstream:
             if name.lower() in FORWARDED_HEADERS:
                 headers[name.lower()] = value
         return headers
+
+
+class LiveResponse:
+    """A 200 stream whose headers have arrived and whose body is still coming: `chunks` yields its bytes
+    as they arrive (never decoded, never re-framed); `close` gives the connection back (or drops it,
+    when the body was not read to its end)."""
+
+    def __init__(self, *, status: int, headers: Mapping[str, str], latency_s: float, raw: BaseHTTPResponse) -> None:
+        self.status = status
+        self.headers = headers
+        self.latency_s = latency_s
+        self.attempts = 1
+        self._raw = raw
+        self._read_to_end = False
+
+    def chunks(self) -> Iterator[bytes]:
+        """The body's bytes as they arrive; UpstreamStreamError when the connection fails before its end."""
+        try:
+            while True:  # bounded by the body: each read returns what has arrived, b"" at its end
+                data = self._raw.read1(_READ_SIZE)
+                if not data:
+                    self._read_to_end = True
+                    return
+                yield data
+        except (TransportError, OSError) as error:
+            raise UpstreamStreamError(f"{type(error).__name__}: {error}") from error
+
+    def close(self) -> None:
+        if not self._read_to_end:
+            # Unread bytes would poison a pooled connection: drop it instead of returning it.
+            self._raw.close()
+        self._raw.release_conn()

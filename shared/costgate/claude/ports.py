@@ -22,6 +22,42 @@ class Upstream(Protocol):
         """
         ...
 
+    def post_stream(
+        self, path: str, body: bytes, headers: Mapping[str, str], deadline: float
+    ) -> "UpstreamResponse | LiveStream":
+        """As `post`, for a request with `"stream": true`: a 200 `text/event-stream` answer is returned at its
+        response headers as a `LiveStream`, its body still arriving; anything else is read whole, as `post`
+        returns it. Retried only before the response headers: never once a stream has started."""
+        ...
+
+
+class LiveStream(Protocol):
+    """A Claude stream whose headers have arrived (status 200) and whose body is still coming."""
+
+    @property
+    def status(self) -> int: ...
+
+    @property
+    def headers(self) -> Mapping[str, str]:
+        """Lower-case names, hop-by-hop headers dropped."""
+        ...
+
+    @property
+    def latency_s(self) -> float | None:
+        """The answered attempt's time to its response headers."""
+        ...
+
+    @property
+    def attempts(self) -> int: ...
+
+    def chunks(self) -> Iterator[bytes]:
+        """The body's bytes as they arrive, unchanged; `UpstreamStreamError` if the connection fails first."""
+        ...
+
+    def close(self) -> None:
+        """Give the connection back (or drop it when the body was not read to its end)."""
+        ...
+
 
 class ClaudeBatches(Protocol):
     """The Message Batches API (the real one, or the local simulator)."""

@@ -237,6 +237,13 @@ class DynamoLedgerStore:
                 if item.status == RequestState.RESERVED.value:
                     yield _to_reserved(item)
 
+    def find(self, request_id: str) -> LedgerEntry | None:
+        try:
+            item = LedgerItem.get(*ledger_key(request_id), consistent_read=True)
+        except DoesNotExist:
+            return None
+        return _to_entry(item) if item.status == RequestState.SETTLED.value else None
+
     def rollups(self, first: date, last: date, tenant: str | None = None) -> Iterator[Rollup]:
         return self._rollups.rollups(first, last, tenant)
 

@@ -52,3 +52,19 @@ class FeatureStore(Protocol):
     def list_configs(self) -> list["FeatureConfig"]:
         """Every stored configuration, by feature name."""
         ...
+
+
+class ResponseSink(Protocol):
+    """Where a streamed answer's body goes: the function's response stream (`costgate.runtime.stream`).
+
+    Writes go out at once. A client that has gone away is not an error: writes are dropped from then
+    on and `client_gone` says so, so the gateway can still read Claude to the end and record the usage.
+    """
+
+    client_gone: bool
+
+    def write(self, data: bytes) -> None: ...
+
+    def end(self) -> None:
+        """Complete the response; the client has all of it (later writes are a bug)."""
+        ...

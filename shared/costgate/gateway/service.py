@@ -9,37 +9,52 @@ nothing the client does afterwards (hanging up, a gateway timeout) can stop that
 invocation runs to its end, and a settle that never lands is the sweeper's (counted at the hold).
 """
 
-import json
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
-from costgate.accounting.budgets import Budget, ShardHold, estimate_worst_case, key_budgets, make_hold, shard_count
-from costgate.accounting.holds import remaining_figure
-from costgate.accounting.ledger import LedgerEntry, ReservedRequest, new_request_id, validate_tag
+from costgate.accounting.budgets import Budget, estimate_worst_case, key_budgets, make_hold
+from costgate.accounting.holds import remaining_figure, tells_remaining
+from costgate.accounting.ledger import LedgerEntry, ReservedRequest, new_request_id
 from costgate.accounting.ports import BudgetStore, LedgerStore
-from costgate.accounting.requests import RequestHandle, abandon_request, reserve_request, settle_request
+from costgate.accounting.requests import (
+    RequestHandle,
+    abandon_request,
+    budget_left_before,
+    reserve_request,
+    settle_request,
+)
 from costgate.accounting.services import record_request
 from costgate.cache.answers import CACHE_HEADER, AnswerCache, Lookup, effective_mode, storable
 from costgate.cache.model import CacheResult, StoredAnswer
-from costgate.claude.ports import Upstream
+from costgate.claude.ports import LiveStream, Upstream
 from costgate.claude.transport import UpstreamResponse
+from costgate.claude.usage import FinalUsage
 from costgate.clock import Clock
 from costgate.errors import (
     BudgetExceededError,
     CostgateError,
-    ForbiddenError,
-    InvalidRequestError,
+    NotFoundError,
     PricingError,
-    RequestTooLargeError,
-    UpstreamError,
 )
+from costgate.gateway.admission import Admitted, GatewayRequest, GatewayResponse, admit
 from costgate.gateway.features import FeatureConfig, PromptCacheMode, PromptCacheTtl
 from costgate.gateway.keys import authenticate
 from costgate.gateway.model import GatewayKey
-from costgate.gateway.ports import FeatureStore, KeyStore
+from costgate.gateway.ports import FeatureStore, KeyStore, ResponseSink
+from costgate.gateway.receipts import (
+    REQUEST_ID_HEADER,
+    input_cost_receipt,
+    receipt_comment,
+    receipt_document,
+    receipt_headers,
+)
+from costgate.gateway.streaming import StreamedAnswer, StreamOutcome, error_event, relay_live
+from costgate.gateway.wire import HOP_BY_HOP, checked, counted_tokens, encode, passthrough
 from costgate.money import format_usd
 from costgate.observability import (
     MetricDimension,
@@ -49,7 +64,7 @@ from costgate.observability import (
     emit_upstream_latency,
     logger,
 )
-from costgate.pricing.cost import Cost, Savings, Strategy, measure_savings, price_usage, split_prompt_cache
+from costgate.pricing.cost import Cost, Strategy, measure_savings, price_usage, split_prompt_cache
 from costgate.pricing.prices import PriceBook, default_price_book
 from costgate.pricing.usage import TokenUsage, normalise_usage
 from costgate.routing.ports import PromptCacheStore
@@ -63,46 +78,10 @@ from costgate.routing.prompt_cache import (
 )
 from costgate.routing.router import AUTO_MODEL, RouteDecision, route
 
-# The Claude API's own limit for a Messages request (API Gateway REST stops at 10 MB before this).
-MAX_BODY_BYTES = 32 * 1024 * 1024
-DEFAULT_FEATURE = "default"
-# Far deeper than any real request (tool schemas included); bounds the recursion of everything after.
-MAX_JSON_DEPTH = 64
-# costgate's id of a request, on every answer that got one (Claude's own id stays in `request-id`).
-REQUEST_ID_HEADER = "x-costgate-request-id"
+# The ledger's own bound on a request id (costgate.accounting.ledger.LedgerEntry).
+MAX_REQUEST_ID_CHARS = 256
 # Prefixes whose gaps the policy observes: those it caches and those it judged not worth caching yet.
 _COSTGATE_MANAGED = frozenset({CacheDecision.ADDED, CacheDecision.NOT_WORTH_IT})
-_SAVINGS_HEADERS = {
-    Strategy.ROUTING: "x-costgate-savings-routing-usd",
-    Strategy.PROMPT_CACHE: "x-costgate-savings-prompt-cache-usd",
-}
-# Headers that describe one hop, not the message: never copied from the upstream response.
-_HOP_BY_HOP = frozenset(
-    {"connection", "keep-alive", "transfer-encoding", "content-length", "te", "trailer", "upgrade", "date", "server"}
-)
-
-
-@dataclass(frozen=True)
-class GatewayRequest:
-    body: bytes
-    headers: Mapping[str, str]  # lower-case names
-    deadline: float  # time.monotonic() instant after which no upstream attempt may start
-
-
-@dataclass(frozen=True)
-class GatewayResponse:
-    status: int
-    headers: dict[str, str]
-    body: bytes
-
-
-@dataclass(frozen=True)
-class _Admitted:
-    key: GatewayKey
-    body: dict[str, Any]
-    requested_model: str  # as the client sent it: a model id or "auto"
-    feature: str
-    at: datetime
 
 
 @dataclass(frozen=True)
@@ -135,9 +114,12 @@ class Gateway:
         clock: Clock,
         book: PriceBook | None = None,
         timer: Callable[[], float] = time.perf_counter,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
-        """`timer` (seconds, monotonic) times the upstream call and the gateway's own overhead around it."""
+        """`timer` (seconds, monotonic) times the upstream call and the gateway's own overhead around it;
+        `monotonic` is the clock of `GatewayRequest.deadline` (how long a stream may be read)."""
         self._timer = timer
+        self._monotonic = monotonic
         self._keys = keys
         self._budgets = budgets
         self._ledger = ledger
@@ -147,11 +129,18 @@ class Gateway:
         self._upstream = upstream
         self._clock = clock
         self._book = book or default_price_book()
+        # One thread for reads that can run while Claude is busy (a stream's budget header): off the path
+        # to the first byte. Started on first use; Lambda runs one invocation at a time per environment.
+        self._beside_claude = ThreadPoolExecutor(max_workers=1, thread_name_prefix="costgate-beside-claude")
 
-    def create_message(self, request: GatewayRequest) -> GatewayResponse:
-        """POST /v1/messages: route, plan caching, reserve the worst case, call Claude, record, settle."""
+    def create_message(self, request: GatewayRequest) -> "GatewayResponse | StreamedAnswer":
+        """POST /v1/messages: route, plan caching, reserve the worst case, call Claude, record, settle.
+
+        A request with `"stream": true` that Claude answers with a stream comes back as a StreamedAnswer:
+        its headers now, its body relayed as Claude sends it, and the request settled at its end.
+        """
         started = self._timer()
-        admitted = self._admit(request)
+        admitted = admit(request, self._keys, self._clock, self._book)
         config = self._feature_config(admitted.feature)
         decision = route(admitted.body, config.route)
         if decision.routed:
@@ -161,26 +150,75 @@ class Gateway:
             return self._serve_cached(admitted, decision, lookup, lookup.answer)
         planned = self._plan(admitted, config, decision, lookup, request.body)
         handle = self._reserve(admitted, planned)
+        streaming = admitted.body.get("stream") is True
+        # A stream's headers say what budget was left before it: read while Claude prepares its answer.
+        budget_left = self._beside_claude.submit(budget_left_before, self._budgets, handle) if streaming else None
         sent_at = self._timer()
         try:
-            upstream = _checked(self._upstream.post("/v1/messages", planned.raw, request.headers, request.deadline))
+            post = self._upstream.post_stream if streaming else self._upstream.post
+            upstream = checked(post("/v1/messages", planned.raw, request.headers, request.deadline))
         except BaseException:
             abandon_request(self._ledger, self._budgets, handle)
             raise
         upstream_s = self._timer() - sent_at  # every attempt and retry wait: upstream time, not overhead
+        if upstream.status == 200 and upstream.latency_s is not None:  # a fake Upstream may not time its answers
+            emit_upstream_latency(planned.model, upstream.latency_s)
+        if not isinstance(upstream, UpstreamResponse):
+            assert budget_left is not None  # a live stream answers only a streaming request
+            try:
+                answer = self._stream(
+                    request=request,
+                    admitted=admitted,
+                    config=config,
+                    planned=planned,
+                    live=upstream,
+                    handle=handle,
+                    budget_left=budget_left.result(),
+                )
+            except BaseException:
+                upstream.close()
+                abandon_request(self._ledger, self._budgets, handle)
+                raise
+            emit_gateway_overhead(self._timer() - started - upstream_s)  # to the first byte
+            return answer
         if upstream.status != 200:
             abandon_request(self._ledger, self._budgets, handle)  # Claude bills no error
-            response = _passthrough(upstream, _receipt_without_cost(planned))
+            response = passthrough(upstream, _receipt_without_cost(planned))
         else:
-            if upstream.latency_s is not None:  # an Upstream that does not time its answers (a fake) has none
-                emit_upstream_latency(planned.model, upstream.latency_s)
             response = self._settle(admitted, config, planned, upstream, handle)
         response.headers[REQUEST_ID_HEADER] = handle.request_id
         emit_gateway_overhead(self._timer() - started - upstream_s)
         return response
 
-    def _reserve(self, admitted: _Admitted, planned: _Planned) -> RequestHandle:
-        """The request's row, reserved with its worst case held on every budget that applies (429 if one cannot)."""
+    def find_request(self, headers: Mapping[str, str], request_id: str) -> LedgerEntry:
+        """GET /v1/requests/{request_id}: the ledger entry of one of the caller's tenant's requests.
+
+        Another tenant's request is a 404 like a missing one: a key learns nothing of ids it does not own."""
+        key = authenticate(self._keys, headers, self._clock.now())
+        entry = self._ledger.find(request_id) if 0 < len(request_id) <= MAX_REQUEST_ID_CHARS else None
+        if entry is None or entry.tenant != key.tenant:
+            raise NotFoundError(f"no request {request_id!r} for this API key's tenant")
+        return entry
+
+    def count_tokens(self, request: GatewayRequest) -> GatewayResponse:
+        """POST /v1/messages/count_tokens: as the Claude API (for the model routing picks), plus the input cost."""
+        admitted = admit(request, self._keys, self._clock, self._book)
+        config = self._feature_config(admitted.feature)
+        decision = route(admitted.body, config.route)  # counted in RoutedRequests only for messages
+        raw = request.body if decision.model == admitted.requested_model else encode(_with_model(admitted, decision))
+        upstream = checked(self._upstream.post("/v1/messages/count_tokens", raw, request.headers, request.deadline))
+        receipt = {"x-costgate-model": decision.model, "x-costgate-route-reason": decision.reason}
+        tokens = counted_tokens(upstream) if upstream.status == 200 else None
+        if tokens is not None:
+            receipt.update(input_cost_receipt(decision.model, tokens, admitted.body, admitted.at, self._book))
+        return passthrough(upstream, receipt)
+
+    # --- the books: the request's row and its hold are reserved, settled and abandoned through
+    # costgate.accounting.requests (one seam) ---
+
+    def _reserve(self, admitted: Admitted, planned: _Planned) -> RequestHandle:
+        """The request's row, reserved with its worst case held on every budget that applies (429, counted, if
+        one cannot)."""
         budgets = self._applicable_budgets(admitted.key, admitted.feature)
         worst = estimate_worst_case(planned.model, planned.body, admitted.at, self._book)
         row = ReservedRequest(
@@ -204,32 +242,101 @@ class Gateway:
             emit_count(MetricName.BUDGET_REJECTIONS)
             raise
 
-    def count_tokens(self, request: GatewayRequest) -> GatewayResponse:
-        """POST /v1/messages/count_tokens: as the Claude API (for the model routing picks), plus the input cost."""
-        admitted = self._admit(request)
-        config = self._feature_config(admitted.feature)
-        decision = route(admitted.body, config.route)  # counted in RoutedRequests only for messages
-        raw = request.body if decision.model == admitted.requested_model else _encode(_with_model(admitted, decision))
-        upstream = _checked(self._upstream.post("/v1/messages/count_tokens", raw, request.headers, request.deadline))
-        receipt = {"x-costgate-model": decision.model, "x-costgate-route-reason": decision.reason}
-        tokens = _counted_tokens(upstream) if upstream.status == 200 else None
-        if tokens is not None:
-            # Priced as the request would bill its prompt: bands, fast mode and geo included.
-            usage: dict[str, Any] = {
-                "input_tokens": tokens,
-                **{k: admitted.body[k] for k in ("speed", "inference_geo") if k in admitted.body},
-            }
-            try:
-                estimate = price_usage(decision.model, usage, admitted.at, self._book)
-            except CostgateError as error:
-                logger.info("count_tokens: no estimate", extra={"reason": str(error)})
-            else:
-                receipt["x-costgate-estimated-input-cost-usd"] = format_usd(estimate.total_usd)
-                receipt["x-costgate-price-version"] = estimate.price_version
-        return _passthrough(upstream, receipt)
+    def _settle_books(self, handle: RequestHandle, entry: LedgerEntry) -> tuple[bool, Decimal | None]:
+        """Settle the row at the entry's exact cost; whether it landed, and the budget left after it when
+        that can be told without reading a sharded budget's roots (costgate.accounting.holds)."""
+        hold = handle.hold
+        settlement = settle_request(self._ledger, self._budgets, handle, entry, read_roots=tells_remaining(hold))
+        if hold is None or not settlement.recorded:
+            return settlement.recorded, None
+        return True, remaining_figure(hold, settlement.headroom, settlement.roots)
+
+    # --- streams ---
+
+    def _stream(
+        self,
+        *,
+        request: GatewayRequest,
+        admitted: Admitted,
+        config: FeatureConfig,
+        planned: _Planned,
+        live: LiveStream,
+        handle: RequestHandle,
+        budget_left: Decimal | None,
+    ) -> StreamedAnswer:
+        """Claude's stream relayed live; priced at message_stop, the receipt sent, the stream ended, then settled."""
+        request_id = handle.request_id
+        headers = {name: value for name, value in live.headers.items() if name not in HOP_BY_HOP}
+        headers.update(_receipt_without_cost(planned))
+        del headers["x-costgate-cost-usd"], headers["x-costgate-baseline-cost-usd"]  # known only at the end
+        headers[REQUEST_ID_HEADER] = request_id
+        headers["x-costgate-price-version"] = self._book.price_version(self._book.rates_at(planned.model, admitted.at))
+        if budget_left is not None:
+            headers["x-costgate-budget-remaining-before-usd"] = format_usd(budget_left)
+
+        content_type = live.headers.get("content-type", "text/event-stream")
+
+        def produce(sink: ResponseSink) -> None:
+            keep = planned.lookup.result is CacheResult.MISS
+            outcome = relay_live(live, sink, deadline=request.deadline, keep_body=keep, monotonic=self._monotonic)
+            self._finish_stream(
+                admitted=admitted,
+                config=config,
+                planned=planned,
+                handle=handle,
+                upstream_request_id=live.headers.get("request-id"),
+                outcome=outcome,
+                sink=sink,
+                content_type=content_type,
+            )
+
+        return StreamedAnswer(headers, produce)
+
+    def _finish_stream(
+        self,
+        *,
+        admitted: Admitted,
+        config: FeatureConfig,
+        planned: _Planned,
+        handle: RequestHandle,
+        upstream_request_id: str | None,
+        outcome: StreamOutcome,
+        sink: ResponseSink,
+        content_type: str,
+    ) -> None:
+        """After the relay: an error event if the stream broke, the receipt, the end, then the books, once."""
+        request_id = handle.request_id
+        if outcome.failure is not None:
+            emit_count(MetricName.STREAM_ERRORS)
+            if not outcome.relayed_error:
+                sink.write(
+                    error_event("api_error", "the stream from the Claude API broke off; what it generated is billed")
+                )
+        if sink.client_gone:
+            emit_count(MetricName.CLIENT_DISCONNECTS)
+            logger.info("the client went away; the stream was read to its end", extra={"request_id": request_id})
+        if outcome.usage is None and outcome.failure is not None and not outcome.unreadable:
+            # Claude reported no usage before the stream failed (an error before message_start): nothing
+            # is billed, so the hold goes back.
+            sink.end()
+            abandon_request(self._ledger, self._budgets, handle)
+            return
+        try:
+            entry, cost = self._price(admitted, planned, request_id, outcome.usage, upstream_request_id)
+        except CostgateError as error:
+            sink.end()
+            self._unpriced(request_id, error, outcome.usage)
+            return
+        document = receipt_document(entry)
+        document["complete"] = outcome.complete
+        sink.write(receipt_comment(document))
+        sink.end()
+        self._settle_books(handle, entry)
+        if outcome.body is not None:
+            self._remember_answer(admitted, config, planned, content_type=content_type, body=outcome.body, cost=cost)
 
     def _look_up_answer(
-        self, admitted: _Admitted, config: FeatureConfig, decision: RouteDecision, headers: Mapping[str, str]
+        self, admitted: Admitted, config: FeatureConfig, decision: RouteDecision, headers: Mapping[str, str]
     ) -> Lookup:
         mode = effective_mode(headers.get(CACHE_HEADER), config.answer_cache)
         lookup = self._answers.lookup(
@@ -250,9 +357,12 @@ class Gateway:
         return lookup
 
     def _serve_cached(
-        self, admitted: _Admitted, decision: RouteDecision, lookup: Lookup, answer: StoredAnswer
-    ) -> GatewayResponse:
-        """A stored answer: $0 upstream, recorded with the original answer's cost as this request's saving."""
+        self, admitted: Admitted, decision: RouteDecision, lookup: Lookup, answer: StoredAnswer
+    ) -> "GatewayResponse | StreamedAnswer":
+        """A stored answer: $0 upstream, recorded with the original answer's cost as this request's saving.
+
+        A stored stream (only a streaming request can hit one: `stream` is part of the key) is replayed
+        as the stream it was, its receipt after it as after any stream."""
         request_id = new_request_id()
         cost = price_usage(answer.model, TokenUsage(), admitted.at, self._book)
         entry = LedgerEntry(
@@ -279,25 +389,35 @@ class Gateway:
             "x-costgate-prompt-cache": "not-sent: answered from the answer cache",
             "x-costgate-cache": lookup.result.value,
             "x-costgate-price-version": cost.price_version,
-        }
-        headers = {
-            "content-type": answer.content_type,
-            "request-id": request_id,
             REQUEST_ID_HEADER: request_id,
-            **receipt,
         }
-        return GatewayResponse(status=200, headers=headers, body=answer.body)
+        headers = {"content-type": answer.content_type, "request-id": request_id, **receipt}
+        if not answer.content_type.startswith("text/event-stream"):
+            return GatewayResponse(status=200, headers=headers, body=answer.body)
+
+        def replay(sink: ResponseSink) -> None:
+            sink.write(answer.body)
+            sink.write(receipt_comment({**receipt_document(entry), "complete": True}))
+            sink.end()
+
+        return StreamedAnswer(headers, replay)
 
     def _remember_answer(
-        self, admitted: _Admitted, config: FeatureConfig, planned: _Planned, upstream: UpstreamResponse, cost: Cost
+        self,
+        admitted: Admitted,
+        config: FeatureConfig,
+        planned: _Planned,
+        *,
+        content_type: str,
+        body: bytes,
+        cost: Cost,
     ) -> None:
         """Store a fresh, complete answer for later hits; a failure here must not fail the answered request."""
         lookup = planned.lookup
-        content_type = upstream.headers.get("content-type", "application/json")
-        if lookup.result is not CacheResult.MISS or not storable(upstream.status, content_type, upstream.body):
+        if lookup.result is not CacheResult.MISS or not storable(200, content_type, body):
             return
         answer = StoredAnswer(
-            body=upstream.body,
+            body=body,
             content_type=content_type,
             model=cost.model,
             cost_usd=cost.total_usd,
@@ -312,7 +432,7 @@ class Gateway:
             emit_count(MetricName.ANSWER_CACHE_ERRORS)
 
     def _plan(
-        self, admitted: _Admitted, config: FeatureConfig, decision: RouteDecision, lookup: Lookup, raw: bytes
+        self, admitted: Admitted, config: FeatureConfig, decision: RouteDecision, lookup: Lookup, raw: bytes
     ) -> _Planned:
         baseline_model: str | None = None
         if decision.routed:
@@ -341,7 +461,7 @@ class Gateway:
             lookup=lookup,
             cache=cache,
             body=final,
-            raw=raw if final is admitted.body else _encode(final),
+            raw=raw if final is admitted.body else encode(final),
         )
 
     def _feature_config(self, feature: str) -> FeatureConfig:
@@ -358,36 +478,13 @@ class Gateway:
             self._book.cache_write_multipliers,
         )
 
-    def _admit(self, request: GatewayRequest) -> _Admitted:
-        if len(request.body) > MAX_BODY_BYTES:
-            raise RequestTooLargeError(f"request body is {len(request.body):,} bytes; the limit is {MAX_BODY_BYTES:,}")
-        now = self._clock.now()
-        key = authenticate(self._keys, request.headers, now)
-        body = _parse_body(request.body)
-        _check_forwarded_headers(request.headers)
-        model = body.get("model")
-        if not isinstance(model, str) or not model:
-            raise InvalidRequestError('model: field required (a Claude model id such as claude-sonnet-5-5, or "auto")')
-        if model != AUTO_MODEL:
-            self._book.resolve(model)  # an unknown model is an error before anything is spent
-        asked = request.headers.get("x-costgate-feature") or None
-        if key.feature is not None and asked is not None and asked != key.feature:
-            # A key bound to a feature must not slip out of that feature's budget by relabelling.
-            raise ForbiddenError(
-                f"this API key is bound to feature {key.feature!r}; x-costgate-feature cannot change it"
-            )
-        feature = asked or key.feature or DEFAULT_FEATURE
-        return _Admitted(
-            key=key, body=body, requested_model=model, feature=validate_tag(feature, "x-costgate-feature"), at=now
-        )
-
     def _applicable_budgets(self, key: GatewayKey, feature: str) -> list[Budget]:
         own = key_budgets(key.key_id, key.daily_budget_usd, key.monthly_budget_usd)
         return own + self._budgets.definitions(key.tenant, feature)
 
     def _settle(
         self,
-        admitted: _Admitted,
+        admitted: Admitted,
         config: FeatureConfig,
         planned: _Planned,
         upstream: UpstreamResponse,
@@ -396,29 +493,38 @@ class Gateway:
         found = upstream.final_usage()
         request_id = handle.request_id
         try:
-            if found is None:
-                raise PricingError("the response carries no readable usage")
-            if not found.complete:
-                # Claude bills what it generated before the stream broke off: the last usage it sent.
-                logger.warning("stream ended early; billed on its last usage", extra={"request_id": request_id})
-            model = found.model or planned.model
-            usage = normalise_usage(found.usage)
-            cost = price_usage(model, usage, admitted.at, self._book)
-            savings = measure_savings(
-                model, usage, cost, admitted.at, self._book, baseline_model=planned.baseline_model
-            )
+            entry, cost = self._price(admitted, planned, request_id, found, upstream.headers.get("request-id"))
         except CostgateError as error:
-            # The client has its answer; failing it now would waste what was spent. The row stays
-            # reserved with its hold (budgets stay conservative) until the sweeper counts it at the hold,
-            # flagged; the usage goes into the log so the request can still be reconciled by hand.
-            logger.error(
-                "response could not be priced",
-                extra={"request_id": request_id, "reason": str(error), "usage": found.usage if found else None},
-            )
-            emit_count(MetricName.UNPRICED_RESPONSES)
+            self._unpriced(request_id, error, found)
             unpriced = {"x-costgate-cost-usd": "unpriced", "x-costgate-baseline-cost-usd": "unpriced"}
-            return _passthrough(upstream, {**_receipt_without_cost(planned), **unpriced})
+            return passthrough(upstream, {**_receipt_without_cost(planned), **unpriced})
+        _, remaining = self._settle_books(handle, entry)
+        content_type = upstream.headers.get("content-type", "application/json")
+        self._remember_answer(admitted, config, planned, content_type=content_type, body=upstream.body, cost=cost)
+        receipt = _receipt(planned, entry)
+        if remaining is not None:
+            receipt["x-costgate-budget-remaining-usd"] = format_usd(remaining)
+        return passthrough(upstream, receipt)
 
+    def _price(
+        self,
+        admitted: Admitted,
+        planned: _Planned,
+        request_id: str,
+        found: FinalUsage | None,
+        upstream_request_id: str | None,
+    ) -> tuple[LedgerEntry, Cost]:
+        """The ledger entry of an answered request, priced from the usage Claude reported (CostgateError if it
+        cannot be priced). No I/O: nothing is recorded here."""
+        if found is None:
+            raise PricingError("the response carries no readable usage")
+        if not found.complete:
+            # Claude bills what it generated before the stream broke off: the last usage it sent.
+            logger.warning("stream ended early; billed on its last usage", extra={"request_id": request_id})
+        model = found.model or planned.model
+        usage = normalise_usage(found.usage)
+        cost = price_usage(model, usage, admitted.at, self._book)
+        savings = measure_savings(model, usage, cost, admitted.at, self._book, baseline_model=planned.baseline_model)
         entry = LedgerEntry(
             request_id=request_id,
             at=admitted.at,
@@ -433,17 +539,19 @@ class Gateway:
             route_tier=_tier_name(planned.route) if planned.route.routed else None,
             route_reason=planned.route.reason if planned.route.routed else None,
             prompt_cache=self._prefix_use(planned, model, usage, cost, admitted.at),
-            upstream_request_id=upstream.headers.get("request-id"),
+            upstream_request_id=upstream_request_id,
         )
-        hold = handle.hold
-        settlement = settle_request(self._ledger, self._budgets, handle, entry, read_roots=_has_receipt_figure(hold))
-        self._remember_answer(admitted, config, planned, upstream, cost)
-        receipt = _receipt(planned, cost, savings)
-        if hold is not None and settlement.recorded:
-            remaining = remaining_figure(hold, settlement.headroom, settlement.roots)
-            if remaining is not None:
-                receipt["x-costgate-budget-remaining-usd"] = format_usd(remaining)
-        return _passthrough(upstream, receipt)
+        return entry, cost
+
+    def _unpriced(self, request_id: str, error: CostgateError, found: FinalUsage | None) -> None:
+        """The client has its answer; failing it now would waste what was spent. The row stays reserved with
+        its hold (budgets stay conservative) until the sweeper counts it at the hold, flagged; the gap is made
+        loud, the usage logged to reconcile by hand."""
+        logger.error(
+            "response could not be priced",
+            extra={"request_id": request_id, "reason": str(error), "usage": found.usage if found else None},
+        )
+        emit_count(MetricName.UNPRICED_RESPONSES)
 
     def _prefix_use(
         self, planned: _Planned, model: str, usage: TokenUsage, cost: Cost, at: datetime
@@ -465,73 +573,8 @@ class Gateway:
         )
 
 
-def _checked(upstream: UpstreamResponse) -> UpstreamResponse:
-    """Claude refusing costgate's own key is costgate's fault, not the client's: never a 401 to them."""
-    if upstream.status in (401, 403):
-        logger.error("the Claude API rejected costgate's key", extra={"status": upstream.status})
-        raise UpstreamError(f"costgate is misconfigured: the Claude API rejected its API key ({upstream.status})")
-    return upstream
-
-
-def _parse_body(raw: bytes) -> dict[str, Any]:
-    """The request as a JSON object of valid UTF-8 text, nested no deeper than MAX_JSON_DEPTH."""
-    try:
-        # Decoded explicitly: json.loads(bytes) would also accept UTF-16 and UTF-32.
-        text = raw.decode("utf-8")
-        body = json.loads(text)
-    except (ValueError, RecursionError) as error:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
-        raise InvalidRequestError(f"request body is not valid JSON (UTF-8): {str(error)[:200]}") from None
-    if not isinstance(body, dict):
-        raise InvalidRequestError("request body must be a JSON object")
-    _check_depth(body)
-    # Valid UTF-8 holds no surrogates; only a \uD800-\uDFFF escape can bring one in, so the costly
-    # re-encoding check runs only for bodies that contain such an escape.
-    if "\\ud" in text.lower():
-        try:
-            json.dumps(body, ensure_ascii=False).encode("utf-8")
-        except UnicodeEncodeError:
-            raise InvalidRequestError("request body holds an unpaired surrogate escape (such as \\ud800)") from None
-    return body
-
-
-def _check_depth(value: Any) -> None:
-    stack = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if depth > MAX_JSON_DEPTH:
-            raise InvalidRequestError(f"request body is nested more than {MAX_JSON_DEPTH} levels deep")
-        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
-        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
-
-
-def _check_forwarded_headers(headers: Mapping[str, str]) -> None:
-    for name in ("anthropic-version", "anthropic-beta"):
-        value = headers.get(name)
-        if value is not None and not value.isascii():
-            raise InvalidRequestError(f"{name} header must be ASCII")
-
-
-def _counted_tokens(upstream: UpstreamResponse) -> int | None:
-    try:
-        answer = json.loads(upstream.body)
-    except (ValueError, RecursionError):
-        return None
-    tokens = answer.get("input_tokens") if isinstance(answer, dict) else None
-    return tokens if isinstance(tokens, int) and not isinstance(tokens, bool) and tokens >= 0 else None
-
-
-def _receipt(planned: _Planned, cost: Cost, savings: Savings) -> dict[str, str]:
-    receipt = {
-        **_receipt_without_cost(planned),
-        "x-costgate-model": cost.model,
-        "x-costgate-cost-usd": format_usd(cost.total_usd),
-        "x-costgate-baseline-cost-usd": format_usd(savings.baseline_usd),
-        "x-costgate-price-version": cost.price_version,
-    }
-    for strategy in (Strategy.ROUTING, Strategy.PROMPT_CACHE):
-        if strategy in savings.by_strategy:
-            receipt[_SAVINGS_HEADERS[strategy]] = format_usd(savings.by_strategy[strategy])
-    return receipt
+def _receipt(planned: _Planned, entry: LedgerEntry) -> dict[str, str]:
+    return {**_receipt_without_cost(planned), **receipt_headers(entry)}
 
 
 def _receipt_without_cost(planned: _Planned) -> dict[str, str]:
@@ -546,25 +589,12 @@ def _receipt_without_cost(planned: _Planned) -> dict[str, str]:
     }
 
 
-def _has_receipt_figure(hold: ShardHold | None) -> bool:
-    return hold is not None and shard_count(hold.budgets) == 1
-
-
 def _tier_name(decision: RouteDecision) -> str:
     return decision.tier.name.lower() if decision.tier is not None else "none"
 
 
-def _with_model(admitted: _Admitted, decision: RouteDecision) -> dict[str, Any]:
+def _with_model(admitted: Admitted, decision: RouteDecision) -> dict[str, Any]:
     """The request with the model routing chose (the same object when it is the one the client sent)."""
     if decision.model == admitted.requested_model:
         return admitted.body
     return {**admitted.body, "model": decision.model}
-
-
-def _encode(body: dict[str, Any]) -> bytes:
-    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-
-
-def _passthrough(upstream: UpstreamResponse, receipt: Mapping[str, str]) -> GatewayResponse:
-    headers = {name: value for name, value in upstream.headers.items() if name not in _HOP_BY_HOP}
-    return GatewayResponse(status=upstream.status, headers={**headers, **receipt}, body=upstream.body)
