@@ -257,7 +257,7 @@ def test_max_tokens_beyond_the_models_limit_reaches_claude_for_its_400_not_a_bud
     limit = limits_for(OPUS).max_output_tokens
     output_at_limit = price_usage(OPUS, {"output_tokens": limit}, NOW).total_usd
     assert held == [worst_case(body)]
-    assert output_at_limit < held[0] < output_at_limit + Decimal("0.001")  # plus a few prompt tokens
+    assert output_at_limit < held[0] < output_at_limit + Decimal("0.01")  # plus the (overestimated) prompt
 
 
 def test_a_completed_stream_is_stored_and_a_hit_replays_it_as_a_stream_with_its_receipt() -> None:
