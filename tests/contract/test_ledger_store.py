@@ -9,6 +9,7 @@ Reads of rollups and rejections are what a reader sees once the aggregator has c
 import threading
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
 
@@ -237,7 +238,13 @@ def test_find_answers_a_settled_row_whole_and_nothing_for_any_other(accounting: 
     for row in (waiting, settled, refused):
         accounting.ledger.reserve(row)
     use = PrefixUse("p" * 64, "claude-opus-5-5", "costgate", "5m", 2048, 0, Decimal("0.00128"), Decimal(0))
-    entry = make_entry(settled.request_id, at=NOON, usage=usage(3), prompt_cache=use, route_tier="medium")
+    entry = replace(
+        make_entry(settled.request_id, at=NOON, usage=usage(3), prompt_cache=use),
+        key_id=settled.key_id,  # what the gateway settles with: the reserved row's own who and why
+        requested_model=settled.requested_model,
+        route_tier=settled.route_tier,
+        route_reason=settled.route_reason,
+    )
     assert accounting.ledger.settle(settled.request_id, entry)
     assert accounting.ledger.end(refused.request_id, RequestState.REFUSED)
     hit = make_entry(new_request_id(), at=NOON, savings={Strategy.ANSWER_CACHE: "0.02"}, cost_usd="0")
