@@ -30,7 +30,8 @@ from werkzeug.wrappers import Request
 
 from costgate_local.simulator import Simulator, SimulatorOptions
 from costgate_local.stack.aws import LocalAws, create_secret, create_table, environment
-from costgate_local.stack.front import ACCOUNT_ID, LocalFunction, Route, rest_event
+from costgate_local.stack.front import ACCOUNT_ID, Handler, LocalFunction, Route, rest_event
+from costgate_local.stack.runtime_api import invoke_in_memory
 from costgate_local.stack.template import load_template, table_create_args
 from costgate_local.tools.capacity import Phase, RequestSample
 from costgate_local.tools.capacity_recorder import DynamoRecorder, TableSchema
@@ -158,12 +159,15 @@ def record_scenarios(
     if per_tenant < 2:
         raise ValueError("record at least 2 requests per tenant: a share needs more than one request to judge")
     template = load_template()
-    create_args = table_create_args(template, TABLE)
+    # A table and secret of their own per recording: moto's state is the process's, which may record twice.
+    run = uuid.uuid4().hex[:8]
+    table, secret = f"{TABLE}-{run}", f"{CLAUDE_KEY_SECRET}-{run}"
+    create_args = table_create_args(template, table)
     recorded: dict[str, list[RequestSample]] = {}
     with ExitStack() as stack:
         aws = stack.enter_context(LocalAws())
         endpoints = aws.endpoints
-        recorder = DynamoRecorder(_moto_reader(TABLE, endpoints.region), TableSchema.from_create_args(create_args))
+        recorder = DynamoRecorder(_moto_reader(table, endpoints.region), TableSchema.from_create_args(create_args))
         simulator = Simulator(SimulatorOptions(port=0))
         simulator.app = _PhaseMarker(simulator.app, recorder)  # type: ignore[assignment]
         stack.enter_context(simulator)
@@ -172,11 +176,13 @@ def record_scenarios(
             "AWS::AccountId": ACCOUNT_ID,
             "AWS::Region": endpoints.region,
             "AWS::Partition": "aws",
-            "Table": TABLE,
+            "Table": table,
             "ClaudeApiUrl": simulator.base_url,
-            "ClaudeApiKeySecretName": CLAUDE_KEY_SECRET,
+            "ClaudeApiKeySecretName": secret,
         }
-        api = LocalFunction.from_template(template, FUNCTION, refs=refs)
+        api = LocalFunction.from_template(
+            template, FUNCTION, refs=refs, in_process=True
+        )  # its stores are recorded here
         settings = {
             **endpoints.environ(),
             **api.environment,
@@ -185,9 +191,9 @@ def record_scenarios(
             "POWERTOOLS_LOG_LEVEL": "WARNING",
         }
         stack.enter_context(environment(settings))
-        create_table(endpoints, TABLE)
-        create_secret(endpoints, CLAUDE_KEY_SECRET, "sk-ant-capacity-simulator")
-        _bind(TABLE)
+        create_table(endpoints, table)
+        create_secret(endpoints, secret, "sk-ant-capacity-simulator")
+        _bind(table)
         route = next(r for r in api.routes if r.method == "POST" and r.resource == MESSAGES_PATH)
         state = _Stack(api, route, recorder, itertools.count(1000), shards)
         with recorder.recording():
@@ -223,7 +229,7 @@ def _run(stack: _Stack, scenario: Scenario, per_tenant: int) -> list[RequestSamp
 
 def _invoke(
     stack: _Stack,
-    handler: Callable[[dict[str, Any], Any], dict[str, Any]],
+    handler: Handler,
     *,
     scenario: Scenario,
     tenant: str,
@@ -242,7 +248,7 @@ def _invoke(
     event = rest_event(Request(builder.get_environ()), stack.route, {})
     stack.recorder.take()  # nothing outside the invocation counts
     stack.recorder.phase = Phase.BEFORE
-    response = handler(event, stack.api.context())
+    response = invoke_in_memory(handler, event, stack.api.context())
     calls = stack.recorder.take()
     status = int(response["statusCode"])
     headers_out = {name.lower(): values[-1] for name, values in (response.get("multiValueHeaders") or {}).items()}
