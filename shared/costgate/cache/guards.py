@@ -15,8 +15,9 @@ Read in this order; the first difference found is the reason:
 1. Codes, dates and numbers (multisets; see `guard_reading`): any difference is material.
 2. Quantities: a number both questions have must have the same unit in both ("10 km in miles" vs "10
    miles in km": the conversion runs the other way).
-3. Negation: the number of negations must match (안/못/않/없/아니/말-, 불-/비- prefixes; not, no,
-   never, without, -n't...).
+3. Negation and obligation: the number of negations must match (안/못/않/없/아니/말-, 불-/비- prefixes;
+   not, no, never, without, -n't...), and so must the number of obligations (must, should, ought to,
+   have to; -어야 하다/되다): "반품해야 하나요?" asks whether one must, "반품해도 되나요?" whether one may.
 4. Content words, matched by lemma or by spelling with the spaces removed ("회원 가입" = "회원가입",
    "log in" = "login"). What is left unmatched on either side must pair off one to one, at most
    MAX_SYNONYMS pairs, each pair a synonym: an added word ("install python" vs "install python on
@@ -144,6 +145,8 @@ def compare(question: str, candidate: str, word_similarity: WordSimilarity | Non
         return Verdict(reason)
     if first.negations != second.negations:
         return Verdict("negation differs")
+    if first.obligations != second.obligations:
+        return Verdict(f"obligation differs: {_listed(list(first.obligations))} vs {_listed(list(second.obligations))}")
     if not (first.words or second.words or first.codes or first.dates or first.numbers):
         return Verdict("no content words to compare")
     pairs, only_first, only_second = _match(first, second)
