@@ -359,13 +359,11 @@ def pick_threshold(
     for step in range(1000, int(floor / _STEP) - 1, -1):
         threshold = _STEP * step
         lexical = threshold if tolerant else lexical_threshold
-        words = (word_threshold, lexical)
-        listed = listed_threshold
-        if not _meets(measure(scored, threshold, guards, *words, listed_threshold=listed).precision, target_precision):
-            break
-        if any(
-            not _meets(measure(s, threshold, guards, *words, listed_threshold=listed).precision, 1.0) for s in strict
-        ):
+
+        def precision(s: ScoredSet, at: Decimal = threshold, lexical: Decimal | None = lexical) -> float | None:
+            return measure(s, at, guards, word_threshold, lexical, listed_threshold=listed_threshold).precision
+
+        if not _meets(precision(scored), target_precision) or any(not _meets(precision(s), 1.0) for s in strict):
             break
         if guards and not _meets(measure(scored, threshold, False).precision, min_similarity_precision):
             break
