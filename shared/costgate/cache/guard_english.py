@@ -2,14 +2,18 @@
 
 - Words are compared by lemma, from lemminflect's lexicon (children = child, arrived = arrive, bigger =
   big); a word it does not know is its own lemma. Not content: articles, pronouns, auxiliaries,
-  can/could/would/will/may/might (should and must ARE content), most prepositions (they give roles),
-  fillers (please, hi, thanks) and the framing of a question (what, how, which, way, method, step,
-  tell, explain, mean, possible...). Who/where/when/why and on/off/up/down/before/after ARE content.
+  can/could/would/will/may/might/must (should IS content; must and have to are obligations), most
+  prepositions (they give roles), fillers (please, hi, thanks) and the framing of a question (what,
+  how, which, way, method, step, tell, explain, mean, possible...). Who/where/when/why and
+  on/off/up/down/before/after ARE content.
 - Roles: a word after from is a SOURCE, after to/into a GOAL (not the infinitive "to translate"), after
   than a THAN, after in an IN, after by a BY and so on, until punctuation, an auxiliary or a
   wh-word ends the phrase; after/before/when/if/until/because open a clause whose words take that
   word as their role. Words joined by and/or/vs share a phrase: their order is free.
 - Negations: not, no, never, none, nothing, nobody, nowhere, neither, nor, cannot, without, -n't.
+- Obligations: must, should, ought, gotta, and have/has/had to, each by its word (must and have to are
+  one: obligation; should is advice), negated when a negation comes with it (shouldn't, don't have
+  to). Can/may/possible are not counted: "can I", "may I" and "is it possible to" ask alike.
 - Number words (twenty-five = 25; "one" alone is the article) are numbers; day and month names dates.
 """
 
@@ -65,9 +69,13 @@ _PHRASE_ENDS: Final = _split(
     "is are was were be been being am do does did can could would will shall might may must should "
     "what which how who whom whose where why when"
 )
-# Wh-words and modals that end a phrase yet change the question: who vs when, can vs should.
-_CONTENT_PHRASE_ENDS: Final = _split("who where why when should must")
+# Wh-words and modals that end a phrase yet change the question: who vs when, can vs should (must is
+# an obligation like have to, counted as one: "must I" = "do I have to").
+_CONTENT_PHRASE_ENDS: Final = _split("who where why when should")
 _COORDINATORS: Final = _split("and or vs versus nor")
+# Obligation words by what they oblige to: must = have to = gotta; should = ought to (advice).
+_OBLIGATIONS: Final = {"must": "must", "gotta": "must", "should": "should", "ought": "should"}
+_HAVE: Final = _split("have has had having")
 # "to" + a verb is an infinitive, not a goal: after these words even when the verb is also a noun (to ship).
 _BEFORE_INFINITIVE: Final = _split("how want wants need needs like way able going try trying best easiest where what")
 _NEGATIONS: Final = _split(
@@ -145,6 +153,10 @@ class _Reader:
             self.joinable.append(("", None))
             return
         self.joinable.append((item.replace("-", "").replace("'", ""), None))
+        obligation = "must" if item in _HAVE and following == "to" else _OBLIGATIONS.get(item.removesuffix("n't"))
+        if obligation:
+            negated = is_negation(item) or is_negation(previous)  # shouldn't, don't have to
+            self.read.obligations.append(f"not-{obligation}" if negated else obligation)
         if is_negation(item):
             self.read.negations += 1
         elif item in _ROLE_WORDS:

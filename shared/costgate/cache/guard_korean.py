@@ -16,6 +16,8 @@ morphemes matter to the meaning of a question, and which part each noun plays:
   "파이썬과 자바의" gives both nouns the role of the phrase they end in, so their order is free.
 - Negations: 안/못 (adverbs), 않다, 없다, 아니다, 말다 (마세요, 말고), 없이, and the prefixes 불/비/미/무/몰
   (불가능, 비회원), whose noun stays a content word.
+- Obligations: -어야 (-야) followed by 하다/되다 (해야 하나요, 가야 돼요): "반품해야 하나요?" is not
+  "반품해도 되나요?". -어야 alone is a condition (가입해야 살 수 있나요) and is not counted.
 - Day words (오늘, 다음 주, 토요일) are dates; native numerals before a noun (두 명, 세 살) are numbers.
 """
 
@@ -66,6 +68,9 @@ _FILLER_ADVERBS: Final = _split(
 _NEGATING_ADVERBS: Final = _split("안 못 없이")
 _NEGATING_VERBS: Final = _split("않다 없다 아니다 말다")
 _NEGATING_PREFIXES: Final = _split("불 비 미 무 몰")
+_OBLIGATION_ENDINGS: Final = _split("어야 아야 여야 야")
+_MODALS: Final = _split("하다 되다")
+_WHAT_OR_HOW: Final = _split("어떻 뭐 무엇 무얼 뭘")
 _RELATIVE: Final = {"이번": "this", "다음": "next", "지난": "last", "저번": "last", "오는": "next"}
 _RELATIVE_VERBS: Final = {"지나다": "last", "오다": "next"}
 _PERIODS: Final = {"주": "week", "달": "month", "해": "year", "주말": "weekend"}
@@ -184,9 +189,27 @@ def _read_morpheme(reader: _Reader, found: tuple[Morpheme, ...], index: int) -> 
         reader.close(None)
         if form in _CONTENT_PRONOUNS:
             reader.add(frozenset({form}), form, in_phrase=False)
+    elif tag == "EC" and form in _OBLIGATION_ENDINGS and _obligation(found, index):
+        reader.close(None)
+        read.obligations.append("must")
     elif tag not in ("XSN", "EP", "XSV", "XSA", "XSM"):
         reader.close(None)
     return 0
+
+
+def _obligation(found: tuple[Morpheme, ...], ending: int) -> bool:
+    """-어야 followed by 하다/되다 (해야 하나요, 해야만 돼요) is an obligation; -어야 alone a condition, and
+    "어떻게 해야 하나요" / "뭘 해야 하나요" only the framing of a question ("how do I...")."""
+    after = ending + 1
+    if after < len(found) and found[after].tag == "JX" and found[after].form == "만":
+        after += 1
+    if not (after < len(found) and found[after].tag.split("-")[0] in ("VV", "VX") and found[after].lemma in _MODALS):
+        return False
+    verb = found[ending - 1] if ending else None
+    if verb is None or verb.tag != "VV" or verb.lemma not in ("하다", "어떡하다"):
+        return True
+    asked = found[max(0, ending - 3) : ending - 1]
+    return verb.lemma != "어떡하다" and not any(m.form in _WHAT_OR_HOW for m in asked)
 
 
 def _read_verb(reader: _Reader, found: tuple[Morpheme, ...], index: int) -> int:

@@ -46,6 +46,7 @@ class Reading:
     # (number, unit) for each number written with a unit after it (or a currency sign before it).
     quantities: tuple[tuple[str, str], ...]
     negations: int
+    obligations: tuple[str, ...]  # must, should, have to; -어야 하다/되다 (see `WordsRead`)
     words: tuple[Word, ...]
     joined: dict[str, frozenset[int]]
 
@@ -81,6 +82,7 @@ def read(text: str) -> Reading:
         numbers=tuple(sorted(numbers + words.numbers)),
         quantities=tuple(sorted(quantities)),
         negations=words.negations,
+        obligations=tuple(sorted(words.obligations)),
         words=tuple(words.words),
         joined=words.joined,
     )

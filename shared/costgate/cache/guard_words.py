@@ -58,6 +58,9 @@ class WordsRead:
     numbers: list[str] = field(default_factory=list)
     dates: list[str] = field(default_factory=list)
     negations: int = 0
+    # Obligations (must, should, have to; -어야 하다/되다), "not-" before those negated (don't have to,
+    # shouldn't): "may I?" and "must I?" ask different questions, and so do "need not" and "must".
+    obligations: list[str] = field(default_factory=list)
     # Spellings of two or three neighbouring tokens written together ("log in" → "login", "회원 가입" →
     # "회원가입"), mapped to the positions of the words they cover: spacing varies, the word does not.
     joined: dict[str, frozenset[int]] = field(default_factory=dict)

@@ -15,8 +15,9 @@ Read in this order; the first difference found is the reason:
 1. Codes, dates and numbers (multisets; see `guard_reading`): any difference is material.
 2. Quantities: a number both questions have must have the same unit in both ("10 km in miles" vs "10
    miles in km": the conversion runs the other way).
-3. Negation: the number of negations must match (안/못/않/없/아니/말-, 불-/비- prefixes; not, no,
-   never, without, -n't...).
+3. Negation and obligation: the number of negations must match (안/못/않/없/아니/말-, 불-/비- prefixes;
+   not, no, never, without, -n't...), and so must the number of obligations (must, should, ought to,
+   have to; -어야 하다/되다): "반품해야 하나요?" asks whether one must, "반품해도 되나요?" whether one may.
 4. Content words, matched by lemma or by spelling with the spaces removed ("회원 가입" = "회원가입",
    "log in" = "login"). What is left unmatched on either side must pair off one to one, at most
    MAX_SYNONYMS pairs, each pair a synonym: an added word ("install python" vs "install python on
@@ -48,10 +49,19 @@ from dataclasses import dataclass
 from difflib import SequenceMatcher
 from itertools import permutations
 
+from costgate.cache import english_lexicon
 from costgate.cache.guard_reading import Reading, read
 from costgate.cache.guard_words import COMPATIBLE_ROLES, Word
 
-__all__ = ["MAX_SYNONYMS", "Synonym", "Verdict", "WordSimilarity", "compare", "material_difference"]
+__all__ = [
+    "MAX_SYNONYMS",
+    "Synonym",
+    "Verdict",
+    "WordSimilarity",
+    "compare",
+    "material_difference",
+    "synonyms_pass",
+]
 
 # More substituted words than this and the questions are different ones, however similar each pair.
 MAX_SYNONYMS = 2
@@ -74,6 +84,7 @@ class Synonym:
     first: str
     second: str
     similarity: float
+    listed: bool = False  # WordNet lists the two as synonyms (English only; `english_lexicon`)
 
 
 @dataclass(frozen=True)
@@ -92,30 +103,51 @@ class Verdict:
 
     @property
     def weakest(self) -> float | None:
-        """The lowest similarity among the assumed synonyms (None when none was needed)."""
-        return min((s.similarity for s in self.synonyms), default=None)
+        """The lowest similarity among the assumed synonyms no lexicon lists (None when none was needed)."""
+        return min((s.similarity for s in self.synonyms if not s.listed), default=None)
+
+    @property
+    def weakest_listed(self) -> float | None:
+        """The lowest similarity among the assumed synonyms the lexicon lists (None when none was needed)."""
+        return min((s.similarity for s in self.synonyms if s.listed), default=None)
 
     @property
     def lexical(self) -> bool:
         """Words differ beyond synonyms: only a sentence similarity the policy trusts can excuse them."""
         return bool(self.unmatched[0] or self.unmatched[1])
 
-    def at(self, word_threshold: float | None, tolerate_words: bool = False) -> str | None:
-        """The reason the questions differ at this word threshold; None when they may share an answer.
+    def at(
+        self, word_threshold: float | None, tolerate_words: bool = False, listed_threshold: float | None = None
+    ) -> str | None:
+        """The reason the questions differ at these word thresholds; None when they may share an answer.
 
         `tolerate_words`: the sentences are so similar that differing content words are not material
         (`semantic_policy`'s lexical threshold), if enough words are shared; every other difference
-        still is.
+        still is. `listed_threshold`: the least similarity of a synonym pair the lexicon lists (it
+        also passes at `word_threshold`).
         """
         if self.difference is not None or (tolerate_words and self.excusable):
             return self.difference
-        weakest = self.weakest
-        synonyms_ok = weakest is None or (word_threshold is not None and weakest >= word_threshold)
-        if synonyms_ok and not self.lexical:
+        if synonyms_pass(self.weakest, self.weakest_listed, word_threshold, listed_threshold) and not self.lexical:
             return None
         first = sorted([*self.unmatched[0], *(s.first for s in self.synonyms)])
         second = sorted([*self.unmatched[1], *(s.second for s in self.synonyms)])
         return f"content words differ: {_listed(first)} vs {_listed(second)}"
+
+
+def synonyms_pass(
+    weakest: float | None,
+    weakest_listed: float | None,
+    word_threshold: float | None,
+    listed_threshold: float | None,
+) -> bool:
+    """Every assumed synonym reaches its threshold: the word threshold, or for a listed pair the lower of the two."""
+    if weakest is not None and (word_threshold is None or weakest < word_threshold):
+        return False
+    if weakest_listed is None:
+        return True
+    limits = [t for t in (word_threshold, listed_threshold) if t is not None]
+    return bool(limits) and weakest_listed >= min(limits)
 
 
 def material_difference(
@@ -124,9 +156,11 @@ def material_difference(
     word_similarity: WordSimilarity | None = None,
     word_threshold: float | None = None,
     tolerate_words: bool = False,
+    *,
+    listed_threshold: float | None = None,
 ) -> str | None:
-    """None when no guard finds a material difference at this word threshold, else the reason."""
-    return compare(question, candidate, word_similarity).at(word_threshold, tolerate_words)
+    """None when no guard finds a material difference at these word thresholds, else the reason."""
+    return compare(question, candidate, word_similarity).at(word_threshold, tolerate_words, listed_threshold)
 
 
 def compare(question: str, candidate: str, word_similarity: WordSimilarity | None = None) -> Verdict:
@@ -144,16 +178,18 @@ def compare(question: str, candidate: str, word_similarity: WordSimilarity | Non
         return Verdict(reason)
     if first.negations != second.negations:
         return Verdict("negation differs")
+    if first.obligations != second.obligations:
+        return Verdict(f"obligation differs: {_listed(list(first.obligations))} vs {_listed(list(second.obligations))}")
     if not (first.words or second.words or first.codes or first.dates or first.numbers):
         return Verdict("no content words to compare")
     pairs, only_first, only_second = _match(first, second)
     synonyms: list[Synonym] = []
     unmatched: tuple[tuple[str, ...], tuple[str, ...]] = ((), ())
     if only_first or only_second:
-        paired = _synonyms(only_first, only_second, word_similarity)
+        paired = _synonyms(only_first, only_second, word_similarity, first.language)
         if paired is None:
             unmatched = tuple(w.text for w in only_first), tuple(w.text for w in only_second)
-        synonyms = [Synonym(a.text, b.text, similarity) for a, b, similarity in paired or ()]
+        synonyms = [Synonym(a.text, b.text, similarity, listed) for a, b, similarity, listed in paired or ()]
     # Roles and order are compared on the words both questions share (a synonym may be no such word).
     reason = _role_difference(pairs) or _order_difference(first.language, pairs)
     return Verdict(reason, tuple(synonyms), unmatched, shared=len(pairs))
@@ -230,20 +266,28 @@ def _joined_cover(words: list[Word], other: Reading) -> set[int]:
 
 
 def _synonyms(
-    only_first: list[Word], only_second: list[Word], word_similarity: WordSimilarity | None
-) -> list[tuple[Word, Word, float]] | None:
-    """The one-to-one pairing of the unmatched words with the highest least similarity; None when impossible."""
+    only_first: list[Word], only_second: list[Word], word_similarity: WordSimilarity | None, language: str
+) -> list[tuple[Word, Word, float, bool]] | None:
+    """The one-to-one pairing of the unmatched words with the highest least similarity; None when impossible.
+
+    Each pair: the two words, their similarity, whether the lexicon lists them as synonyms (English).
+    """
     if word_similarity is None or len(only_first) != len(only_second) or len(only_first) > MAX_SYNONYMS:
         return None
     cross = [(a, b) for a in only_first for b in only_second]
     similarity = dict(zip(cross, word_similarity([(a.text, b.text) for a, b in cross]), strict=True))
+    listed: dict[tuple[Word, Word], bool] = {}
     for a, b in cross:
-        if _spelled_alike(a.text, b.text):
+        found = english_lexicon.relation(a.keys | {a.text}, b.keys | {b.text}) if language == "en" else None
+        listed[(a, b)] = found == english_lexicon.SYNONYM
+        # Antonyms (on/off) never pass, nor two names spelled alike (Austria/Australia) that no lexicon
+        # lists as synonyms (package/parcel are).
+        if found == english_lexicon.ANTONYM or (not listed[(a, b)] and _spelled_alike(a.text, b.text)):
             similarity[(a, b)] = 0.0
-    best: list[tuple[Word, Word, float]] | None = None
+    best: list[tuple[Word, Word, float, bool]] | None = None
     for order in permutations(only_second):
-        pairing = [(a, b, float(similarity[(a, b)])) for a, b in zip(only_first, order, strict=True)]
-        if best is None or min(s for *_, s in pairing) > min(s for *_, s in best):
+        pairing = [(a, b, float(similarity[(a, b)]), listed[(a, b)]) for a, b in zip(only_first, order, strict=True)]
+        if best is None or min(p[2] for p in pairing) > min(p[2] for p in best):
             best = pairing
     return best
 

@@ -2,7 +2,8 @@
 
 A question is served another's answer when its cosine with it reaches the language's `threshold` and
 the guards (`costgate.cache.guards`) find no material difference, assuming synonyms only for word pairs whose
-similarity (the embedder's, on the two words alone) reaches the language's `word_threshold`; from the
+similarity (the embedder's, on the two words alone) reaches the language's `word_threshold` (or, for
+two words WordNet lists as synonyms, its `listed_word_threshold`); from the
 `lexical_threshold` on, differing content words are excused (never numbers, dates, codes, negation,
 roles or word order).
 
@@ -45,6 +46,9 @@ class LanguagePolicy:
     # From this cosine on, content words that differ are not material (numbers, dates, codes,
     # negation and roles still are); None: never.
     lexical_threshold: Decimal | None = None
+    # The least word similarity of a synonym the lexicon lists (English: WordNet); None: the word
+    # threshold for those too.
+    listed_threshold: Decimal | None = None
 
 
 class WordVectors:
@@ -103,13 +107,15 @@ class SemanticPolicy:
         """None when the guards let `candidate`'s answer serve `question` (at this cosine), else the difference."""
         policy = self.for_language(language)
         word_threshold = policy.word_threshold
+        listed = policy.listed_threshold
         lexical = policy.lexical_threshold
         return material_difference(
             question,
             candidate,
-            word_similarity=self._words.similarity if word_threshold is not None else None,
+            word_similarity=self._words.similarity if word_threshold is not None or listed is not None else None,
             word_threshold=float(word_threshold) if word_threshold is not None else None,
             tolerate_words=lexical is not None and similarity >= float(lexical),
+            listed_threshold=float(listed) if listed is not None else None,
         )
 
 
@@ -138,6 +144,7 @@ def shipped_policies() -> dict[str, dict[str, LanguagePolicy]]:
                 _required(embedder_id, language, values),
                 _threshold(embedder_id, language, values, "word_threshold", optional=True),
                 _threshold(embedder_id, language, values, "lexical_threshold", optional=True),
+                _threshold(embedder_id, language, values, "listed_word_threshold", optional=True),
             )
             for language, values in languages.items()
         }
