@@ -165,11 +165,13 @@ def test_a_client_that_goes_away_does_not_stop_the_handler(serve: Serve) -> None
     pending = api.invoke({})
     assert isinstance(pending.get(WAIT_S), ResponseChunk)
     pending.abandon()
-    # Then the handler still writes to its end, and the invocation completes without an error
+    # Then the handler still writes to its end, and the invocation completes without an error of its own:
+    # whether its body ended before the closed connection was noticed is a race, which only the stand-in's
+    # own closed-stream mark tells apart
     assert finished.wait(WAIT_S)
     while not isinstance(item := pending.get(WAIT_S), ResponseEnd):
         pass
-    assert item.trailers == {}
+    assert item.trailers in ({}, {"lambda-runtime-function-error-type": "Runtime.ResponseStreamClosed"})
 
 
 def test_powertools_decorators_keep_the_stream_and_the_mark(serve: Serve, capsys: pytest.CaptureFixture[str]) -> None:

@@ -5,6 +5,7 @@ The fake embedder pins chosen questions to chosen vectors, so every similarity h
 """
 
 import json
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -12,7 +13,7 @@ import numpy as np
 import pytest
 
 from costgate.cache.answers import AnswerCache
-from costgate.cache.model import AnswerCacheMode, CacheResult
+from costgate.cache.model import AnswerCacheMode, CacheResult, StoredAnswer
 from costgate.cache.semantic_policy import SemanticPolicy
 from costgate.cache.vector_index import LshHasher
 from costgate.errors import InvalidRequestError
@@ -253,3 +254,49 @@ def test_a_cold_container_finds_a_stored_entry_through_its_lsh_buckets() -> None
     assert found.result is CacheResult.SEMANTIC_HIT
     assert found.answer is not None
     assert found.answer.question == "What is Python"
+
+
+def test_a_warm_container_whose_near_questions_are_all_turned_away_still_finds_another_containers_answer() -> None:
+    # Given three questions: the one asked, a different one (another order number) the embedder puts nearest to
+    # it, and a true paraphrase of it a little further away
+    asked = [1.0, 0.0, 0.0] + [0.0] * 61
+    different = [0.995, float(np.sqrt(1 - 0.995**2)), 0.0] + [0.0] * 61
+    paraphrase = [0.98, 0.0, float(np.sqrt(1 - 0.98**2))] + [0.0] * 61
+    world = world_with(
+        {"Where is the order 48213": asked, "Where is order 48231": different, "Where is order 48213": paraphrase}
+    )
+
+    def container() -> AnswerCache:
+        return AnswerCache(
+            world.answers,
+            embedder=lambda: world.embedder,
+            hasher_for=lambda e: LshHasher(e.dimensions, tables=4, bits=8, seed=7),
+            policy_for=lambda e: SemanticPolicy.fixed(e, Decimal("0.9")),
+        )
+
+    def look_up(cache: AnswerCache, question: str) -> Any:
+        body = json.loads(ask(question))
+        return cache.lookup(
+            tenant="acme", model=HAIKU, body=body, mode=AnswerCacheMode.SEMANTIC, threshold=None, now=NOW
+        )
+
+    # and a warm container that answered the different question (so it holds it in memory), then another
+    # container that stored the paraphrase's answer after that
+    warm, other = container(), container()
+    first = look_up(warm, "Where is order 48231?")
+    warm.remember(first, tenant="acme", feature="default", answer=stored_answer("Where is order 48231"))
+    second = look_up(other, "Where is order 48213?")
+    assert second.result is CacheResult.MISS  # the guards turn the other order number away
+    other.remember(second, tenant="acme", feature="default", answer=stored_answer("Where is order 48213"))
+
+    # When the warm container is asked, its nearest in memory is turned away by the guards
+    found = look_up(warm, "Where is the order 48213?")
+
+    # Then it reads the table's candidates before a miss, and serves the paraphrase's answer
+    assert found.result is CacheResult.SEMANTIC_HIT, found.detail
+    assert found.answer is not None
+    assert found.answer.question == "Where is order 48213"
+
+
+def stored_answer(question: str) -> StoredAnswer:
+    return StoredAnswer(b"{}", "application/json", HAIKU, Decimal(COST), question, NOW, NOW + timedelta(days=1))

@@ -124,6 +124,12 @@ class _Containers:
         self.closed = False
 
 
+# Powertools' Logger keeps its keys (function_name, the request id) per process, for every Logger of one
+# service: two functions' invocations in this process at once would stamp each other's log lines. Lambda
+# never runs two invocations in one process, so the local stack's triggers take turns.
+_IN_PROCESS = threading.Lock()
+
+
 @dataclass(frozen=True)
 class LocalFunction:
     """One AWS::Serverless::Function from the template.
@@ -136,10 +142,11 @@ class LocalFunction:
     CLASS, which every module copy of one process shares).
 
     Without `process`, the handler runs in this process: `invoke` for the functions the local stack
-    triggers itself (one invocation at a time), and `invoke_stream` through the runtime loop in a thread,
-    for tests and benches that instrument the handler's stores in-process. Concurrent in-process
-    invocations get a handler module of their own, loaded afresh by `load` (up to MAX_CONTAINERS); that
-    does not isolate class attributes, so only the process mode is the local stack's API.
+    triggers itself (one in-process invocation at a time, whichever the function), and `invoke_stream`
+    through the runtime loop in a thread, for tests and benches that instrument the handler's stores
+    in-process. Concurrent in-process streams get a handler module of their own, loaded afresh by `load`
+    (up to MAX_CONTAINERS); that does not isolate class attributes, so only the process mode is the local
+    stack's API.
     """
 
     logical_id: str
@@ -153,10 +160,12 @@ class LocalFunction:
     _containers: _Containers = field(default_factory=_Containers, compare=False, repr=False)
 
     def invoke(self, event: dict[str, Any]) -> Any:
-        """Run one invocation in a free environment, starting one if all are busy."""
+        """Run one invocation in a free environment, starting one if all are busy; one in-process invocation
+        at a time (_IN_PROCESS)."""
         handler = self._take()
         try:
-            return handler(event, self.context())
+            with _IN_PROCESS:
+                return handler(event, self.context())
         finally:
             self._release(handler)
 

@@ -372,13 +372,55 @@ class AnswerCache:
         )
         pending = _Pending(scope, question, vector, tuple(hasher.bucket_keys(vector, bits=STORE_KEY_BITS)))
         local = self._scope(scope)
-        best = local.index.nearest(vector, k=GUARDED_CANDIDATES)
-        if not best or best[0][1] < limit:
+        miss = Lookup(CacheResult.MISS, None, "semantic miss", exact_key=key, semantic=pending)
+
+        def fetch() -> None:
             # probe_keys are the extra buckets beyond each table's own (pending.bucket_keys).
             buckets = [*pending.bucket_keys, *hasher.probe_keys(vector, TABLE_PROBES, bits=STORE_KEY_BITS)]
             local.add_many(self._store.semantic_candidates(scope, buckets, now))
-            best = local.index.nearest(vector, k=GUARDED_CANDIDATES)
-        miss = Lookup(CacheResult.MISS, None, "semantic miss", exact_key=key, semantic=pending)
+
+        def judge() -> Lookup:
+            return self._judge(
+                local,
+                vector=vector,
+                question=question,
+                language=language,
+                limit=limit,
+                policy=policy,
+                scope=scope,
+                now=now,
+                miss=miss,
+            )
+
+        best = local.index.nearest(vector, k=GUARDED_CANDIDATES)
+        if not best or best[0][1] < limit:
+            fetch()
+            return judge()
+        found = judge()
+        if found.answer is None and found.error is None:
+            # This container's memory holds only what it has seen: near questions it saw may all be turned
+            # away while the one that answers was stored by another container. Its answer must not depend on
+            # which container it reached, so the table's candidates are read before a miss.
+            fetch()
+            found = judge()
+        return found
+
+    def _judge(
+        self,
+        local: "_ScopeIndex",
+        *,
+        vector: Any,
+        question: str,
+        language: str,
+        limit: Decimal,
+        policy: SemanticPolicy,
+        scope: str,
+        now: datetime,
+        miss: Lookup,
+    ) -> Lookup:
+        """The nearest candidates in memory at or above the threshold, judged by the guards in order: the
+        first that passes is a hit; else the nearest's reason for a miss."""
+        best = local.index.nearest(vector, k=GUARDED_CANDIDATES)
         if not best:
             return miss
         if best[0][1] < limit:
@@ -399,7 +441,9 @@ class AnswerCache:
             if answer is None:
                 local.remove(entry_id)  # purged or expired in the table: memory must not outlive it
                 return replace(miss, detail="semantic miss: nearest entry is gone")
-            return Lookup(CacheResult.SEMANTIC_HIT, answer, f"semantic {similarity:.3f} >= {limit}", exact_key=key)
+            return Lookup(
+                CacheResult.SEMANTIC_HIT, answer, f"semantic {similarity:.3f} >= {limit}", exact_key=miss.exact_key
+            )
         return rejection
 
     def _scope(self, scope: str) -> _ScopeIndex:
