@@ -317,29 +317,40 @@ def budget_every_request(ready: Mapping[str, Any]) -> None:
 
 
 class Stopwatch:
-    """Seconds spent inside the wrapped calls made by the thread that made it (the request's own path: a
-    read the gateway runs beside Claude's answer is not on it), and how many; a call from inside another
-    counts once."""
+    """Wall time during which at least one wrapped call was in flight on the request's path, and how many
+    calls: the request's own thread and the accounting pool it waits on (the row's put and the budget take
+    run there side by side, so their time is counted once), not the read the gateway runs beside Claude's
+    answer (`costgate-beside-claude`). A call from inside another counts once."""
 
     def __init__(self) -> None:
         self.seconds = 0.0
         self.calls = 0
-        self._depth = 0
-        self._owner = threading.get_ident()
+        self._nested = threading.local()
+        self._lock = threading.Lock()
+        self._in_flight = 0
+        self._since = 0.0
 
     def wrap[**P, R](self, method: Callable[P, R]) -> Callable[P, R]:
         @functools.wraps(method)
         def timed(*args: P.args, **kwargs: P.kwargs) -> R:
-            if self._depth or threading.get_ident() != self._owner:
+            beside = threading.current_thread().name.startswith("costgate-beside-claude")
+            depth: int = getattr(self._nested, "depth", 0)
+            if beside or depth:
                 return method(*args, **kwargs)
-            self._depth += 1
-            start = time.perf_counter()
+            self._nested.depth = 1
+            with self._lock:
+                if self._in_flight == 0:
+                    self._since = time.perf_counter()
+                self._in_flight += 1
+                self.calls += 1
             try:
                 return method(*args, **kwargs)
             finally:
-                self.seconds += time.perf_counter() - start
-                self.calls += 1
-                self._depth -= 1
+                with self._lock:
+                    self._in_flight -= 1
+                    if self._in_flight == 0:
+                        self.seconds += time.perf_counter() - self._since
+                self._nested.depth = 0
 
         return timed
 
