@@ -11,7 +11,7 @@ import json
 import os
 import time
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
 from aws_lambda_powertools.logging import correlation_paths
@@ -20,7 +20,6 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from costgate.accounting.ports import LedgerStore
 from costgate.accounting.report import CostReportRequest, build_report
 from costgate.cache.answers import AnswerCache
-from costgate.cache.embedding import Embedder, embedder_for
 from costgate.claude.messages import HttpUpstream
 from costgate.clock import SystemClock
 from costgate.dal.answer_cache import DynamoAnswerCacheStore
@@ -41,6 +40,9 @@ from costgate.runtime.loop import streaming
 from costgate.runtime.prelude import HttpPrelude, from_proxy_response
 from costgate.runtime.stream import ResponseStream
 from costgate.settings import ApiSettings
+
+if TYPE_CHECKING:
+    from costgate.cache.embedding import Embedder
 
 app = APIGatewayRestResolver()
 # Time kept back from the Lambda timeout so a late answer is still priced and recorded.
@@ -83,7 +85,10 @@ def gateway() -> Gateway:
     )
 
 
-def _embedder(name: str) -> Embedder:
+def _embedder(name: str) -> "Embedder":
+    # The embedder (and numpy with it) loads on the first semantic lookup, not with this module.
+    from costgate.cache.embedding import embedder_for  # noqa: PLC0415
+
     if name == "titan-v2":
         # Only Titan deployments pay for boto3 and the Bedrock client, and only on the first semantic lookup.
         import boto3  # noqa: PLC0415

@@ -18,7 +18,9 @@ from costgate_local.stack.runtime_api import (
 )
 
 INFO = FunctionInfo(name="ApiFunction", version="$LATEST", memory_mb=1024, log_group="/aws/lambda/x", log_stream="s")
-WAIT_S = 10.0
+# A bound, not a speed check: the cost report of events/api/costs.json reads 29 days × 17 rollup partitions
+# × 2 item kinds from moto, which takes seconds on a busy machine.
+WAIT_S = 60.0
 
 type Serve = Callable[..., LocalRuntimeApi]
 

@@ -28,6 +28,8 @@ What is stored
     what it cost: the saving each later hit records.
 """
 
+from __future__ import annotations
+
 import hashlib
 import json
 import re
@@ -38,17 +40,22 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import numpy.typing as npt
-
-from costgate.cache.embedding import Embedder
 from costgate.cache.model import AnswerCacheMode, CacheResult, SemanticCandidate, SemanticEntry, StoredAnswer
 from costgate.cache.ports import AnswerCacheStore
-from costgate.cache.semantic_policy import SemanticPolicy, default_policy
-from costgate.cache.vector_index import STORE_KEY_BITS, LshHasher, VectorIndex, default_hasher
 from costgate.errors import CostgateError
+
+# The semantic path's modules (numpy, the vector index, the guards and their policy) load on its first use:
+# a request the semantic cache does not apply to (a conversation, a feature on exact only, `x-costgate-cache:
+# off`) never pays for them, nor does a cold start that serves one (about 0.2 s of imports).
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+
+    from costgate.cache.embedding import Embedder
+    from costgate.cache.semantic_policy import SemanticPolicy
+    from costgate.cache.vector_index import LshHasher
 
 CACHE_HEADER = "x-costgate-cache"
 # A DynamoDB item holds 400 KB; an answer is stored compressed with its question and metadata beside it.
@@ -221,7 +228,7 @@ class Lookup:
     answer: StoredAnswer | None
     detail: str  # ASCII, for logs: why a hit, a miss or a bypass
     exact_key: str | None = None
-    semantic: "_Pending | None" = None
+    semantic: _Pending | None = None
     guard_rejection: str | None = None
     error: str | None = None  # the semantic cache could not run (embedder or configuration): exact only
 
@@ -238,6 +245,8 @@ class _ScopeIndex:
     """A warm container's entries of one scope: vectors in a VectorIndex, questions beside them."""
 
     def __init__(self, hasher: LshHasher, max_entries: int) -> None:
+        from costgate.cache.vector_index import VectorIndex  # noqa: PLC0415 - the semantic path only (above)
+
         self.index = VectorIndex(hasher, max_entries=max_entries)
         self.questions: dict[str, str] = {}
 
@@ -274,15 +283,15 @@ class AnswerCache:
         store: AnswerCacheStore,
         embedder: Callable[[], Embedder],
         *,
-        hasher_for: Callable[[Embedder], LshHasher] = lambda embedder: default_hasher(embedder.embedder_id),
-        policy_for: Callable[[Embedder], SemanticPolicy] = default_policy,
+        hasher_for: Callable[[Embedder], LshHasher] | None = None,
+        policy_for: Callable[[Embedder], SemanticPolicy] | None = None,
         max_scopes: int = MAX_WARM_SCOPES,
         max_entries_per_scope: int = MAX_WARM_ENTRIES_PER_SCOPE,
     ) -> None:
         self._store = store
         self._embedder_factory = embedder
-        self._hasher_for = hasher_for
-        self._policy_for = policy_for
+        self._hasher_for = hasher_for or _default_hasher
+        self._policy_for = policy_for or _default_policy
         self._policy: SemanticPolicy | None = None
         self._embedder: Embedder | None = None
         self._hasher: LshHasher | None = None
@@ -370,6 +379,8 @@ class AnswerCache:
             embedder_id=embedder.embedder_id,
             hasher_id=hasher.hasher_id,
         )
+        from costgate.cache.vector_index import STORE_KEY_BITS  # noqa: PLC0415 - the semantic path only (above)
+
         pending = _Pending(scope, question, vector, tuple(hasher.bucket_keys(vector, bits=STORE_KEY_BITS)))
         local = self._scope(scope)
         miss = Lookup(CacheResult.MISS, None, "semantic miss", exact_key=key, semantic=pending)
@@ -407,7 +418,7 @@ class AnswerCache:
 
     def _judge(
         self,
-        local: "_ScopeIndex",
+        local: _ScopeIndex,
         *,
         vector: Any,
         question: str,
@@ -467,3 +478,15 @@ class AnswerCache:
         if self._hasher is None:
             self._hasher = self._hasher_for(embedder)
         return self._hasher
+
+
+def _default_hasher(embedder: Embedder) -> LshHasher:
+    from costgate.cache.vector_index import default_hasher  # noqa: PLC0415 - the semantic path only (above)
+
+    return default_hasher(embedder.embedder_id)
+
+
+def _default_policy(embedder: Embedder) -> SemanticPolicy:
+    from costgate.cache.semantic_policy import default_policy  # noqa: PLC0415 - the semantic path only (above)
+
+    return default_policy(embedder)

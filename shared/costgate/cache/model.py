@@ -1,14 +1,18 @@
 """What the answer cache stores and says: its modes, its result, a stored answer and a semantic entry."""
 
+from __future__ import annotations
+
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from enum import IntEnum, StrEnum
-
-import numpy as np
-import numpy.typing as npt
+from typing import TYPE_CHECKING
 
 from costgate.errors import InvalidRequestError
+
+if TYPE_CHECKING:  # numpy loads with the semantic path (costgate.cache.answers), not with these types
+    import numpy as np
+    import numpy.typing as npt
 
 
 class AnswerCacheMode(IntEnum):
@@ -21,7 +25,7 @@ class AnswerCacheMode(IntEnum):
         return self.name.lower()
 
     @classmethod
-    def parse(cls, value: str, what: str) -> "AnswerCacheMode":
+    def parse(cls, value: str, what: str) -> AnswerCacheMode:
         try:
             return cls[value.strip().upper()]
         except KeyError:

@@ -34,7 +34,6 @@ from pynamodb.exceptions import DoesNotExist
 
 from costgate.accounting.ledger import validate_tag
 from costgate.cache.model import SemanticCandidate, SemanticEntry, StoredAnswer
-from costgate.cache.vector_index import decode_vector, encode_vector
 from costgate.dal.table import (
     PARTITION_KEY,
     SORT_KEY,
@@ -151,6 +150,9 @@ class DynamoAnswerCacheStore:
     # --- semantic ----------------------------------------------------------------------------------------
 
     def semantic_candidates(self, scope: str, bucket_keys: Sequence[str], now: datetime) -> list[SemanticCandidate]:
+        # numpy and the vector index load with the semantic path (costgate.cache.answers), not with this module.
+        from costgate.cache.vector_index import decode_vector  # noqa: PLC0415
+
         found: dict[str, SemanticCandidate] = {}
         for bucket_key in dict.fromkeys(bucket_keys):
             for item in SemanticBucketItem.query(_bucket_pk(scope, bucket_key)):
@@ -189,6 +191,8 @@ class DynamoAnswerCacheStore:
             bucket_keys=set(bucket_keys),
             expires_at=ttl,
         )
+        from costgate.cache.vector_index import encode_vector  # noqa: PLC0415 - as in semantic_candidates
+
         vector = encode_vector(entry.vector)
         buckets = [
             SemanticBucketItem(
