@@ -5,6 +5,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
+from aws_lambda_powertools.utilities import parameters
 
 from costgate.dal.table import bind_table
 from costgate_local.stack.aws import LocalAws, LocalAwsEndpoints, create_table, environment
@@ -57,3 +58,12 @@ class FakeLambdaContext:
 @pytest.fixture
 def lambda_context() -> FakeLambdaContext:
     return FakeLambdaContext()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_secret_providers() -> Iterator[None]:
+    """Powertools keeps one SecretsProvider per process, its boto3 client bound to the endpoint of the test
+    that first read a secret (an e2e test that invokes a handler against its stack's moto, say): a later test,
+    on another moto, must not inherit it."""
+    yield
+    parameters.clear_caches()
