@@ -303,42 +303,41 @@ def _same_cost(stored: Mapping[str, Any], entry: LedgerEntry) -> bool:
     return cost is not None and Decimal(str(cost)) == entry.cost.total_usd
 
 
-def _priced_actions(entry: LedgerEntry) -> list[Action]:
+def _priced_fields(entry: LedgerEntry) -> dict[str, Any]:
+    """What an answered request's row says of its price and usage, by attribute (None: the attribute is absent):
+    one list for both ways a row gets them, settled in place (`_priced_actions`) or written whole (`_settled_item`)."""
     cost: Cost = entry.cost
     usage: TokenUsage = entry.usage
-    actions: list[Action] = [
-        LedgerItem.upstream_request_id.set(entry.upstream_request_id)
-        if entry.upstream_request_id
-        else LedgerItem.upstream_request_id.remove(),
-        LedgerItem.model.set(entry.model),
-        LedgerItem.price_version.set(cost.price_version),
-        LedgerItem.price_confirmed.set(cost.confirmed),
-        LedgerItem.modifiers.set(list(cost.modifiers)),  # type: ignore[arg-type]  # a list of str, stored as such
-        LedgerItem.cost_usd.set(cost.total_usd),
-        LedgerItem.baseline_cost_usd.set(entry.baseline_cost_usd),
-        LedgerItem.components.set(_components(cost)),
-        LedgerItem.savings.set(_savings(entry)),
-        LedgerItem.input_tokens.set(usage.input_tokens),
-        LedgerItem.output_tokens.set(usage.output_tokens),
-        LedgerItem.cache_write_5m_tokens.set(usage.cache_write_5m_tokens),
-        LedgerItem.cache_write_1h_tokens.set(usage.cache_write_1h_tokens),
-        LedgerItem.cache_read_tokens.set(usage.cache_read_tokens),
-        LedgerItem.web_search_requests.set(usage.web_search_requests),
-        LedgerItem.web_fetch_requests.set(usage.web_fetch_requests),
-        LedgerItem.service_tier.set(usage.service_tier),
-        LedgerItem.speed.set(usage.speed),
+    return {
+        "upstream_request_id": entry.upstream_request_id or None,
+        "model": entry.model,
+        "price_version": cost.price_version,
+        "price_confirmed": cost.confirmed,
+        "modifiers": list(cost.modifiers),
+        "cost_usd": cost.total_usd,
+        "baseline_cost_usd": entry.baseline_cost_usd,
+        "components": _components(cost),
+        "savings": _savings(entry),
+        "prompt_cache": _prefix_map(entry.prompt_cache) if entry.prompt_cache is not None else None,
+        "input_tokens": usage.input_tokens,
+        "output_tokens": usage.output_tokens,
+        "cache_write_5m_tokens": usage.cache_write_5m_tokens,
+        "cache_write_1h_tokens": usage.cache_write_1h_tokens,
+        "cache_read_tokens": usage.cache_read_tokens,
+        "web_search_requests": usage.web_search_requests,
+        "web_fetch_requests": usage.web_fetch_requests,
+        "thinking_tokens": usage.thinking_tokens,
+        "service_tier": usage.service_tier,
+        "inference_geo": usage.inference_geo,
+        "speed": usage.speed,
+    }
+
+
+def _priced_actions(entry: LedgerEntry) -> list[Action]:
+    return [
+        getattr(LedgerItem, name).set(value) if value is not None else getattr(LedgerItem, name).remove()
+        for name, value in _priced_fields(entry).items()
     ]
-    thinking, geo = usage.thinking_tokens, usage.inference_geo
-    actions.append(
-        LedgerItem.thinking_tokens.set(thinking) if thinking is not None else LedgerItem.thinking_tokens.remove()
-    )
-    actions.append(LedgerItem.inference_geo.set(geo) if geo is not None else LedgerItem.inference_geo.remove())
-    actions.append(
-        LedgerItem.prompt_cache.set(_prefix_map(entry.prompt_cache))
-        if entry.prompt_cache is not None
-        else LedgerItem.prompt_cache.remove()
-    )
-    return actions
 
 
 def _components(cost: Cost) -> CostComponents:
@@ -364,8 +363,6 @@ def _prefix_map(use: PrefixUse) -> PrefixUseMap:
 
 def _settled_item(entry: LedgerEntry) -> LedgerItem:
     pk, sk = ledger_key(entry.request_id)
-    cost: Cost = entry.cost
-    usage: TokenUsage = entry.usage
     return LedgerItem(
         pk,
         sk,
@@ -374,33 +371,13 @@ def _settled_item(entry: LedgerEntry) -> LedgerItem:
         day=entry.day.isoformat(),
         tenant=entry.tenant,
         feature=entry.feature,
-        model=entry.model,
         status=RequestState.SETTLED.value,
-        held_usd=cost.total_usd,
+        held_usd=entry.cost.total_usd,
         key_id=entry.key_id,
         requested_model=entry.requested_model,
         route_tier=entry.route_tier,
         route_reason=entry.route_reason,
-        upstream_request_id=entry.upstream_request_id,
-        price_version=cost.price_version,
-        price_confirmed=cost.confirmed,
-        modifiers=list(cost.modifiers),
-        cost_usd=cost.total_usd,
-        baseline_cost_usd=entry.baseline_cost_usd,
-        components=_components(cost),
-        savings=_savings(entry),
-        prompt_cache=_prefix_map(entry.prompt_cache) if entry.prompt_cache is not None else None,
-        input_tokens=usage.input_tokens,
-        output_tokens=usage.output_tokens,
-        cache_write_5m_tokens=usage.cache_write_5m_tokens,
-        cache_write_1h_tokens=usage.cache_write_1h_tokens,
-        cache_read_tokens=usage.cache_read_tokens,
-        web_search_requests=usage.web_search_requests,
-        web_fetch_requests=usage.web_fetch_requests,
-        thinking_tokens=usage.thinking_tokens,
-        service_tier=usage.service_tier,
-        inference_geo=usage.inference_geo,
-        speed=usage.speed,
+        **_priced_fields(entry),
     )
 
 
