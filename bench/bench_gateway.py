@@ -46,6 +46,7 @@ from types import ModuleType
 from typing import Any, TextIO
 
 import anthropic
+import botocore
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication
 from werkzeug.test import EnvironBuilder
 from werkzeug.wrappers import Request
@@ -98,8 +99,13 @@ LAYERS = (REPO_ROOT / "shared",)
 # Imported by the handler besides the candidates below (so each candidate is timed as the last thing in).
 HANDLER_THIRD_PARTY = (
     "import urllib3, pynamodb.models, pynamodb.transactions\n"
-    "import aws_lambda_powertools.event_handler, aws_lambda_powertools.logging, aws_lambda_powertools.metrics"
+    "import aws_lambda_powertools.logging, aws_lambda_powertools.metrics"
 )
+# DependenciesLayer's build trims botocore's endpoints.json to the services costgate calls; the venv's botocore
+# has the whole file, so the child processes read a copy trimmed by the same script (AWS_DATA_PATH is searched
+# before botocore's own data).
+TRIM_BOTOCORE = REPO_ROOT / "layers" / "dependencies" / "trim_botocore.py"
+LAYER_MAKEFILE = REPO_ROOT / "layers" / "dependencies" / "Makefile"
 
 
 class Report:
@@ -461,11 +467,27 @@ class ColdStart:
         return self.import_s + self.init_s + self.first_response_s
 
 
-def lambda_environment(layout: Layout, table: str) -> dict[str, str]:
+@functools.cache
+def layer_botocore_data(scratch: Path) -> Path:
+    """A botocore data directory holding endpoints.json as DependenciesLayer ships it."""
+    data = scratch / "botocore-data"
+    data.mkdir(exist_ok=True)
+    shutil.copy(Path(botocore.__file__).parent / "data" / "endpoints.json", data / "endpoints.json")
+    services = next(
+        line.split("=", 1)[1].split()
+        for line in LAYER_MAKEFILE.read_text(encoding="utf-8").splitlines()
+        if line.startswith("BOTOCORE_SERVICES =")
+    )
+    subprocess.run([sys.executable, str(TRIM_BOTOCORE), str(data), *services], check=True, timeout=CHILD_TIMEOUT_S)
+    return data
+
+
+def lambda_environment(layout: Layout, table: str, scratch: Path) -> dict[str, str]:
     """This process's environment (local AWS endpoints, the function's variables) as Lambda would extend it."""
     environ = {name: value for name, value in os.environ.items() if name not in ("PYTHONPYCACHEPREFIX", "PYTHONPATH")}
     environ.update(
         {
+            "AWS_DATA_PATH": str(layer_botocore_data(scratch)),
             "COSTGATE_TABLE": table,
             "LAMBDA_TASK_ROOT": str(TASK_ROOT),
             "PYTHONPATH": os.pathsep.join(str(path) for path in (TASK_ROOT, *LAYERS)),
@@ -508,7 +530,7 @@ def run_child(
 
 
 def cold_start(layout: Layout, mode: str, event_file: Path, table: str, scratch: Path) -> ColdStart:
-    environ = lambda_environment(layout, table)
+    environ = lambda_environment(layout, table, scratch)
     figures, spawned, _ = run_child(COLD_START_CHILD, [mode, str(event_file)], environ, scratch)
     if figures["statuses"] != [200, 200]:
         raise SystemExit(f"bench_gateway: cold {mode} requests got {figures['statuses']}: {figures['body']}")
@@ -644,9 +666,9 @@ def candidates() -> tuple[Candidate, ...]:
     # and no second session is built; the figures before were 52 ms and 173 ms on a loaded machine.
     return (
         Candidate(
-            "Powertools Tracer() on Lambda (aws_xray_sdk, patch_all)",
+            "Powertools Tracer on Lambda (aws_xray_sdk, botocore patched)",
             "no Tracer (Lambda still traces the invocation)",
-            (HANDLER_THIRD_PARTY + "\nfrom aws_lambda_powertools import Tracer", "Tracer()"),
+            (HANDLER_THIRD_PARTY + "\nfrom aws_lambda_powertools import Tracer", 'Tracer(patch_modules=["botocore"])'),
         ),
     )
 
@@ -655,6 +677,27 @@ def timed_ms(setup_and_timed: tuple[str, str], environ: dict[str, str], scratch:
     setup, timed = setup_and_timed
     seconds, _, _ = run_child(TIMED_CHILD, [setup, timed], environ, scratch)
     return float(seconds) * 1e3
+
+
+# What any function that keeps its books in DynamoDB through botocore (pynamodb) pays before its first byte,
+# whatever its own code: botocore and urllib3 imported, the two clients a first request builds.
+FLOOR = (
+    "",
+    "import urllib3, botocore.session\n"
+    "session = botocore.session.get_session()\n"
+    "for service in ('dynamodb', 'secretsmanager'):\n"
+    "    session.create_client(service, region_name='us-east-1')",
+)
+
+
+def report_floor(environ: dict[str, str], scratch: Path, cold: dict[str, float]) -> None:
+    runs = [timed_ms(FLOOR, environ, scratch) for _ in range(RUN.cold_runs)]
+    floor = statistics.median(runs)
+    say(f"Floor (median of {RUN.cold_runs}): importing botocore and urllib3 and building the DynamoDB and Secrets")
+    ratio = floor / COLD_START_TARGET_MS
+    say(f"  Manager clients, nothing else, in a fresh interpreter: {floor:.0f} ms = {ratio:.1f}x the target")
+    for label, function_ms in cold.items():
+        say(f"  {label}: {function_ms - floor:.0f} ms above the floor")
 
 
 def report_candidates(environ: dict[str, str], scratch: Path) -> None:
@@ -703,7 +746,9 @@ def main() -> None:
         results = measure_cold_starts(aws, function, handler, scratch)
         cold = report_cold_starts(results)
         say()
-        environ = lambda_environment(Layout("repo tree"), os.environ["COSTGATE_TABLE"])
+        environ = lambda_environment(Layout("repo tree"), os.environ["COSTGATE_TABLE"], scratch)
+        report_floor(environ, scratch, cold)
+        say()
         handler_import = report_import_tree("Where the handler's import goes", "handler", environ, scratch)
         say()
         sdk_import = report_import_tree("For comparison, the anthropic SDK", "anthropic", environ, scratch)

@@ -3,7 +3,8 @@
 The function runs on costgate's own runtime loop (`costgate.runtime`, started by its exec wrapper), which
 calls `lambda_handler` with the invocation's response stream. `POST /v1/messages` goes straight to the
 gateway: a streamed answer is relayed as Claude sends it, anything else is written in one piece. Every
-other route goes through Powertools' resolver, its proxy response written as one prelude and one body.
+other route goes through Powertools' resolver, its proxy response written as one prelude and one body; the
+resolver is built on the first such request, so a cold start for `POST /v1/messages` does not import it.
 """
 
 import base64
@@ -13,12 +14,10 @@ import time
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
-from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from costgate.accounting.ports import LedgerStore
-from costgate.accounting.report import CostReportRequest, build_report
 from costgate.cache.answers import AnswerCache
 from costgate.claude.messages import HttpUpstream
 from costgate.clock import SystemClock
@@ -42,9 +41,10 @@ from costgate.runtime.stream import ResponseStream
 from costgate.settings import ApiSettings
 
 if TYPE_CHECKING:
+    from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
+
     from costgate.cache.embedding import Embedder
 
-app = APIGatewayRestResolver()
 # Time kept back from the Lambda timeout so a late answer is still priced and recorded.
 RECORDING_MARGIN_S = 15.0
 MESSAGES_RESOURCE = "/v1/messages"
@@ -52,6 +52,7 @@ INTERNAL_MESSAGE = "internal error in costgate; quote the request-id header when
 # The Claude key is read through the table connection's botocore session (not Powertools' parameters, which
 # import boto3 and build a second session on a cold start), and read again after this time (rotation).
 SECRET_MAX_AGE_S = 300
+JSON = "application/json"
 
 
 @cache
@@ -97,29 +98,45 @@ def _embedder(name: str) -> "Embedder":
     return embedder_for(name)
 
 
-@app.get("/v1/health")
+@cache
+def router() -> "APIGatewayRestResolver":
+    """Powertools' resolver for every route but `POST /v1/messages`. Built on the first request it serves:
+    importing Powertools' event_handler (AppSync's resolver and asyncio with it) cost ~55 ms of every cold start
+    (bench_gateway's import breakdown), and most cold starts are a message's."""
+    from aws_lambda_powertools.event_handler import APIGatewayRestResolver  # noqa: PLC0415
+
+    app = APIGatewayRestResolver()
+    app.get("/v1/health")(health)
+    app.get("/v1/costs")(costs)
+    app.get("/v1/requests/<request_id>")(request_receipt)
+    app.post("/v1/messages/count_tokens")(count_tokens)
+    app.not_found(not_found)
+    app.exception_handler(CostgateError)(costgate_error)
+    app.exception_handler(Exception)(unexpected_error)
+    return app
+
+
 def health() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@app.get("/v1/costs")
 def costs() -> dict[str, Any]:
-    request = CostReportRequest.from_query(app.current_event.query_string_parameters or {})
+    from costgate.accounting.report import CostReportRequest, build_report  # noqa: PLC0415 - off the messages path
+
+    request = CostReportRequest.from_query(router().current_event.query_string_parameters or {})
     return build_report(ledger_store(), request).as_json()
 
 
-@app.get("/v1/requests/<request_id>")
 def request_receipt(request_id: str) -> dict[str, Any]:
     """The ledger row of one of the caller's own requests (by its x-costgate-request-id), else 404."""
-    headers = {name.lower(): value for name, value in (app.current_event.headers or {}).items()}
+    headers = {name.lower(): value for name, value in (router().current_event.headers or {}).items()}
     return receipt_document(gateway().find_request(headers, request_id))
 
 
-@app.post("/v1/messages/count_tokens")
-def count_tokens() -> Response[str]:
-    event = app.current_event
-    answer = gateway().count_tokens(_gateway_request(event.raw_event, app.lambda_context))
-    return Response(status_code=answer.status, body=answer.body.decode("utf-8"), headers=answer.headers)
+def count_tokens() -> "Response[str]":
+    app = router()
+    answer = gateway().count_tokens(_gateway_request(app.current_event.raw_event, app.lambda_context))
+    return _response(answer.status, answer.body.decode("utf-8"), answer.headers)
 
 
 def _gateway_request(event: dict[str, Any], context: LambdaContext) -> GatewayRequest:
@@ -156,30 +173,33 @@ def _messages(event: dict[str, Any], context: LambdaContext, stream: ResponseStr
         answer.relay(stream)
 
 
-@app.not_found
-def not_found(_: Exception) -> Response[str]:
-    event = app.current_event
+def not_found(_: Exception) -> "Response[str]":
+    event = router().current_event
     return _error(NotFoundError(f"no route for {event.http_method} {event.path}"))
 
 
-@app.exception_handler(CostgateError)
-def costgate_error(error: CostgateError) -> Response[str]:
+def costgate_error(error: CostgateError) -> "Response[str]":
     return _error(error)
 
 
-@app.exception_handler(Exception)
-def unexpected_error(error: Exception) -> Response[str]:
+def unexpected_error(error: Exception) -> "Response[str]":
     return _error(InternalError(INTERNAL_MESSAGE))
 
 
-def _error(error: CostgateError) -> Response[str]:
-    status, headers, body = _error_parts(error, app.current_event.request_context.request_id)
-    return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=body, headers=headers)
+def _error(error: CostgateError) -> "Response[str]":
+    status, headers, body = _error_parts(error, router().current_event.request_context.request_id)
+    return _response(status, body, {"Content-Type": JSON, **headers})
+
+
+def _response(status: int, body: str, headers: dict[str, str]) -> "Response[str]":
+    from aws_lambda_powertools.event_handler import Response  # noqa: PLC0415 - loaded with router()
+
+    return Response(status_code=status, body=body, headers=headers)
 
 
 def _write_error(stream: ResponseStream, error: CostgateError, request_id: str) -> None:
     status, headers, body = _error_parts(error, request_id)
-    stream.start(HttpPrelude(status, {"Content-Type": content_types.APPLICATION_JSON, **headers}))
+    stream.start(HttpPrelude(status, {"Content-Type": JSON, **headers}))
     stream.write(body.encode("utf-8"))
 
 
@@ -204,6 +224,6 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext, response_strea
     if event.get("httpMethod") == "POST" and event.get("resource") == MESSAGES_RESOURCE:
         _messages(event, context, response_stream)
         return
-    prelude, body = from_proxy_response(app.resolve(event, context))
+    prelude, body = from_proxy_response(router().resolve(event, context))
     response_stream.start(prelude)
     response_stream.write(body)

@@ -1,7 +1,14 @@
 """The Lambda layers against the code that runs on them: botocore's trimmed models, the guards' Kiwi files."""
 
+import importlib.util
+import json
 import re
+import shutil
 from pathlib import Path
+from types import ModuleType
+
+import botocore
+import botocore.session
 
 from costgate.cache import korean
 
@@ -52,3 +59,60 @@ def test_the_guards_layer_ships_the_kiwi_version_and_files_the_code_loads() -> N
     ):
         assert korean.KIWI_OPTIONS[option] is False
         assert removed in makefile
+
+
+def _trim_botocore() -> ModuleType:
+    path = REPO_ROOT / "layers" / "dependencies" / "trim_botocore.py"
+    spec = importlib.util.spec_from_file_location("trim_botocore", path)
+    assert spec
+    assert spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _endpoints(data: Path | None, services: set[str]) -> dict[tuple[str, str], str]:
+    """Each service's endpoint host in every region of every partition, resolved as a client resolves it."""
+    session = botocore.session.Session()
+    if data is not None:
+        session.set_config_variable("data_path", str(data))  # searched before botocore's own data
+    resolver = session._get_internal_component("endpoint_resolver")  # what create_client uses
+    partitions = json.loads((Path(botocore.__file__).parent / "data" / "endpoints.json").read_bytes())["partitions"]
+    hosts = {}
+    for partition in partitions:
+        for region in partition["regions"]:
+            for service in sorted(services):
+                endpoint = resolver.construct_endpoint(service, region, partition_name=partition["partition"])
+                hosts[(service, region)] = endpoint["hostname"] if endpoint else "unresolved"
+    return hosts
+
+
+def test_trimming_botocore_keeps_the_listed_services_and_resolves_their_endpoints_as_before(tmp_path: Path) -> None:
+    # Given a copy of botocore's data with the listed services, one other service, and the full endpoints.json
+    kept = _makefile_variable(REPO_ROOT / "layers" / "dependencies" / "Makefile", "BOTOCORE_SERVICES")
+    original = Path(botocore.__file__).parent / "data"
+    data = tmp_path / "data"
+    data.mkdir()
+    for name in (*kept, "ec2"):
+        shutil.copytree(original / name, data / name)
+    shutil.copy(original / "endpoints.json", data / "endpoints.json")
+
+    # When the layer's build trims it
+    _trim_botocore().trim(data, kept)
+
+    # Then the other service's models are gone; endpoints.json is a fraction of its size, with every partition
+    # as it was but for the services, which are the listed ones' entries exactly
+    assert sorted(path.name for path in data.iterdir() if path.is_dir()) == sorted(kept)
+    assert (data / "endpoints.json").stat().st_size < (original / "endpoints.json").stat().st_size / 20
+    before = json.loads((original / "endpoints.json").read_bytes())
+    after = json.loads((data / "endpoints.json").read_bytes())
+    assert len(after["partitions"]) == len(before["partitions"]) > 1
+    for full, trimmed_partition in zip(before["partitions"], after["partitions"], strict=True):
+        services = full.pop("services")
+        assert trimmed_partition.pop("services") == {name: services[name] for name in kept if name in services}
+        assert trimmed_partition == full
+    # and every listed service resolves to the same host in every region as with botocore's full data
+    trimmed = _endpoints(data, kept)
+    assert len(trimmed) > 30 * len(kept)
+    assert trimmed == _endpoints(None, kept)
+    assert trimmed[("dynamodb", "eu-west-1")] == "dynamodb.eu-west-1.amazonaws.com"

@@ -109,6 +109,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import IntEnum
+from functools import cache
 from types import MappingProxyType
 from typing import Any
 
@@ -383,11 +384,22 @@ def _by_first_character(
     return index
 
 
-_ENGLISH_RE = _scanner(_ENGLISH, r"\b")
-_KOREAN_RE = _scanner(_KOREAN, "")
-# A matched text's concept is that of the first alternative, in table order, matching all of it; only the
-# alternatives opening with the text's first character are tried.
-_ALTERNATIVES = _by_first_character(_ENGLISH, _KOREAN)
+@dataclass(frozen=True)
+class _Scanners:
+    english: re.Pattern[str]
+    korean: re.Pattern[str]
+    # A matched text's concept is that of the first alternative, in table order, matching all of it; only the
+    # alternatives opening with the text's first character are tried.
+    alternatives: dict[str, list[tuple[str, str, re.Pattern[str]]]]
+
+
+@cache
+def _scanners() -> _Scanners:
+    # Compiled on the first routed request, not at import: ~220 patterns cost ~50 ms of every cold start, and
+    # a request that names its model (and no policy overrides it) never reads them.
+    return _Scanners(_scanner(_ENGLISH, r"\b"), _scanner(_KOREAN, ""), _by_first_character(_ENGLISH, _KOREAN))
+
+
 _HANGUL_RE = re.compile("[\uac00-\ud7a3]")
 # After a newline (the text is scanned with one in front): a bullet, a number ("3.", "2)", "8.1"),
 # a letter ("a)", "(b)") or a Korean article ("제7조"), then a space or an opening parenthesis.
@@ -490,12 +502,15 @@ def _request_signals(body: Mapping[str, Any], messages: list[Any]) -> list[tuple
 def _keywords(text: str, *, korean: bool) -> tuple[dict[str, list[str]], int]:
     """The keyword concepts of each kind in casefolded text, each once in order of appearance; and the
     number of question words."""
-    matches = list(_ENGLISH_RE.finditer(text))
+    scanners = _scanners()
+    matches = list(scanners.english.finditer(text))
     if korean:
-        matches += _KOREAN_RE.finditer(text)
+        matches += scanners.korean.finditer(text)
     hits: dict[str, list[str]] = {COMPLEX: [], HINT: [], SIMPLE: [], PRODUCE: []}
     asked = 0
-    for _, kind, concept in sorted((match.start(), *_concept(match.group())) for match in matches):
+    for _, kind, concept in sorted(
+        (match.start(), *_concept(scanners.alternatives, match.group())) for match in matches
+    ):
         if kind == QUESTION:
             asked += 1
         elif concept not in hits[kind]:
@@ -503,8 +518,8 @@ def _keywords(text: str, *, korean: bool) -> tuple[dict[str, list[str]], int]:
     return hits, asked
 
 
-def _concept(matched: str) -> tuple[str, str]:
-    candidates = (*_ALTERNATIVES.get(matched[0], ()), *_ALTERNATIVES.get("", ()))
+def _concept(alternatives: dict[str, list[tuple[str, str, re.Pattern[str]]]], matched: str) -> tuple[str, str]:
+    candidates = (*alternatives.get(matched[0], ()), *alternatives.get("", ()))
     return next((kind, concept) for kind, concept, pattern in candidates if pattern.fullmatch(matched))
 
 
