@@ -664,7 +664,7 @@ def report_cold_starts(
             f"{clients_ms:5.0f}ms/{clients:.0f}{aws_ms:6.0f}ms/{calls:<2.0f}{second:8.0f}ms{function:8.0f}ms{own:8.0f}ms"
         )
         say(f"  {request:<18} {layout.label:<44}{figures} = {own / COLD_START_TARGET_MS:.1f}x the target")
-    say("  function = import + init + 1st byte: the function's own cold start to its first byte.")
+    say("  function = import + init + 1st byte: the cold start to the first byte, round trips to moto included.")
     say("  local AWS = of the 1st byte, waiting on HTTP round trips to moto (DynamoDB, Secrets Manager) / how many.")
     say(f"  own      = function - local AWS, against the {TARGET_LABEL}: on Lambda add those round trips at")
     say("             DynamoDB's and Secrets Manager's pace (single-digit ms each, some sent at once).")
