@@ -355,53 +355,38 @@ initialised = time.perf_counter()
 with open(event_path, encoding="utf-8") as file:
     event = json.load(file)
 
-# A timing proxy on botocore client creation (imported by the handler already): the first calls build clients.
+# Timing proxies on botocore (imported by the handler already), each keeping (start, end) spans: client
+# creation (the first calls build clients) and every HTTP request it sends (to moto here: DynamoDB, Secrets
+# Manager). The gateway sends some requests at once (the ledger row and the budget take), so the time waited
+# on them is the union of their spans.
+import botocore.endpoint
 import botocore.session
 
-clients = {"seconds": 0.0, "count": 0}
-create_client = botocore.session.Session.create_client
+
+def timed(owner, name, spans):
+    original = getattr(owner, name)
+
+    def proxy(*args, **kwargs):
+        began = time.perf_counter()
+        try:
+            return original(*args, **kwargs)
+        finally:
+            spans.append((began, time.perf_counter()))
+
+    setattr(owner, name, proxy)
 
 
-def timed_create_client(*args, **kwargs):
-    began = time.perf_counter()
-    try:
-        return create_client(*args, **kwargs)
-    finally:
-        clients["seconds"] += time.perf_counter() - began
-        clients["count"] += 1
-
-
-botocore.session.Session.create_client = timed_create_client
-
-# And on every HTTP request botocore sends (to moto here: DynamoDB, Secrets Manager), kept as intervals, since
-# the gateway sends some at once (the ledger row and the budget take): their union is the time waited on them.
-import botocore.endpoint
-
-sends = []
-send = botocore.endpoint.Endpoint._send
-
-
-def timed_send(*args, **kwargs):
-    began = time.perf_counter()
-    try:
-        return send(*args, **kwargs)
-    finally:
-        sends.append((began, time.perf_counter()))
-
-
-botocore.endpoint.Endpoint._send = timed_send
+clients, sends = [], []
+timed(botocore.session.Session, "create_client", clients)
+timed(botocore.endpoint.Endpoint, "_send", sends)
 
 
 def waited(until):
-    total, reached = 0.0, None
+    total, reached = 0.0, 0.0
     for began, ended in sorted(span for span in sends if span[0] < until):
         ended = min(ended, until)
-        if reached is None or began > reached:
-            total += ended - began
-            reached = ended
-        elif ended > reached:
-            total += ended - reached
-            reached = ended
+        total += max(0.0, ended - max(began, reached))
+        reached = max(reached, ended)
     return total
 
 
@@ -455,8 +440,8 @@ with open(result_path, "w", encoding="utf-8") as file:
             "import_s": imported - start,
             "init_s": initialised - imported,
             "first_response_s": first_byte - asked,
-            "clients_s": clients["seconds"],
-            "clients": clients["count"],
+            "clients_s": sum(ended - began for began, ended in clients),
+            "clients": len(clients),
             "aws_s": aws_s,
             "aws_calls": aws_calls,
             "second_response_s": answered_again - answered,
